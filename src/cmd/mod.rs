@@ -1,0 +1,3 @@
+//! CLI commands other than argument parsing (which lives in main.rs).
+
+pub mod status;

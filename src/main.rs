@@ -1,0 +1,128 @@
+//! `sealkeep`: CLI parsing and wiring only.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use sealkeep::server::Server;
+use sealkeep::server::config::{ProcessEnv, ServerConfig};
+use sealkeep::telemetry::{self, LogFormat};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sealkeep",
+    version,
+    about = "Kubernetes-native secrets server with a Vault-compatible API"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the secrets server.
+    Server(ServerArgs),
+    /// Print the seal status like `vault status` (exit 0 unsealed, 2 sealed, 1 error).
+    Status {
+        /// Server address; defaults to SEALKEEP_ADDR, then VAULT_ADDR, then http://127.0.0.1:8200.
+        #[arg(long = "address", alias = "addr")]
+        address: Option<String>,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct ServerArgs {
+    /// Vault-style HCL configuration file.
+    #[arg(
+        long,
+        short = 'c',
+        required_unless_present = "dev",
+        conflicts_with = "dev"
+    )]
+    config: Option<PathBuf>,
+    /// In-memory, initialized and unsealed server for development. Never use in production.
+    #[arg(long)]
+    dev: bool,
+    /// Listen address in dev mode.
+    #[arg(long, default_value = "127.0.0.1:8200")]
+    dev_listen_address: SocketAddr,
+    /// Log format (overrides log_format in the config).
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
+    /// Log level (overrides log_level in the config; RUST_LOG wins over both).
+    #[arg(long)]
+    log_level: Option<String>,
+}
+
+fn main() -> ExitCode {
+    // One TLS provider for the whole process (rustls with aws-lc-rs, shared with the AWS SDK).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Status { address } => {
+            let addr = address.unwrap_or_else(sealkeep::api_client::Client::addr_from_env);
+            ExitCode::from(runtime.block_on(sealkeep::cmd::status::run(&addr)))
+        }
+        Command::Server(args) => match runtime.block_on(run_server(args)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("Error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
+    let config = if args.dev {
+        ServerConfig::dev(args.dev_listen_address)
+    } else {
+        let path = args
+            .config
+            .context("--config FILE is required (or use --dev)")?;
+        ServerConfig::load(&path, &ProcessEnv)?
+    };
+    let level = args
+        .log_level
+        .clone()
+        .or_else(|| config.log_level.map(|l| l.as_str().to_owned()))
+        .unwrap_or_else(|| "info".into());
+    telemetry::init_tracing(
+        &level,
+        args.log_format.or(config.log_format).unwrap_or_default(),
+    );
+    let server = Server::build(config.clone()).await?;
+    if args.dev {
+        let (root_token, unseal_key) = server.init_dev().await?;
+        let addr = format!("http://{}", args.dev_listen_address);
+        println!(
+            "WARNING! dev mode is enabled! In this mode, Sealkeep runs entirely in-memory\n\
+             and starts unsealed with a single unseal key. Never use it in production.\n\n\
+             You may need to set the following environment variables:\n\n    \
+             $ export VAULT_ADDR='{addr}'\n    $ export SEALKEEP_ADDR='{addr}'\n\n\
+             Unseal Key: {unseal_key}\nRoot Token: {root_token}\n"
+        );
+    }
+    tracing::info!(
+        version = sealkeep::server::core::VERSION,
+        storage = config.storage.kind(),
+        seal = config.seal.seal_type().as_str(),
+        "sealkeep server starting"
+    );
+    server.serve(sealkeep::server::shutdown_signal()).await?;
+    Ok(())
+}

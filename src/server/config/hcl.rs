@@ -1,0 +1,541 @@
+//! Server configuration: walks the HCL syntax tree (hcl-edit keeps source spans) into the typed
+//! config, so every error can name the file, the line and the fix. Pure.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hcl_edit::Span;
+use hcl_edit::expr::Expression;
+use hcl_edit::structure::{Attribute, Block, Body, Structure};
+
+use super::{
+    AwsKmsConfig, DEFAULT_MAX_BACKOFF, DEFAULT_MAX_REQUEST_SIZE, Env, ListenerConfig, LogLevel,
+    SealConfig, ServerConfig, StorageConfig, TlsConfig,
+};
+use crate::telemetry::LogFormat;
+
+/// A configuration error that names where it is and how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {message}; {fix}")]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+    pub fix: String,
+}
+
+struct Ctx<'a> {
+    file: &'a str,
+    text: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err(
+        &self,
+        span: Option<std::ops::Range<usize>>,
+        message: String,
+        fix: impl Into<String>,
+    ) -> ConfigError {
+        let (line, column) = match span {
+            Some(r) => {
+                let before = &self.text[..r.start.min(self.text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before
+                    .rfind('\n')
+                    .map_or(before.len() + 1, |i| before.len() - i);
+                (line, column)
+            }
+            None => (0, 0),
+        };
+        ConfigError {
+            file: self.file.to_owned(),
+            line,
+            column,
+            message,
+            fix: fix.into(),
+        }
+    }
+
+    fn string(&self, attr: &Attribute) -> Result<String, ConfigError> {
+        match &attr.value {
+            Expression::String(s) => Ok(s.value().clone()),
+            other => Err(self.type_err(attr, "a string", other)),
+        }
+    }
+
+    /// Vault accepts `true`, `1`, `"true"` and `"1"` for boolean settings.
+    fn boolean(&self, attr: &Attribute) -> Result<bool, ConfigError> {
+        let parsed = match &attr.value {
+            Expression::Bool(b) => Some(*b.value()),
+            Expression::Number(n) => match n.value().as_u64() {
+                Some(0) => Some(false),
+                Some(1) => Some(true),
+                _ => None,
+            },
+            Expression::String(s) => match s.value().to_ascii_lowercase().as_str() {
+                "true" | "1" => Some(true),
+                "false" | "0" => Some(false),
+                _ => None,
+            },
+            _ => None,
+        };
+        parsed.ok_or_else(|| self.type_err(attr, "a boolean (true, false, 1 or 0)", &attr.value))
+    }
+
+    fn uint(&self, attr: &Attribute) -> Result<u64, ConfigError> {
+        match &attr.value {
+            Expression::Number(n) => n.value().as_u64(),
+            Expression::String(s) => s.value().parse().ok(),
+            _ => None,
+        }
+        .ok_or_else(|| self.type_err(attr, "a non-negative integer", &attr.value))
+    }
+
+    fn duration(&self, attr: &Attribute) -> Result<Duration, ConfigError> {
+        match &attr.value {
+            Expression::String(s) => humantime::parse_duration(s.value()).ok(),
+            Expression::Number(n) => n.value().as_u64().map(Duration::from_secs),
+            _ => None,
+        }
+        .ok_or_else(|| self.type_err(attr, "a duration such as \"10s\" or \"1m\"", &attr.value))
+    }
+
+    fn type_err(&self, attr: &Attribute, want: &str, got: &Expression) -> ConfigError {
+        let kind = match got {
+            Expression::Null(_) => "null",
+            Expression::Bool(_) => "a boolean",
+            Expression::Number(_) => "a number",
+            Expression::String(_)
+            | Expression::StringTemplate(_)
+            | Expression::HeredocTemplate(_) => "a string",
+            Expression::Array(_) => "a list",
+            Expression::Object(_) => "an object",
+            _ => "an expression",
+        };
+        self.err(
+            attr.span(),
+            format!("{:?} must be {want}, but it is {kind}", attr.key.as_str()),
+            format!("write {} = <{want}>", attr.key.as_str()),
+        )
+    }
+}
+
+/// Returns the attributes of a block body, rejecting nested blocks and unknown or repeated keys.
+fn attributes<'b>(
+    ctx: &Ctx<'_>,
+    body: &'b Body,
+    where_: &str,
+    known: &[&str],
+) -> Result<Vec<&'b Attribute>, ConfigError> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for s in body.iter() {
+        match s {
+            Structure::Block(b) => {
+                return Err(ctx.err(
+                    b.span(),
+                    format!("unexpected block {:?} inside {where_}", b.ident.as_str()),
+                    format!(
+                        "remove it; {where_} takes only the settings {}",
+                        known.join(", ")
+                    ),
+                ));
+            }
+            Structure::Attribute(a) => {
+                let key = a.key.as_str();
+                if !known.contains(&key) {
+                    return Err(ctx.err(
+                        a.span(),
+                        format!("unknown setting {key:?} in {where_}"),
+                        format!("remove it or use one of: {}", known.join(", ")),
+                    ));
+                }
+                if !seen.insert(key) {
+                    return Err(ctx.err(
+                        a.span(),
+                        format!("{key:?} is set twice in {where_}"),
+                        "keep only one",
+                    ));
+                }
+                out.push(a);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn single_label<'b>(
+    ctx: &Ctx<'_>,
+    block: &'b Block,
+    what: &str,
+    allowed: &[&str],
+) -> Result<&'b str, ConfigError> {
+    let fix = format!(
+        "write {what} \"TYPE\" {{ ... }} with TYPE one of: {}",
+        allowed.join(", ")
+    );
+    match block.labels.as_slice() {
+        [label] => {
+            let l = label.as_str();
+            if allowed.contains(&l) {
+                Ok(l)
+            } else {
+                Err(ctx.err(block.span(), format!("unsupported {what} type {l:?}"), fix))
+            }
+        }
+        _ => Err(ctx.err(
+            block.span(),
+            format!("{what} block needs exactly one type label"),
+            fix,
+        )),
+    }
+}
+
+const TOP_KEYS: &[&str] = &[
+    "api_addr",
+    "cluster_addr",
+    "cluster_name",
+    "log_level",
+    "log_format",
+    "disable_mlock",
+    "ui",
+];
+const TOP_BLOCKS: &[&str] = &["storage", "listener", "seal"];
+
+pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<ServerConfig, ConfigError> {
+    let ctx = Ctx { file, text };
+    let body = hcl_edit::parser::parse_body(text).map_err(|e| {
+        let loc = e.location();
+        ConfigError {
+            file: file.to_owned(),
+            line: loc.line(),
+            column: loc.column(),
+            message: format!("HCL syntax error: {}", e.message()),
+            fix: format!("fix the syntax near: {}", e.line().trim()),
+        }
+    })?;
+
+    let mut storage: Option<StorageConfig> = None;
+    let mut listeners = Vec::new();
+    let mut seal: Option<SealConfig> = None;
+    let mut cfg = ServerConfig {
+        storage: StorageConfig::Inmem,
+        listeners: Vec::new(),
+        seal: SealConfig::Shamir,
+        api_addr: None,
+        cluster_addr: None,
+        cluster_name: None,
+        log_level: None,
+        log_format: None,
+    };
+    let mut seen = HashSet::new();
+
+    for s in body.iter() {
+        match s {
+            Structure::Attribute(a) => {
+                let key = a.key.as_str();
+                if !TOP_KEYS.contains(&key) {
+                    return Err(ctx.err(
+                        a.span(),
+                        format!("unknown top-level setting {key:?}"),
+                        format!(
+                            "remove it; supported settings are {} and the blocks {}",
+                            TOP_KEYS.join(", "),
+                            TOP_BLOCKS.join(", ")
+                        ),
+                    ));
+                }
+                if !seen.insert(key) {
+                    return Err(ctx.err(
+                        a.span(),
+                        format!("{key:?} is set twice"),
+                        "keep only one",
+                    ));
+                }
+                match key {
+                    "api_addr" => cfg.api_addr = Some(ctx.string(a)?),
+                    "cluster_addr" => cfg.cluster_addr = Some(ctx.string(a)?),
+                    "cluster_name" => cfg.cluster_name = Some(ctx.string(a)?),
+                    "log_level" => {
+                        let v = ctx.string(a)?;
+                        cfg.log_level = Some(LogLevel::parse(&v).ok_or_else(|| {
+                            ctx.err(
+                                a.span(),
+                                format!("unknown log_level {v:?}"),
+                                "use one of trace, debug, info, warn, error",
+                            )
+                        })?);
+                    }
+                    "log_format" => {
+                        let v = ctx.string(a)?;
+                        cfg.log_format = Some(match v.as_str() {
+                            "standard" | "text" => LogFormat::Text,
+                            "json" => LogFormat::Json,
+                            _ => {
+                                return Err(ctx.err(
+                                    a.span(),
+                                    format!("unknown log_format {v:?}"),
+                                    "use \"standard\" or \"json\"",
+                                ));
+                            }
+                        });
+                    }
+                    // Accepted for compatibility with Vault configs; they change nothing here.
+                    "disable_mlock" | "ui" => {
+                        ctx.boolean(a)?;
+                    }
+                    _ => unreachable!("filtered by TOP_KEYS"),
+                }
+            }
+            Structure::Block(b) => match b.ident.as_str() {
+                "storage" => {
+                    if storage.is_some() {
+                        return Err(ctx.err(
+                            b.span(),
+                            "more than one storage block".into(),
+                            "keep exactly one storage block",
+                        ));
+                    }
+                    storage = Some(parse_storage(&ctx, b)?);
+                }
+                "listener" => listeners.push(parse_listener(&ctx, b)?),
+                "seal" => {
+                    if seal.is_some() {
+                        return Err(ctx.err(
+                            b.span(),
+                            "more than one seal block".into(),
+                            "keep one seal block (seal migration is not supported)",
+                        ));
+                    }
+                    seal = Some(parse_seal(&ctx, b, env)?);
+                }
+                other => {
+                    return Err(ctx.err(
+                        b.span(),
+                        format!("unknown block {other:?}"),
+                        format!("remove it; supported blocks are {}", TOP_BLOCKS.join(", ")),
+                    ));
+                }
+            },
+        }
+    }
+
+    cfg.storage = storage.ok_or_else(|| {
+        ctx.err(
+            Some(0..0),
+            "no storage block".into(),
+            "add storage \"file\" { path = \"/var/lib/sealkeep/data\" } (or storage \"inmem\" {} for tests)",
+        )
+    })?;
+    if listeners.is_empty() {
+        return Err(ctx.err(
+            Some(0..0),
+            "no listener block".into(),
+            "add listener \"tcp\" { address = \"127.0.0.1:8200\" tls_disable = 1 }",
+        ));
+    }
+    cfg.listeners = listeners;
+    cfg.seal = match seal {
+        Some(s) => s,
+        None if env.var("VAULT_SEAL_TYPE").as_deref() == Some("awskms")
+            || env.var("SEALKEEP_SEAL_TYPE").as_deref() == Some("awskms") =>
+        {
+            SealConfig::AwsKms(awskms_from_env(
+                &ctx,
+                None,
+                None,
+                None,
+                DEFAULT_MAX_BACKOFF,
+                env,
+            )?)
+        }
+        None => SealConfig::Shamir,
+    };
+    Ok(cfg)
+}
+
+fn parse_storage(ctx: &Ctx<'_>, b: &Block) -> Result<StorageConfig, ConfigError> {
+    match single_label(ctx, b, "storage", &["file", "inmem"])? {
+        "file" => {
+            let attrs = attributes(ctx, &b.body, "storage \"file\"", &["path"])?;
+            let path = attrs
+                .first()
+                .map(|a| ctx.string(a))
+                .transpose()?
+                .filter(|p| !p.is_empty())
+                .ok_or_else(|| {
+                    ctx.err(
+                        b.span(),
+                        "storage \"file\" needs a path".into(),
+                        "add path = \"/var/lib/sealkeep/data\"",
+                    )
+                })?;
+            Ok(StorageConfig::File {
+                path: PathBuf::from(path),
+            })
+        }
+        _ => {
+            attributes(ctx, &b.body, "storage \"inmem\"", &[])?;
+            Ok(StorageConfig::Inmem)
+        }
+    }
+}
+
+fn parse_listener(ctx: &Ctx<'_>, b: &Block) -> Result<ListenerConfig, ConfigError> {
+    single_label(ctx, b, "listener", &["tcp"])?;
+    let attrs = attributes(
+        ctx,
+        &b.body,
+        "listener \"tcp\"",
+        &[
+            "address",
+            "tls_disable",
+            "tls_cert_file",
+            "tls_key_file",
+            "max_request_size",
+        ],
+    )?;
+    let mut address: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8200));
+    let mut tls_disable = false;
+    let mut cert = None;
+    let mut key = None;
+    let mut max_request_size = DEFAULT_MAX_REQUEST_SIZE;
+    for a in attrs {
+        match a.key.as_str() {
+            "address" => {
+                let v = ctx.string(a)?;
+                address = v.parse().map_err(|_| {
+                    ctx.err(
+                        a.span(),
+                        format!("address {v:?} is not an IP:port"),
+                        "write address = \"0.0.0.0:8200\" (an IP address and a port)",
+                    )
+                })?;
+            }
+            "tls_disable" => tls_disable = ctx.boolean(a)?,
+            "tls_cert_file" => cert = Some((PathBuf::from(ctx.string(a)?), a.span())),
+            "tls_key_file" => key = Some((PathBuf::from(ctx.string(a)?), a.span())),
+            "max_request_size" => {
+                max_request_size = usize::try_from(ctx.uint(a)?).unwrap_or(usize::MAX);
+                if max_request_size == 0 {
+                    max_request_size = DEFAULT_MAX_REQUEST_SIZE;
+                }
+            }
+            _ => unreachable!("filtered by attributes()"),
+        }
+    }
+    let tls = if tls_disable {
+        None
+    } else {
+        match (cert, key) {
+            (Some((cert_file, _)), Some((key_file, _))) => Some(TlsConfig {
+                cert_file,
+                key_file,
+            }),
+            (Some((_, span)), None) | (None, Some((_, span))) => {
+                return Err(ctx.err(
+                    span,
+                    "TLS needs both tls_cert_file and tls_key_file".into(),
+                    "set both, or set tls_disable = 1",
+                ));
+            }
+            (None, None) => {
+                return Err(ctx.err(
+                    b.span(),
+                    "listener \"tcp\" has TLS enabled but no certificate".into(),
+                    "set tls_cert_file and tls_key_file, or tls_disable = 1 for plain HTTP",
+                ));
+            }
+        }
+    };
+    Ok(ListenerConfig {
+        address,
+        tls,
+        max_request_size,
+    })
+}
+
+fn parse_seal(ctx: &Ctx<'_>, b: &Block, env: &dyn Env) -> Result<SealConfig, ConfigError> {
+    match single_label(ctx, b, "seal", &["awskms", "shamir"])? {
+        "shamir" => {
+            attributes(ctx, &b.body, "seal \"shamir\"", &[])?;
+            Ok(SealConfig::Shamir)
+        }
+        _ => {
+            let attrs = attributes(
+                ctx,
+                &b.body,
+                "seal \"awskms\"",
+                &["region", "kms_key_id", "endpoint", "max_backoff"],
+            )?;
+            let mut region = None;
+            let mut key_id = None;
+            let mut endpoint = None;
+            let mut max_backoff = DEFAULT_MAX_BACKOFF;
+            for a in attrs {
+                match a.key.as_str() {
+                    "region" => region = Some(ctx.string(a)?),
+                    "kms_key_id" => key_id = Some(ctx.string(a)?),
+                    "endpoint" => endpoint = Some(ctx.string(a)?),
+                    "max_backoff" => {
+                        max_backoff = ctx.duration(a)?;
+                        if max_backoff < Duration::from_millis(100) {
+                            return Err(ctx.err(
+                                a.span(),
+                                format!("max_backoff {max_backoff:?} is too short"),
+                                "use at least \"100ms\" (the default is \"10s\")",
+                            ));
+                        }
+                    }
+                    _ => unreachable!("filtered by attributes()"),
+                }
+            }
+            let cfg = awskms_from_env(ctx, Some(b), region, key_id, max_backoff, env)?;
+            Ok(SealConfig::AwsKms(AwsKmsConfig {
+                endpoint: endpoint_override(env).or(endpoint),
+                ..cfg
+            }))
+        }
+    }
+}
+
+fn endpoint_override(env: &dyn Env) -> Option<String> {
+    env.var("AWS_KMS_ENDPOINT")
+}
+
+/// Applies Vault's precedence: the environment wins over the file for the key ID and region.
+fn awskms_from_env(
+    ctx: &Ctx<'_>,
+    block: Option<&Block>,
+    region: Option<String>,
+    key_id: Option<String>,
+    max_backoff: Duration,
+    env: &dyn Env,
+) -> Result<AwsKmsConfig, ConfigError> {
+    let kms_key_id = env
+        .var("SEALKEEP_AWSKMS_SEAL_KEY_ID")
+        .or_else(|| env.var("VAULT_AWSKMS_SEAL_KEY_ID"))
+        .or(key_id)
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| {
+            ctx.err(
+                block.and_then(Span::span).or(Some(0..0)),
+                "seal \"awskms\" has no kms_key_id".into(),
+                "add kms_key_id = \"alias/NAME\" (or a key ID or ARN) to the seal block, or set SEALKEEP_AWSKMS_SEAL_KEY_ID",
+            )
+        })?;
+    let region = env
+        .var("AWS_REGION")
+        .or_else(|| env.var("AWS_DEFAULT_REGION"))
+        .or(region)
+        .unwrap_or_else(|| "us-east-1".into());
+    Ok(AwsKmsConfig {
+        region,
+        kms_key_id,
+        endpoint: endpoint_override(env),
+        max_backoff,
+    })
+}

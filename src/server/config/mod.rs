@@ -1,0 +1,168 @@
+//! Server configuration: typed config from a Vault-style HCL file, with Vault's environment
+//! overrides. Reads the file; otherwise pure.
+
+mod hcl;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use self::hcl::ConfigError;
+
+/// Default cap of the auto-unseal retry backoff.
+pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Vault's default `max_request_size` (32 MiB).
+pub const DEFAULT_MAX_REQUEST_SIZE: usize = 32 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub storage: StorageConfig,
+    pub listeners: Vec<ListenerConfig>,
+    pub seal: SealConfig,
+    pub api_addr: Option<String>,
+    pub cluster_addr: Option<String>,
+    pub cluster_name: Option<String>,
+    pub log_level: Option<LogLevel>,
+    pub log_format: Option<crate::telemetry::LogFormat>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageConfig {
+    /// `storage "file" { path = "..." }`: durable, backed by redb.
+    File { path: PathBuf },
+    /// `storage "inmem" {}`: lost on restart.
+    Inmem,
+}
+
+impl StorageConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::File { .. } => "file",
+            Self::Inmem => "inmem",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerConfig {
+    pub address: SocketAddr,
+    pub tls: Option<TlsConfig>,
+    pub max_request_size: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SealConfig {
+    Shamir,
+    AwsKms(AwsKmsConfig),
+}
+
+impl SealConfig {
+    pub fn seal_type(&self) -> crate::server::seal::SealType {
+        match self {
+            Self::Shamir => crate::server::seal::SealType::Shamir,
+            Self::AwsKms(_) => crate::server::seal::SealType::Awskms,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsKmsConfig {
+    pub region: String,
+    /// Key ID, key ARN or `alias/NAME`.
+    pub kms_key_id: String,
+    /// KMS endpoint override (VPC endpoint, or a local KMS for tests).
+    pub endpoint: Option<String>,
+    /// Cap of the exponential backoff between auto-unseal attempts.
+    pub max_backoff: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "trace" => Self::Trace,
+            "debug" => Self::Debug,
+            "info" => Self::Info,
+            "warn" | "warning" => Self::Warn,
+            "err" | "error" => Self::Error,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Trace => "trace",
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Warn => "warn",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// The environment the overrides are read from; a trait so tests need not mutate the process.
+pub trait Env {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The real process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl ServerConfig {
+    /// Reads and validates a config file, applying environment overrides.
+    pub fn load(path: &Path, env: &dyn Env) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read the config file: {e}"),
+            fix: "pass an existing, readable file with --config".into(),
+        })?;
+        Self::parse(&path.display().to_string(), &text, env)
+    }
+
+    pub fn parse(file: &str, text: &str, env: &dyn Env) -> Result<Self, ConfigError> {
+        hcl::parse(file, text, env)
+    }
+
+    /// The in-memory, single-listener configuration of `server --dev`.
+    pub fn dev(address: SocketAddr) -> Self {
+        Self {
+            storage: StorageConfig::Inmem,
+            listeners: vec![ListenerConfig {
+                address,
+                tls: None,
+                max_request_size: DEFAULT_MAX_REQUEST_SIZE,
+            }],
+            seal: SealConfig::Shamir,
+            api_addr: Some(format!("http://{address}")),
+            cluster_addr: None,
+            cluster_name: None,
+            log_level: None,
+            log_format: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,206 @@
+use std::collections::HashMap;
+
+use super::*;
+
+#[derive(Default)]
+struct FakeEnv(HashMap<&'static str, &'static str>);
+
+impl Env for FakeEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        self.0.get(name).map(|v| (*v).to_owned())
+    }
+}
+
+fn env(pairs: &[(&'static str, &'static str)]) -> FakeEnv {
+    FakeEnv(pairs.iter().copied().collect())
+}
+
+const ISSUE_EXAMPLE: &str = r#"
+storage "file" { path = "/var/lib/sealkeep/data" }
+listener "tcp" { address = "127.0.0.1:8200"  tls_disable = 1 }
+api_addr = "http://127.0.0.1:8200"
+seal "awskms" {
+  region     = "us-east-1"
+  kms_key_id = "alias/my-vault-unseal-key"
+  endpoint   = "http://127.0.0.1:5000"   # optional
+}
+"#;
+
+#[test]
+fn parses_the_vault_style_example() {
+    let cfg = ServerConfig::parse("f.hcl", ISSUE_EXAMPLE, &env(&[])).expect("parse");
+    assert_eq!(
+        cfg.storage,
+        StorageConfig::File {
+            path: "/var/lib/sealkeep/data".into()
+        }
+    );
+    assert_eq!(cfg.listeners.len(), 1);
+    assert_eq!(
+        cfg.listeners[0].address,
+        "127.0.0.1:8200".parse().expect("addr")
+    );
+    assert_eq!(cfg.listeners[0].tls, None);
+    assert_eq!(cfg.api_addr.as_deref(), Some("http://127.0.0.1:8200"));
+    assert_eq!(
+        cfg.seal,
+        SealConfig::AwsKms(AwsKmsConfig {
+            region: "us-east-1".into(),
+            kms_key_id: "alias/my-vault-unseal-key".into(),
+            endpoint: Some("http://127.0.0.1:5000".into()),
+            max_backoff: DEFAULT_MAX_BACKOFF,
+        })
+    );
+}
+
+#[test]
+fn no_seal_is_shamir_and_inmem_tls_and_extras_parse() {
+    let text = r#"
+storage "inmem" {}
+listener "tcp" {
+  address       = "0.0.0.0:8300"
+  tls_cert_file = "/tls/tls.crt"
+  tls_key_file  = "/tls/tls.key"
+}
+cluster_name  = "prod"
+log_level     = "debug"
+disable_mlock = true
+ui            = "true"
+"#;
+    let cfg = ServerConfig::parse("f.hcl", text, &env(&[])).expect("parse");
+    assert_eq!(cfg.seal, SealConfig::Shamir);
+    assert_eq!(cfg.storage, StorageConfig::Inmem);
+    assert_eq!(
+        cfg.listeners[0].tls,
+        Some(TlsConfig {
+            cert_file: "/tls/tls.crt".into(),
+            key_file: "/tls/tls.key".into()
+        })
+    );
+    assert_eq!(cfg.cluster_name.as_deref(), Some("prod"));
+    assert_eq!(cfg.log_level, Some(LogLevel::Debug));
+}
+
+#[test]
+fn environment_overrides_key_region_and_endpoint() {
+    let e = env(&[
+        ("SEALKEEP_AWSKMS_SEAL_KEY_ID", "alias/from-env"),
+        ("VAULT_AWSKMS_SEAL_KEY_ID", "alias/vault-env"),
+        ("AWS_REGION", "eu-west-1"),
+        ("AWS_KMS_ENDPOINT", "http://127.0.0.1:9999"),
+    ]);
+    let cfg = ServerConfig::parse("f.hcl", ISSUE_EXAMPLE, &e).expect("parse");
+    let SealConfig::AwsKms(kms) = cfg.seal else {
+        panic!("awskms expected")
+    };
+    assert_eq!(kms.kms_key_id, "alias/from-env");
+    assert_eq!(kms.region, "eu-west-1");
+    assert_eq!(kms.endpoint.as_deref(), Some("http://127.0.0.1:9999"));
+
+    let vault_only = env(&[("VAULT_AWSKMS_SEAL_KEY_ID", "alias/vault-env")]);
+    let cfg = ServerConfig::parse("f.hcl", ISSUE_EXAMPLE, &vault_only).expect("parse");
+    let SealConfig::AwsKms(kms) = cfg.seal else {
+        panic!("awskms expected")
+    };
+    assert_eq!(kms.kms_key_id, "alias/vault-env");
+}
+
+#[test]
+fn seal_type_from_environment_without_stanza() {
+    let text = "storage \"inmem\" {}\nlistener \"tcp\" { tls_disable = true }\n";
+    let e = env(&[
+        ("VAULT_SEAL_TYPE", "awskms"),
+        ("VAULT_AWSKMS_SEAL_KEY_ID", "k"),
+    ]);
+    let cfg = ServerConfig::parse("f.hcl", text, &e).expect("parse");
+    assert!(
+        matches!(cfg.seal, SealConfig::AwsKms(ref k) if k.kms_key_id == "k" && k.region == "us-east-1")
+    );
+}
+
+fn error_of(text: &str) -> ConfigError {
+    ServerConfig::parse("conf/server.hcl", text, &env(&[])).expect_err("must fail")
+}
+
+#[test]
+fn unknown_key_names_file_line_and_fix() {
+    let e = error_of(
+        "storage \"inmem\" {}\nlistener \"tcp\" {\n  tls_disable = 1\n  adress = \"x\"\n}\n",
+    );
+    assert_eq!((e.file.as_str(), e.line), ("conf/server.hcl", 4));
+    assert!(e.message.contains("unknown setting \"adress\""), "{e}");
+    assert!(e.fix.contains("address"), "{e}");
+    assert!(e.to_string().starts_with("conf/server.hcl:4:3: "), "{e}");
+}
+
+#[test]
+fn unknown_block_and_wrong_label() {
+    let e = error_of(
+        "storage \"inmem\" {}\nlistener \"tcp\" { tls_disable = 1 }\nservice_registration \"kubernetes\" {}\n",
+    );
+    assert_eq!(e.line, 3);
+    assert!(e.message.contains("unknown block"), "{e}");
+    let e = error_of("storage \"consul\" {}\nlistener \"tcp\" { tls_disable = 1 }\n");
+    assert_eq!(e.line, 1);
+    assert!(
+        e.message.contains("unsupported storage type \"consul\""),
+        "{e}"
+    );
+    assert!(e.fix.contains("file, inmem"), "{e}");
+}
+
+#[test]
+fn wrong_types_are_named() {
+    let e = error_of("storage \"file\" { path = 42 }\nlistener \"tcp\" { tls_disable = 1 }\n");
+    assert_eq!(e.line, 1);
+    assert!(
+        e.message
+            .contains("\"path\" must be a string, but it is a number"),
+        "{e}"
+    );
+    let e = error_of("storage \"inmem\" {}\nlistener \"tcp\" { tls_disable = \"maybe\" }\n");
+    assert_eq!(e.line, 2);
+    assert!(e.message.contains("must be a boolean"), "{e}");
+    let e = error_of(
+        "storage \"inmem\" {}\nlistener \"tcp\" {\n address = \"localhost\"\n tls_disable = 1 }\n",
+    );
+    assert_eq!(e.line, 3);
+    assert!(e.message.contains("not an IP:port"), "{e}");
+}
+
+#[test]
+fn missing_required_fields() {
+    let e = error_of("listener \"tcp\" { tls_disable = 1 }\n");
+    assert!(e.message.contains("no storage block"), "{e}");
+    let e = error_of("storage \"inmem\" {}\n");
+    assert!(e.message.contains("no listener block"), "{e}");
+    let e = error_of(
+        "storage \"inmem\" {}\nlistener \"tcp\" { tls_disable = 1 }\nseal \"awskms\" {\n  region = \"us-east-1\"\n}\n",
+    );
+    assert_eq!(e.line, 3);
+    assert!(e.message.contains("no kms_key_id"), "{e}");
+    assert!(e.fix.contains("SEALKEEP_AWSKMS_SEAL_KEY_ID"), "{e}");
+    let e = error_of("storage \"inmem\" {}\nlistener \"tcp\" {}\n");
+    assert!(e.message.contains("TLS enabled but no certificate"), "{e}");
+    let e = error_of("storage \"file\" {}\nlistener \"tcp\" { tls_disable = 1 }\n");
+    assert!(e.message.contains("needs a path"), "{e}");
+}
+
+#[test]
+fn syntax_errors_have_a_location() {
+    let e = error_of("storage \"inmem\" {}\nlistener \"tcp\" { tls_disable = \n");
+    assert!(e.line >= 2, "{e}");
+    assert!(e.message.contains("syntax"), "{e}");
+}
+
+#[test]
+fn duplicates_are_rejected() {
+    let e = error_of(
+        "storage \"inmem\" {}\nstorage \"inmem\" {}\nlistener \"tcp\" { tls_disable = 1 }\n",
+    );
+    assert_eq!(e.line, 2);
+    let e = error_of(
+        "storage \"inmem\" {}\nlistener \"tcp\" { tls_disable = 1 }\napi_addr = \"a\"\napi_addr = \"b\"\n",
+    );
+    assert_eq!(e.line, 4);
+}

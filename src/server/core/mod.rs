@@ -1,0 +1,408 @@
+//! Core layer: the seal state machine (Uninitialized | Sealed | Unsealed) behind one `RwLock`,
+//! init, unseal, seal, rotate and the auto-unseal loop. Does storage and seal I/O through the
+//! layers below; holds keys only inside the [`Barrier`] of the unsealed state.
+
+mod autounseal;
+mod init;
+pub mod paths;
+mod unseal;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, RwLock};
+use zeroize::Zeroizing;
+
+pub use init::{InitRequest, InitResponse};
+
+use super::barrier::{Barrier, BarrierError, KEYRING_PATH, Key, Keyring};
+use super::physical::{Physical, PhysicalError};
+use super::seal::shamir::ShamirError;
+use super::seal::{AwsKmsSeal, SealError, SealType, WrappedRootKey};
+use super::token::{TokenEntry, TokenStore};
+use crate::telemetry::ServerMetrics;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    #[error("Vault is already initialized")]
+    AlreadyInitialized,
+    #[error("Vault is not initialized")]
+    NotInitialized,
+    #[error("Vault is sealed")]
+    Sealed,
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("Unseal failed, invalid key")]
+    InvalidKey,
+    #[error("permission denied")]
+    PermissionDenied,
+    #[error("{0}")]
+    Seal(#[from] SealError),
+    #[error(transparent)]
+    Barrier(#[from] BarrierError),
+    #[error(transparent)]
+    Physical(#[from] PhysicalError),
+    #[error("stored {path} is malformed: {reason}")]
+    Corrupt { path: &'static str, reason: String },
+}
+
+impl From<ShamirError> for CoreError {
+    fn from(e: ShamirError) -> Self {
+        Self::InvalidRequest(e.to_string())
+    }
+}
+
+/// `core/seal-config` (plaintext).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealConfigRecord {
+    #[serde(rename = "type")]
+    pub seal_type: SealType,
+    pub secret_shares: usize,
+    pub secret_threshold: usize,
+}
+
+/// `core/recovery-config` (plaintext, awskms only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecoveryConfigRecord {
+    pub secret_shares: usize,
+    pub secret_threshold: usize,
+    /// Hex SHA-256 of the recovery key; empty when no recovery key was generated.
+    pub verifier: String,
+}
+
+/// `core/cluster/local/info` (encrypted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    pub cluster_name: String,
+    pub cluster_id: String,
+}
+
+/// The configured seal.
+#[derive(Debug, Clone)]
+pub enum SealBackend {
+    Shamir,
+    AwsKms(Arc<AwsKmsSeal>),
+}
+
+impl SealBackend {
+    pub fn seal_type(&self) -> SealType {
+        match self {
+            Self::Shamir => SealType::Shamir,
+            Self::AwsKms(_) => SealType::Awskms,
+        }
+    }
+}
+
+/// Unseal progress: the shares given so far and the nonce that identifies the attempt.
+#[derive(Default)]
+struct Progress {
+    nonce: String,
+    parts: Vec<Zeroizing<Vec<u8>>>,
+}
+
+struct SealedState {
+    seal_config: SealConfigRecord,
+    recovery: Option<RecoveryConfigRecord>,
+    progress: Progress,
+    /// Sealed through `sys/seal`: the auto-unseal loop leaves it sealed.
+    manual: bool,
+}
+
+/// Everything that exists only while unsealed.
+#[derive(Debug)]
+pub struct Unsealed {
+    pub barrier: Barrier,
+    pub seal_config: SealConfigRecord,
+    pub recovery: Option<RecoveryConfigRecord>,
+    pub cluster: ClusterInfo,
+    pub tokens: TokenStore,
+    pub unsealed_at: SystemTime,
+}
+
+enum State {
+    Uninitialized,
+    Sealed(SealedState),
+    Unsealed(Arc<Unsealed>),
+}
+
+/// A snapshot of the seal status, shaped like `sys/seal-status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealStatus {
+    pub seal_type: SealType,
+    pub initialized: bool,
+    pub sealed: bool,
+    pub t: usize,
+    pub n: usize,
+    pub progress: usize,
+    pub nonce: String,
+    pub recovery_seal: bool,
+    pub storage_type: &'static str,
+    pub cluster: Option<ClusterInfo>,
+}
+
+pub struct Core {
+    physical: Arc<dyn Physical>,
+    seal: SealBackend,
+    state: RwLock<State>,
+    metrics: Arc<ServerMetrics>,
+    cluster_name: Option<String>,
+    /// Wakes the auto-unseal loop (after init, or after a manual unseal request).
+    wake: Notify,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("seal", &self.seal)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Core {
+    /// Reads the seal configuration from storage to decide the starting state.
+    pub async fn new(
+        physical: Arc<dyn Physical>,
+        seal: SealBackend,
+        metrics: Arc<ServerMetrics>,
+        cluster_name: Option<String>,
+    ) -> Result<Arc<Self>, CoreError> {
+        let state = match read_json::<SealConfigRecord>(&*physical, paths::SEAL_CONFIG).await? {
+            None => State::Uninitialized,
+            Some(seal_config) => {
+                if seal_config.seal_type != seal.seal_type() {
+                    return Err(CoreError::InvalidRequest(format!(
+                        "storage was initialized with the {} seal but the configuration says {}; seal migration is not supported, restore the original seal stanza",
+                        seal_config.seal_type.as_str(),
+                        seal.seal_type().as_str()
+                    )));
+                }
+                let recovery = read_json(&*physical, paths::RECOVERY_CONFIG).await?;
+                State::Sealed(SealedState {
+                    seal_config,
+                    recovery,
+                    progress: Progress::default(),
+                    manual: false,
+                })
+            }
+        };
+        metrics
+            .initialized
+            .set(i64::from(!matches!(state, State::Uninitialized)));
+        Ok(Arc::new(Self {
+            physical,
+            seal,
+            state: RwLock::new(state),
+            metrics,
+            cluster_name,
+            wake: Notify::new(),
+        }))
+    }
+
+    pub fn seal_backend(&self) -> &SealBackend {
+        &self.seal
+    }
+
+    pub fn metrics(&self) -> &Arc<ServerMetrics> {
+        &self.metrics
+    }
+
+    pub fn storage_type(&self) -> &'static str {
+        self.physical.kind()
+    }
+
+    pub async fn seal_status(&self) -> SealStatus {
+        let state = self.state.read().await;
+        let recovery_seal = matches!(self.seal, SealBackend::AwsKms(_));
+        let mut st = SealStatus {
+            seal_type: self.seal.seal_type(),
+            initialized: false,
+            sealed: true,
+            t: 0,
+            n: 0,
+            progress: 0,
+            nonce: String::new(),
+            recovery_seal,
+            storage_type: self.physical.kind(),
+            cluster: None,
+        };
+        let (cfg, rec) = match &*state {
+            State::Uninitialized => return st,
+            State::Sealed(s) => (&s.seal_config, &s.recovery),
+            State::Unsealed(u) => (&u.seal_config, &u.recovery),
+        };
+        let (t, n) = match rec {
+            Some(r) => (r.secret_threshold, r.secret_shares),
+            None => (cfg.secret_threshold, cfg.secret_shares),
+        };
+        st.initialized = true;
+        st.t = t;
+        st.n = n;
+        match &*state {
+            State::Sealed(s) => {
+                st.progress = s.progress.parts.len();
+                st.nonce = s.progress.nonce.clone();
+            }
+            State::Unsealed(u) => {
+                st.sealed = false;
+                st.cluster = Some(u.cluster.clone());
+            }
+            State::Uninitialized => {}
+        }
+        st
+    }
+
+    /// The unsealed state, or `Sealed` / `NotInitialized`.
+    pub async fn unsealed(&self) -> Result<Arc<Unsealed>, CoreError> {
+        match &*self.state.read().await {
+            State::Unsealed(u) => Ok(Arc::clone(u)),
+            State::Sealed(_) | State::Uninitialized => Err(CoreError::Sealed),
+        }
+    }
+
+    /// Resolves a client token; `PermissionDenied` when it is missing, unknown or expired.
+    pub async fn authenticate(
+        &self,
+        token: Option<&str>,
+    ) -> Result<(Arc<Unsealed>, TokenEntry), CoreError> {
+        let unsealed = self.unsealed().await?;
+        let token = token.ok_or(CoreError::PermissionDenied)?;
+        let entry = unsealed
+            .tokens
+            .lookup(&unsealed.barrier, token)
+            .await?
+            .ok_or(CoreError::PermissionDenied)?;
+        Ok((unsealed, entry))
+    }
+
+    /// Like [`Self::authenticate`], and the token must carry the `root` policy.
+    pub async fn authenticate_root(&self, token: Option<&str>) -> Result<Arc<Unsealed>, CoreError> {
+        let (u, entry) = self.authenticate(token).await?;
+        if entry.policies.iter().any(|p| p == "root") {
+            Ok(u)
+        } else {
+            Err(CoreError::PermissionDenied)
+        }
+    }
+
+    /// `sys/seal`: drops the keyring. With awskms the server then stays sealed until a restart
+    /// or an unseal with recovery keys.
+    pub async fn seal(&self, token: Option<&str>) -> Result<(), CoreError> {
+        let unsealed = self.authenticate_root(token).await?;
+        let mut state = self.state.write().await;
+        *state = State::Sealed(SealedState {
+            seal_config: unsealed.seal_config.clone(),
+            recovery: unsealed.recovery.clone(),
+            progress: Progress::default(),
+            manual: true,
+        });
+        self.metrics.sealed.set(1);
+        tracing::info!("sealed by request");
+        Ok(())
+    }
+
+    /// `sys/rotate`: adds a keyring term and persists the keyring.
+    pub async fn rotate(&self, token: Option<&str>) -> Result<(u32, u64), CoreError> {
+        self.authenticate_root(token).await?;
+        let mut state = self.state.write().await;
+        let State::Unsealed(current) = &*state else {
+            return Err(CoreError::Sealed);
+        };
+        let keyring = current.barrier.keyring().rotated()?;
+        let blob = keyring.to_ciphertext()?;
+        self.physical.put(KEYRING_PATH, blob).await?;
+        let (term, installed) = (keyring.active_term(), keyring.install_time());
+        let next = Unsealed {
+            barrier: Barrier::new(Arc::clone(&self.physical), Arc::new(keyring)),
+            seal_config: current.seal_config.clone(),
+            recovery: current.recovery.clone(),
+            cluster: current.cluster.clone(),
+            tokens: current.tokens.clone(),
+            unsealed_at: current.unsealed_at,
+        };
+        *state = State::Unsealed(Arc::new(next));
+        tracing::info!(term, "rotated the barrier key");
+        Ok((term, installed))
+    }
+
+    /// Decrypts the keyring with `root_key` and builds the unsealed state.
+    async fn open_barrier(
+        &self,
+        root_key: Key,
+        seal_config: SealConfigRecord,
+        recovery: Option<RecoveryConfigRecord>,
+    ) -> Result<Unsealed, CoreError> {
+        let blob = self
+            .physical
+            .get(KEYRING_PATH)
+            .await?
+            .ok_or_else(|| CoreError::Corrupt {
+                path: KEYRING_PATH,
+                reason: "missing".into(),
+            })?;
+        let keyring = Keyring::from_ciphertext(root_key, &blob)?;
+        let barrier = Barrier::new(Arc::clone(&self.physical), Arc::new(keyring));
+        let cluster: ClusterInfo = match barrier.get(paths::CLUSTER_INFO).await? {
+            Some(raw) => serde_json::from_slice(&raw).map_err(|e| CoreError::Corrupt {
+                path: paths::CLUSTER_INFO,
+                reason: e.to_string(),
+            })?,
+            None => {
+                return Err(CoreError::Corrupt {
+                    path: paths::CLUSTER_INFO,
+                    reason: "missing".into(),
+                });
+            }
+        };
+        let tokens = TokenStore::load(&barrier).await?;
+        Ok(Unsealed {
+            barrier,
+            seal_config,
+            recovery,
+            cluster,
+            tokens,
+            unsealed_at: SystemTime::now(),
+        })
+    }
+
+    /// Installs an unsealed state if the server is still sealed (and, for the auto-unseal
+    /// loop, not manually sealed).
+    async fn install_unsealed(&self, unsealed: Unsealed, respect_manual: bool) -> bool {
+        let mut state = self.state.write().await;
+        match &*state {
+            State::Sealed(s) if !(respect_manual && s.manual) => {
+                *state = State::Unsealed(Arc::new(unsealed));
+                self.metrics.sealed.set(0);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+async fn read_json<T: for<'de> Deserialize<'de>>(
+    physical: &dyn Physical,
+    path: &'static str,
+) -> Result<Option<T>, CoreError> {
+    match physical.get(path).await? {
+        None => Ok(None),
+        Some(raw) => serde_json::from_slice(&raw)
+            .map(Some)
+            .map_err(|e| CoreError::Corrupt {
+                path,
+                reason: e.to_string(),
+            }),
+    }
+}
+
+pub(crate) fn wrapped_root_key_from(raw: &[u8]) -> Result<WrappedRootKey, CoreError> {
+    serde_json::from_slice(raw).map_err(|e| CoreError::Corrupt {
+        path: paths::ROOT_KEY,
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests;

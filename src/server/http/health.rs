@@ -1,0 +1,252 @@
+//! HTTP layer: `sys/health` (every Vault query parameter and default code),
+//! `sys/seal-backend-status` (with the last auto-unseal error) and `sys/metrics`.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::extract::{RawQuery, State};
+use axum::http::{Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::sys::BUILD_DATE;
+use super::{ApiError, AppState};
+use crate::server::core::{SealBackend, VERSION};
+
+/// Status codes chosen by `sys/health` query parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct HealthCodes {
+    pub standby_ok: bool,
+    pub perf_standby_ok: bool,
+    pub active: StatusCode,
+    pub standby: StatusCode,
+    pub dr_secondary: StatusCode,
+    pub perf_standby: StatusCode,
+    pub sealed: StatusCode,
+    pub uninit: StatusCode,
+    pub ha_unhealthy: StatusCode,
+    pub removed: StatusCode,
+}
+
+impl Default for HealthCodes {
+    fn default() -> Self {
+        let code = |c| StatusCode::from_u16(c).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        Self {
+            standby_ok: false,
+            perf_standby_ok: false,
+            active: StatusCode::OK,
+            standby: StatusCode::TOO_MANY_REQUESTS,
+            dr_secondary: code(472),
+            perf_standby: code(473),
+            sealed: StatusCode::SERVICE_UNAVAILABLE,
+            uninit: StatusCode::NOT_IMPLEMENTED,
+            ha_unhealthy: code(474),
+            removed: code(530),
+        }
+    }
+}
+
+fn parse_bool(name: &str, v: &str) -> Result<bool, ApiError> {
+    match v.to_ascii_lowercase().as_str() {
+        "" | "true" | "1" | "t" => Ok(true),
+        "false" | "0" | "f" => Ok(false),
+        _ => Err(ApiError::bad_request(format!(
+            "bad value for {name} parameter: {v:?} is not a boolean"
+        ))),
+    }
+}
+
+fn parse_code(name: &str, v: &str) -> Result<StatusCode, ApiError> {
+    v.parse::<u16>()
+        .ok()
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "bad code for {name} parameter: {v:?} is not an HTTP status code"
+            ))
+        })
+}
+
+pub(super) fn parse_health_query(query: Option<&str>) -> Result<HealthCodes, ApiError> {
+    let mut c = HealthCodes::default();
+    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match k.as_ref() {
+            "standbyok" => c.standby_ok = parse_bool(&k, &v)?,
+            "perfstandbyok" => c.perf_standby_ok = parse_bool(&k, &v)?,
+            "activecode" => c.active = parse_code(&k, &v)?,
+            "standbycode" => c.standby = parse_code(&k, &v)?,
+            "drsecondarycode" => c.dr_secondary = parse_code(&k, &v)?,
+            "performancestandbycode" => c.perf_standby = parse_code(&k, &v)?,
+            "sealedcode" => c.sealed = parse_code(&k, &v)?,
+            "uninitcode" => c.uninit = parse_code(&k, &v)?,
+            "haunhealthycode" => c.ha_unhealthy = parse_code(&k, &v)?,
+            "removedcode" => c.removed = parse_code(&k, &v)?,
+            // Vault ignores parameters it does not know.
+            _ => {}
+        }
+    }
+    Ok(c)
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+pub(super) async fn health(
+    State(state): State<AppState>,
+    method: Method,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    if method != Method::GET && method != Method::HEAD {
+        return Err(ApiError::method_not_allowed());
+    }
+    let codes = parse_health_query(query.as_deref())?;
+    let st = state.core.seal_status().await;
+    // Single node: never a standby, DR secondary or removed, so those codes cannot apply.
+    let status = if !st.initialized {
+        codes.uninit
+    } else if st.sealed {
+        codes.sealed
+    } else {
+        codes.active
+    };
+    if method == Method::HEAD {
+        return Ok(status.into_response());
+    }
+    let mut body = json!({
+        "initialized": st.initialized,
+        "sealed": st.sealed,
+        "standby": false,
+        "performance_standby": false,
+        "replication_performance_mode": "disabled",
+        "replication_dr_mode": "disabled",
+        "server_time_utc": unix_now(),
+        "version": VERSION,
+        "build_date": BUILD_DATE,
+        "enterprise": false,
+        "echo_duration_ms": 0,
+        "clock_skew_ms": 0,
+        "removed_from_cluster": false,
+    });
+    if let Some(c) = &st.cluster {
+        body["cluster_name"] = json!(c.cluster_name);
+        body["cluster_id"] = json!(c.cluster_id);
+    }
+    Ok((status, Json(body)).into_response())
+}
+
+fn time_str(t: Option<SystemTime>) -> String {
+    t.map(|t| humantime::format_rfc3339_seconds(t).to_string())
+        .unwrap_or_default()
+}
+
+pub(super) async fn seal_backend_status(
+    State(state): State<AppState>,
+    method: Method,
+) -> Result<Response, ApiError> {
+    if method != Method::GET {
+        return Err(ApiError::method_not_allowed());
+    }
+    let body: Value = match state.core.seal_backend() {
+        SealBackend::Shamir => json!({
+            "healthy": true,
+            "unhealthy_since": "",
+            "backends": [{ "name": "shamir", "healthy": true, "unhealthy_since": "" }],
+        }),
+        SealBackend::AwsKms(kms) => {
+            let h = kms.health();
+            // Unknown (no check finished yet) is reported as unhealthy: nothing is proven.
+            let healthy = h.healthy.unwrap_or(false);
+            let (class, message) = h
+                .last_error
+                .as_ref()
+                .map(|e| (e.class.as_str(), e.message.clone()))
+                .unwrap_or(("", String::new()));
+            json!({
+                "healthy": healthy,
+                "unhealthy_since": time_str(h.unhealthy_since),
+                "backends": [{
+                    "name": "awskms",
+                    "healthy": healthy,
+                    "unhealthy_since": time_str(h.unhealthy_since),
+                    "configured": true,
+                    "disabled": false,
+                    "key_id": kms.key_id(),
+                    "endpoint": kms.kms_endpoint(),
+                }],
+                "last_check_time": time_str(h.last_check),
+                "last_error_class": class,
+                "last_error": message,
+                "last_error_time": time_str(h.last_error_time),
+            })
+        }
+    };
+    Ok(Json(body).into_response())
+}
+
+pub(super) async fn metrics(
+    State(state): State<AppState>,
+    method: Method,
+    RawQuery(query): RawQuery,
+    uri: axum::http::Uri,
+) -> Result<Response, ApiError> {
+    if method != Method::GET {
+        return Err(ApiError::method_not_allowed());
+    }
+    let prometheus = uri.path() == "/metrics"
+        || form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .any(|(k, v)| k == "format" && v == "prometheus");
+    if !prometheus {
+        return Err(ApiError::bad_request(
+            "only the Prometheus format is served: request /v1/sys/metrics?format=prometheus",
+        ));
+    }
+    let text = state
+        .core
+        .metrics()
+        .encode()
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_vault() {
+        let c = parse_health_query(None).expect("parse");
+        assert_eq!(c.active.as_u16(), 200);
+        assert_eq!(c.standby.as_u16(), 429);
+        assert_eq!(c.dr_secondary.as_u16(), 472);
+        assert_eq!(c.perf_standby.as_u16(), 473);
+        assert_eq!(c.sealed.as_u16(), 503);
+        assert_eq!(c.uninit.as_u16(), 501);
+    }
+
+    #[test]
+    fn overrides_and_bad_values() {
+        let c = parse_health_query(Some(
+            "standbyok=true&sealedcode=204&uninitcode=204&activecode=299",
+        ))
+        .expect("parse");
+        assert!(c.standby_ok);
+        assert_eq!(c.sealed.as_u16(), 204);
+        assert_eq!(c.uninit.as_u16(), 204);
+        assert_eq!(c.active.as_u16(), 299);
+        assert!(parse_health_query(Some("sealedcode=abc")).is_err());
+        assert!(parse_health_query(Some("sealedcode=7")).is_err());
+        assert!(parse_health_query(Some("standbyok=perhaps")).is_err());
+        assert!(parse_health_query(Some("unknown=1")).is_ok());
+    }
+}

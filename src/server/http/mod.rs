@@ -1,0 +1,134 @@
+//! HTTP layer: the axum router for Vault's API (`/v1/sys/*`, `/v1/secret/*`). Network I/O only
+//! through axum; all state lives in the core.
+
+mod error;
+mod health;
+mod kv;
+mod sys;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use serde::de::DeserializeOwned;
+
+pub use error::ApiError;
+
+use crate::server::core::Core;
+use crate::telemetry::HttpLabels;
+
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub core: Arc<Core>,
+    /// Largest accepted request body (listener `max_request_size`).
+    pub max_body: usize,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/sys/init", any(sys::init))
+        .route("/v1/sys/seal-status", any(sys::seal_status))
+        .route("/v1/sys/unseal", any(sys::unseal))
+        .route("/v1/sys/seal", any(sys::seal))
+        .route("/v1/sys/leader", any(sys::leader))
+        .route("/v1/sys/rotate", any(sys::rotate))
+        .route("/v1/sys/key-status", any(sys::key_status))
+        .route("/v1/sys/health", any(health::health))
+        .route(
+            "/v1/sys/seal-backend-status",
+            any(health::seal_backend_status),
+        )
+        .route("/v1/sys/metrics", any(health::metrics))
+        .route("/metrics", any(health::metrics))
+        .route("/v1/secret/{*path}", any(kv::secret))
+        .fallback(fallback)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let method = req.method().as_str().to_owned();
+    let resp = next.run(req).await;
+    state
+        .core
+        .metrics()
+        .http_requests
+        .get_or_create(&HttpLabels {
+            method,
+            code: resp.status().as_u16(),
+        })
+        .inc();
+    resp
+}
+
+/// Anything not routed: 503 while sealed (outside sys/), else Vault's "no handler" 404.
+async fn fallback(State(state): State<AppState>, req: Request) -> Response {
+    let path = req.uri().path().trim_start_matches("/v1/").to_owned();
+    if !path.starts_with("sys/") && state.core.unsealed().await.is_err() {
+        return ApiError::sealed().into_response();
+    }
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no handler for route {path:?}. route entry not found."),
+    )
+    .into_response()
+}
+
+/// The client token from `X-Vault-Token` or `Authorization: Bearer`.
+pub(crate) fn token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("x-vault-token")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| {
+            headers
+                .get(axum::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+}
+
+/// Reads a JSON body with the size limit. An empty body is `T::default()`, as Vault allows.
+pub(crate) async fn read_json<T: DeserializeOwned + Default>(
+    state: &AppState,
+    body: Body,
+) -> Result<T, ApiError> {
+    let bytes = axum::body::to_bytes(body, state.max_body).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "request body is larger than the {} byte limit; send less, or raise max_request_size in the listener block",
+                state.max_body
+            ),
+        )
+    })?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("failed to parse JSON input: {e}")))
+}
+
+/// Vault's `LIST` verb, or `GET ?list=true`.
+pub(crate) fn is_list(method: &Method, query: Option<&str>) -> bool {
+    method.as_str() == "LIST"
+        || (method == Method::GET
+            && query.is_some_and(|q| {
+                form_urlencoded::parse(q.as_bytes())
+                    .any(|(k, v)| k == "list" && (v == "true" || v == "1"))
+            }))
+}
+
+#[cfg(test)]
+mod tests;
