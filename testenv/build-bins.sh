@@ -171,7 +171,7 @@ sha() { sha256sum "$@" | awk '{ print $1 }'; }
 # ensure <component> <dir-name> <stamp-text> <binaries...> -- <build-fn> : reuse or build.
 # build-fn gets the temporary output dir as $1 and must leave the binaries there.
 ensure() {
-  local comp=$1 dir=$BIN/$2 stamp=$3; shift 3
+  local comp=$1 name=$2 dir=$BIN/$2 stamp=$3; shift 3
   local bins=() b ok=1
   while [ "$1" != -- ]; do bins+=("$1"); shift; done
   shift
@@ -182,7 +182,7 @@ ensure() {
     return 0
   fi
   local t=$EPOCHREALTIME tmp
-  tmp=$(mktemp -d "$BIN/.tmp-$2.XXXXXX")
+  tmp=$(mktemp -d "$BIN/.tmp-$name.XXXXXX")
   # shellcheck disable=SC2064
   trap "rm -rf '$tmp'" EXIT
   log "$comp: building into $dir (${bins[*]})"

@@ -1,14 +1,12 @@
-//! Server configuration: walks the HCL syntax tree (hcl-edit keeps source spans) into the typed
-//! config, so every error can name the file, the line and the fix. Pure.
+//! Server configuration: walks the HCL syntax tree (see [`super::hcl1`]) into the typed config,
+//! so every error can name the file, the line and the fix. Pure.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use hcl_edit::Span;
-use hcl_edit::expr::Expression;
-use hcl_edit::structure::{Attribute, Block, Body, Structure};
+use super::hcl1::{self, Attr as Attribute, Block, Body, Item, Value};
 
 use super::{
     AwsKmsConfig, DEFAULT_MAX_BACKOFF, DEFAULT_MAX_REQUEST_SIZE, Env, ListenerConfig, LogLevel,
@@ -27,29 +25,28 @@ pub struct ConfigError {
     pub fix: String,
 }
 
+/// One-based line and column of a byte offset.
+fn line_col(text: &str, pos: usize) -> (usize, usize) {
+    let mut end = pos.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let before = &text[..end];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.chars().count() + 1, |i| before[i..].chars().count());
+    (line, column)
+}
+
 struct Ctx<'a> {
     file: &'a str,
     text: &'a str,
 }
 
 impl Ctx<'_> {
-    fn err(
-        &self,
-        span: Option<std::ops::Range<usize>>,
-        message: String,
-        fix: impl Into<String>,
-    ) -> ConfigError {
-        let (line, column) = match span {
-            Some(r) => {
-                let before = &self.text[..r.start.min(self.text.len())];
-                let line = before.matches('\n').count() + 1;
-                let column = before
-                    .rfind('\n')
-                    .map_or(before.len() + 1, |i| before.len() - i);
-                (line, column)
-            }
-            None => (0, 0),
-        };
+    fn err(&self, pos: usize, message: String, fix: impl Into<String>) -> ConfigError {
+        let (line, column) = line_col(self.text, pos);
         ConfigError {
             file: self.file.to_owned(),
             line,
@@ -61,7 +58,7 @@ impl Ctx<'_> {
 
     fn string(&self, attr: &Attribute) -> Result<String, ConfigError> {
         match &attr.value {
-            Expression::String(s) => Ok(s.value().clone()),
+            Value::Str(s) => Ok(s.clone()),
             other => Err(self.type_err(attr, "a string", other)),
         }
     }
@@ -69,13 +66,13 @@ impl Ctx<'_> {
     /// Vault accepts `true`, `1`, `"true"` and `"1"` for boolean settings.
     fn boolean(&self, attr: &Attribute) -> Result<bool, ConfigError> {
         let parsed = match &attr.value {
-            Expression::Bool(b) => Some(*b.value()),
-            Expression::Number(n) => match n.value().as_u64() {
-                Some(0) => Some(false),
-                Some(1) => Some(true),
+            Value::Bool(b) => Some(*b),
+            Value::Number(n) => match n.as_str() {
+                "0" => Some(false),
+                "1" => Some(true),
                 _ => None,
             },
-            Expression::String(s) => match s.value().to_ascii_lowercase().as_str() {
+            Value::Str(s) => match s.to_ascii_lowercase().as_str() {
                 "true" | "1" => Some(true),
                 "false" | "0" => Some(false),
                 _ => None,
@@ -87,8 +84,7 @@ impl Ctx<'_> {
 
     fn uint(&self, attr: &Attribute) -> Result<u64, ConfigError> {
         match &attr.value {
-            Expression::Number(n) => n.value().as_u64(),
-            Expression::String(s) => s.value().parse().ok(),
+            Value::Number(n) | Value::Str(n) => n.parse().ok(),
             _ => None,
         }
         .ok_or_else(|| self.type_err(attr, "a non-negative integer", &attr.value))
@@ -96,29 +92,19 @@ impl Ctx<'_> {
 
     fn duration(&self, attr: &Attribute) -> Result<Duration, ConfigError> {
         match &attr.value {
-            Expression::String(s) => humantime::parse_duration(s.value()).ok(),
-            Expression::Number(n) => n.value().as_u64().map(Duration::from_secs),
+            Value::Str(s) => humantime::parse_duration(s).ok(),
+            Value::Number(n) => n.parse().ok().map(Duration::from_secs),
             _ => None,
         }
         .ok_or_else(|| self.type_err(attr, "a duration such as \"10s\" or \"1m\"", &attr.value))
     }
 
-    fn type_err(&self, attr: &Attribute, want: &str, got: &Expression) -> ConfigError {
-        let kind = match got {
-            Expression::Null(_) => "null",
-            Expression::Bool(_) => "a boolean",
-            Expression::Number(_) => "a number",
-            Expression::String(_)
-            | Expression::StringTemplate(_)
-            | Expression::HeredocTemplate(_) => "a string",
-            Expression::Array(_) => "a list",
-            Expression::Object(_) => "an object",
-            _ => "an expression",
-        };
+    fn type_err(&self, attr: &Attribute, want: &str, got: &Value) -> ConfigError {
+        let kind = got.kind();
         self.err(
-            attr.span(),
-            format!("{:?} must be {want}, but it is {kind}", attr.key.as_str()),
-            format!("write {} = <{want}>", attr.key.as_str()),
+            attr.pos,
+            format!("{:?} must be {want}, but it is {kind}", attr.key),
+            format!("write {} = <{want}>", attr.key),
         )
     }
 }
@@ -132,30 +118,30 @@ fn attributes<'b>(
 ) -> Result<Vec<&'b Attribute>, ConfigError> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
-    for s in body.iter() {
+    for s in &body.items {
         match s {
-            Structure::Block(b) => {
+            Item::Block(b) => {
                 return Err(ctx.err(
-                    b.span(),
-                    format!("unexpected block {:?} inside {where_}", b.ident.as_str()),
+                    b.pos,
+                    format!("unexpected block {:?} inside {where_}", b.ident),
                     format!(
                         "remove it; {where_} takes only the settings {}",
                         known.join(", ")
                     ),
                 ));
             }
-            Structure::Attribute(a) => {
+            Item::Attr(a) => {
                 let key = a.key.as_str();
                 if !known.contains(&key) {
                     return Err(ctx.err(
-                        a.span(),
+                        a.pos,
                         format!("unknown setting {key:?} in {where_}"),
                         format!("remove it or use one of: {}", known.join(", ")),
                     ));
                 }
                 if !seen.insert(key) {
                     return Err(ctx.err(
-                        a.span(),
+                        a.pos,
                         format!("{key:?} is set twice in {where_}"),
                         "keep only one",
                     ));
@@ -183,11 +169,11 @@ fn single_label<'b>(
             if allowed.contains(&l) {
                 Ok(l)
             } else {
-                Err(ctx.err(block.span(), format!("unsupported {what} type {l:?}"), fix))
+                Err(ctx.err(block.pos, format!("unsupported {what} type {l:?}"), fix))
             }
         }
         _ => Err(ctx.err(
-            block.span(),
+            block.pos,
             format!("{what} block needs exactly one type label"),
             fix,
         )),
@@ -207,14 +193,19 @@ const TOP_BLOCKS: &[&str] = &["storage", "listener", "seal"];
 
 pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<ServerConfig, ConfigError> {
     let ctx = Ctx { file, text };
-    let body = hcl_edit::parser::parse_body(text).map_err(|e| {
-        let loc = e.location();
+    let body = hcl1::parse(text).map_err(|e| {
+        let (line, column) = line_col(text, e.pos);
+        let near = text
+            .lines()
+            .nth(line.saturating_sub(1))
+            .unwrap_or("")
+            .trim();
         ConfigError {
             file: file.to_owned(),
-            line: loc.line(),
-            column: loc.column(),
-            message: format!("HCL syntax error: {}", e.message()),
-            fix: format!("fix the syntax near: {}", e.line().trim()),
+            line,
+            column,
+            message: format!("HCL syntax error: {}", e.message),
+            fix: format!("fix the syntax on line {line}: {near}"),
         }
     })?;
 
@@ -233,13 +224,13 @@ pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<ServerConfi
     };
     let mut seen = HashSet::new();
 
-    for s in body.iter() {
+    for s in &body.items {
         match s {
-            Structure::Attribute(a) => {
+            Item::Attr(a) => {
                 let key = a.key.as_str();
                 if !TOP_KEYS.contains(&key) {
                     return Err(ctx.err(
-                        a.span(),
+                        a.pos,
                         format!("unknown top-level setting {key:?}"),
                         format!(
                             "remove it; supported settings are {} and the blocks {}",
@@ -249,11 +240,7 @@ pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<ServerConfi
                     ));
                 }
                 if !seen.insert(key) {
-                    return Err(ctx.err(
-                        a.span(),
-                        format!("{key:?} is set twice"),
-                        "keep only one",
-                    ));
+                    return Err(ctx.err(a.pos, format!("{key:?} is set twice"), "keep only one"));
                 }
                 match key {
                     "api_addr" => cfg.api_addr = Some(ctx.string(a)?),
@@ -263,7 +250,7 @@ pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<ServerConfi
                         let v = ctx.string(a)?;
                         cfg.log_level = Some(LogLevel::parse(&v).ok_or_else(|| {
                             ctx.err(
-                                a.span(),
+                                a.pos,
                                 format!("unknown log_level {v:?}"),
                                 "use one of trace, debug, info, warn, error",
                             )
@@ -276,7 +263,7 @@ pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<ServerConfi
                             "json" => LogFormat::Json,
                             _ => {
                                 return Err(ctx.err(
-                                    a.span(),
+                                    a.pos,
                                     format!("unknown log_format {v:?}"),
                                     "use \"standard\" or \"json\"",
                                 ));
@@ -290,11 +277,11 @@ pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<ServerConfi
                     _ => unreachable!("filtered by TOP_KEYS"),
                 }
             }
-            Structure::Block(b) => match b.ident.as_str() {
+            Item::Block(b) => match b.ident.as_str() {
                 "storage" => {
                     if storage.is_some() {
                         return Err(ctx.err(
-                            b.span(),
+                            b.pos,
                             "more than one storage block".into(),
                             "keep exactly one storage block",
                         ));
@@ -305,7 +292,7 @@ pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<ServerConfi
                 "seal" => {
                     if seal.is_some() {
                         return Err(ctx.err(
-                            b.span(),
+                            b.pos,
                             "more than one seal block".into(),
                             "keep one seal block (seal migration is not supported)",
                         ));
@@ -314,7 +301,7 @@ pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<ServerConfi
                 }
                 other => {
                     return Err(ctx.err(
-                        b.span(),
+                        b.pos,
                         format!("unknown block {other:?}"),
                         format!("remove it; supported blocks are {}", TOP_BLOCKS.join(", ")),
                     ));
@@ -325,14 +312,14 @@ pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<ServerConfi
 
     cfg.storage = storage.ok_or_else(|| {
         ctx.err(
-            Some(0..0),
+            0,
             "no storage block".into(),
             "add storage \"file\" { path = \"/var/lib/sealkeep/data\" } (or storage \"inmem\" {} for tests)",
         )
     })?;
     if listeners.is_empty() {
         return Err(ctx.err(
-            Some(0..0),
+            0,
             "no listener block".into(),
             "add listener \"tcp\" { address = \"127.0.0.1:8200\" tls_disable = 1 }",
         ));
@@ -368,7 +355,7 @@ fn parse_storage(ctx: &Ctx<'_>, b: &Block) -> Result<StorageConfig, ConfigError>
                 .filter(|p| !p.is_empty())
                 .ok_or_else(|| {
                     ctx.err(
-                        b.span(),
+                        b.pos,
                         "storage \"file\" needs a path".into(),
                         "add path = \"/var/lib/sealkeep/data\"",
                     )
@@ -409,15 +396,15 @@ fn parse_listener(ctx: &Ctx<'_>, b: &Block) -> Result<ListenerConfig, ConfigErro
                 let v = ctx.string(a)?;
                 address = v.parse().map_err(|_| {
                     ctx.err(
-                        a.span(),
+                        a.pos,
                         format!("address {v:?} is not an IP:port"),
                         "write address = \"0.0.0.0:8200\" (an IP address and a port)",
                     )
                 })?;
             }
             "tls_disable" => tls_disable = ctx.boolean(a)?,
-            "tls_cert_file" => cert = Some((PathBuf::from(ctx.string(a)?), a.span())),
-            "tls_key_file" => key = Some((PathBuf::from(ctx.string(a)?), a.span())),
+            "tls_cert_file" => cert = Some((PathBuf::from(ctx.string(a)?), a.pos)),
+            "tls_key_file" => key = Some((PathBuf::from(ctx.string(a)?), a.pos)),
             "max_request_size" => {
                 max_request_size = usize::try_from(ctx.uint(a)?).unwrap_or(usize::MAX);
                 if max_request_size == 0 {
@@ -435,16 +422,16 @@ fn parse_listener(ctx: &Ctx<'_>, b: &Block) -> Result<ListenerConfig, ConfigErro
                 cert_file,
                 key_file,
             }),
-            (Some((_, span)), None) | (None, Some((_, span))) => {
+            (Some((_, pos)), None) | (None, Some((_, pos))) => {
                 return Err(ctx.err(
-                    span,
+                    pos,
                     "TLS needs both tls_cert_file and tls_key_file".into(),
                     "set both, or set tls_disable = 1",
                 ));
             }
             (None, None) => {
                 return Err(ctx.err(
-                    b.span(),
+                    b.pos,
                     "listener \"tcp\" has TLS enabled but no certificate".into(),
                     "set tls_cert_file and tls_key_file, or tls_disable = 1 for plain HTTP",
                 ));
@@ -484,7 +471,7 @@ fn parse_seal(ctx: &Ctx<'_>, b: &Block, env: &dyn Env) -> Result<SealConfig, Con
                         max_backoff = ctx.duration(a)?;
                         if max_backoff < Duration::from_millis(100) {
                             return Err(ctx.err(
-                                a.span(),
+                                a.pos,
                                 format!("max_backoff {max_backoff:?} is too short"),
                                 "use at least \"100ms\" (the default is \"10s\")",
                             ));
@@ -522,7 +509,7 @@ fn awskms_from_env(
         .filter(|k| !k.is_empty())
         .ok_or_else(|| {
             ctx.err(
-                block.and_then(Span::span).or(Some(0..0)),
+                block.map_or(0, |b| b.pos),
                 "seal \"awskms\" has no kms_key_id".into(),
                 "add kms_key_id = \"alias/NAME\" (or a key ID or ARN) to the seal block, or set SEALKEEP_AWSKMS_SEAL_KEY_ID",
             )

@@ -2,6 +2,7 @@
 //! overrides. Reads the file; otherwise pure.
 
 mod hcl;
+mod hcl1;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
