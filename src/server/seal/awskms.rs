@@ -305,19 +305,6 @@ impl AwsKmsSeal {
         };
         let role = self.role_arn.as_deref().unwrap_or("<AWS_ROLE_ARN unset>");
         let lower = chain.to_ascii_lowercase();
-        if lower.contains("dispatch failure")
-            || lower.contains("connection")
-            || lower.contains("timed out")
-            || lower.contains("timeout")
-        {
-            return SealError::new(
-                SealErrorClass::Unreachable,
-                format!(
-                    "STS endpoint {} is unreachable while assuming role {role} with web identity: {chain}",
-                    self.sts_endpoint
-                ),
-            );
-        }
         if lower.contains("no such file")
             || lower.contains("permission denied")
             || lower.contains("could not read")
@@ -326,6 +313,24 @@ impl AwsKmsSeal {
                 SealErrorClass::WebIdentityDenied,
                 format!(
                     "cannot read the web identity token file {token_file}: {chain}; mount the projected token and make it readable (pod securityContext.fsGroup)"
+                ),
+            );
+        }
+        let network = [
+            "connection refused",
+            "tcp connect",
+            "dns error",
+            "timed out",
+            "timeout",
+            "io error",
+            "connection reset",
+        ];
+        if network.iter().any(|n| lower.contains(n)) {
+            return SealError::new(
+                SealErrorClass::Unreachable,
+                format!(
+                    "STS endpoint {} is unreachable while assuming role {role} with web identity: {chain}",
+                    self.sts_endpoint
                 ),
             );
         }
