@@ -30,14 +30,18 @@ pub fn moto_server_bin() -> PathBuf {
     PathBuf::from("moto_server")
 }
 
-/// A moto server on a free loopback port, killed on drop.
+/// moto: the shared instance that `scripts/test-all.sh` started ($SEALKEEP_TEST_MOTO_URL), or
+/// else a private one on a free loopback port, killed on drop.
 pub struct Moto {
-    child: Child,
+    child: Option<Child>,
     pub url: String,
 }
 
 impl Moto {
     pub fn start() -> Self {
+        if let Ok(url) = std::env::var("SEALKEEP_TEST_MOTO_URL") {
+            return Self { child: None, url };
+        }
         let port = free_port();
         let child = Command::new(moto_server_bin())
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -53,14 +57,19 @@ impl Moto {
         wait_until(Duration::from_secs(30), || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         });
-        Self { child, url }
+        Self {
+            child: Some(child),
+            url,
+        }
     }
 }
 
 impl Drop for Moto {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

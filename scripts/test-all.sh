@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Runs every test on a fresh machine: installs what the tests need (moto in a venv, the Go build
+# of Vault's Shamir reference), starts moto on a free loopback port, then runs fmt, clippy and
+# the whole Rust suite. Safe to re-run; expensive steps are cached under $SEALKEEP_CACHE.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+export SEALKEEP_CACHE="${SEALKEEP_CACHE:-/var/cache/sealkeep}"
+MOTO_VERSION=5.2.5
+PATH="$HOME/.cargo/bin:/usr/local/go/bin:$PATH"
+mkdir -p "$SEALKEEP_CACHE"
+step() { printf '\n==> %s\n' "$*"; }
+
+for tool in cargo go python3; do
+  command -v "$tool" >/dev/null || { echo "error: $tool is required but not on PATH" >&2; exit 1; }
+done
+
+step "moto[server]==$MOTO_VERSION in $SEALKEEP_CACHE/venv"
+VENV="$SEALKEEP_CACHE/venv"
+if ! "$VENV/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+fi
+export SEALKEEP_MOTO_SERVER="$VENV/bin/moto_server"
+
+step "Vault's Shamir reference (tests/vault_shamir, Go)"
+VS="$SEALKEEP_CACHE/bin/vaultshamir-$(sha256sum tests/vault_shamir/go.sum | cut -c1-12)"
+if [ ! -x "$VS" ]; then
+  mkdir -p "$(dirname "$VS")"
+  (cd tests/vault_shamir && CGO_ENABLED=0 go build -o "$VS.tmp" . && mv "$VS.tmp" "$VS")
+fi
+export SEALKEEP_VAULTSHAMIR="$VS"
+
+step "moto on a free loopback port"
+MOTO_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$SEALKEEP_MOTO_SERVER" -H 127.0.0.1 -p "$MOTO_PORT" >"${TMPDIR:-/tmp}/sealkeep-moto.log" 2>&1 &
+MOTO_PID=$!
+trap 'kill $MOTO_PID 2>/dev/null || true; wait $MOTO_PID 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  if python3 -c "import socket; socket.create_connection(('127.0.0.1',$MOTO_PORT),1)" 2>/dev/null; then break; fi
+  sleep 0.2
+done
+export SEALKEEP_TEST_MOTO_URL="http://127.0.0.1:$MOTO_PORT"
+echo "moto at $SEALKEEP_TEST_MOTO_URL (pid $MOTO_PID)"
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
+
+step "cargo test (unit, router, integration against moto)"
+cargo test --locked --all-targets
+
+step "benchmarks compile and run once (figures are printed, never asserted)"
+cargo bench --locked --bench barrier -- --quick
