@@ -143,12 +143,11 @@ async fn main() {
         let mut child = spawn_server(&config);
         let deadline = start + Duration::from_secs(30);
         loop {
-            if let Ok(r) = http.get(&status_url).send().await {
-                if let Ok(v) = r.json::<serde_json::Value>().await {
-                    if v["sealed"] == false {
-                        break;
-                    }
-                }
+            if let Ok(r) = http.get(&status_url).send().await
+                && let Ok(v) = r.json::<serde_json::Value>().await
+                && v["sealed"] == false
+            {
+                break;
             }
             assert!(Instant::now() < deadline, "no unseal within 30 s");
             tokio::time::sleep(Duration::from_millis(1)).await;

@@ -111,10 +111,8 @@ pub async fn write(
 ) -> Result<VersionMeta, KvError> {
     let path = clean_path(path)?;
     let mut record = load(barrier, &path).await?.unwrap_or_default();
-    if let Some(cas) = cas {
-        if cas != record.current_version {
-            return Err(KvError::CasMismatch);
-        }
+    if cas.is_some_and(|cas| cas != record.current_version) {
+        return Err(KvError::CasMismatch);
     }
     let version = record.current_version + 1;
     let stored = StoredVersion {

@@ -242,17 +242,18 @@ pub async fn wait_status(addr: &str, limit: Duration, pred: impl Fn(&Value) -> b
     let start = Instant::now();
     let mut last = Value::Null;
     while start.elapsed() < limit {
-        if let Ok(resp) = client()
+        let resp = client()
             .get(format!("{addr}/v1/sys/seal-status"))
             .send()
-            .await
-        {
-            if let Ok(v) = resp.json::<Value>().await {
-                if pred(&v) {
-                    return v;
-                }
-                last = v;
+            .await;
+        if let Ok(v) = match resp {
+            Ok(r) => r.json::<Value>().await,
+            Err(e) => Err(e),
+        } {
+            if pred(&v) {
+                return v;
             }
+            last = v;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
