@@ -50,7 +50,8 @@ step "cargo clippy --all-targets -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
 
 step "cargo test (unit, router, integration against moto)"
-cargo test --locked --all-targets
+cargo test --locked --lib --bins --tests
 
-step "benchmarks compile and run once (figures are printed, never asserted)"
+step "benchmarks, run once in release (figures are printed, never asserted)"
 cargo bench --locked --bench barrier -- --quick
+cargo bench --locked --bench unseal -- --runs 5

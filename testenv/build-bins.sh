@@ -76,7 +76,7 @@ modlines() {
 # Path of the .mod file the proxy serves for module@version (downloads only the .mod).
 served_mod() {
   local j
-  j=$(cd / && GOWORK=off GOFLAGS= go mod download -json "$1" 2>&1) || die "go mod download $1 failed: $j"
+  j=$(cd / && GOWORK=off GOFLAGS='' go mod download -json "$1" 2>&1) || die "go mod download $1 failed: $j"
   sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",*$/\1/p' <<<"$j"
 }
 
@@ -90,6 +90,7 @@ regen_wrapper() { # name dest upstream-module@version tool-packages...
   go_line=$(modlines "$upmod" | awk '$1 == "go" { print $2 }')
   (
     cd "$tmp"
+    # shellcheck disable=SC2030  # deliberately local to this subshell
     export GOFLAGS=-mod=mod GOWORK=off
     go mod init "sealkeep/testenv/go/$name" 2>/dev/null
     # Same language version and godebug defaults as the upstream release (godebug is honoured
@@ -161,12 +162,32 @@ fi
 
 # The wrapper must match versions.env (else someone bumped a version without --regen).
 check_wrapper() { # dir module version
-  [ -f "$1/go.mod" ] && [ -f "$1/go.sum" ] || die "missing $1/go.mod or go.sum; run testenv/build-bins.sh --regen"
+  if [ ! -f "$1/go.mod" ] || [ ! -f "$1/go.sum" ]; then
+    die "missing $1/go.mod or go.sum; run testenv/build-bins.sh --regen"
+  fi
   modlines "$1/go.mod" | grep -qxF "require $2 $3" ||
     die "$1/go.mod does not require $2 $3 (versions.env changed?); run testenv/build-bins.sh --regen"
 }
 
 sha() { sha256sum "$@" | awk '{ print $1 }'; }
+
+# Run a (long) command as a waited-for child, so that INT/TERM sent to this script alone also
+# stops the go command instead of leaving it orphaned.
+CHILD=
+run() {
+  local rc=0
+  "$@" &
+  CHILD=$!
+  wait "$CHILD" || rc=$?
+  CHILD=
+  return "$rc"
+}
+on_signal() {
+  if [ -n "$CHILD" ]; then kill -INT "$CHILD" 2>/dev/null || true; wait "$CHILD" 2>/dev/null || true; fi
+  log "interrupted"
+  exit 130
+}
+trap on_signal INT TERM
 
 # ensure <component> <dir-name> <stamp-text> <binaries...> -- <build-fn> : reuse or build.
 # build-fn gets the temporary output dir as $1 and must leave the binaries there.
@@ -186,6 +207,7 @@ ensure() {
   # shellcheck disable=SC2064
   trap "rm -rf '$tmp'" EXIT
   log "$comp: building into $dir (${bins[*]})"
+  [ "$comp" != kubernetes ] || log "$comp: a cold build takes roughly 20-30 min on 2 cores; go build prints nothing meanwhile"
   "$buildfn" "$tmp"
   for b in "${bins[@]}"; do [ -x "$tmp/$b" ] || die "$comp: $b was not produced"; done
   printf '%s\n' "$stamp" >"$tmp/.stamp"
@@ -208,8 +230,8 @@ for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   K8S_LDFLAGS+=" -X $p.gitVersion=$KUBE_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$KUBE_MINOR -X $p.gitTreeState=clean"
 done
 build_k8s() {
-  (cd "$K8S_WRAP" && GOWORK=off CGO_ENABLED=0 go build -mod=readonly -trimpath -pgo=off \
-    -ldflags "$K8S_LDFLAGS" -o "$1/" "${K8S_CMDS[@]/#/k8s.io/kubernetes/cmd/}")
+  GOWORK=off CGO_ENABLED=0 run go -C "$K8S_WRAP" build -mod=readonly -trimpath -pgo=off \
+    -ldflags "$K8S_LDFLAGS" -o "$1/" "${K8S_CMDS[@]/#/k8s.io/kubernetes/cmd/}"
   expect_in kube-apiserver "Kubernetes $KUBE_VERSION" "$("$1/kube-apiserver" --version)"
   expect_in kube-controller-manager "Kubernetes $KUBE_VERSION" "$("$1/kube-controller-manager" --version)"
   expect_in kubectl "Client Version: $KUBE_VERSION" "$("$1/kubectl" version --client)"
@@ -218,8 +240,8 @@ build_k8s() {
 # ---------------------------------------------------------------- etcd
 ETCD_LDFLAGS="-s -w"
 build_etcd() {
-  (cd "$ETCD_WRAP" && GOWORK=off CGO_ENABLED=0 go build -mod=readonly -trimpath \
-    -ldflags "$ETCD_LDFLAGS" -o "$1/etcd" go.etcd.io/etcd/server/v3)
+  GOWORK=off CGO_ENABLED=0 run go -C "$ETCD_WRAP" build -mod=readonly -trimpath \
+    -ldflags "$ETCD_LDFLAGS" -o "$1/etcd" go.etcd.io/etcd/server/v3
   expect_in etcd "etcd Version: ${ETCD_VERSION#v}" "$("$1/etcd" --version)"
 }
 
@@ -240,12 +262,15 @@ helm_ldflags() {
   printf '%s' "$l"
 }
 build_helm() {
-  local l
+  local l w gf=() words=()
   l=$(helm_ldflags)
-  # go install pkg@version works for helm (its go.mod has no replace); run outside any module
-  # and without a -mod flag in GOFLAGS, which go install pkg@version rejects.
-  (cd "$1" && GOWORK=off GOFLAGS="$(sed 's/-mod=[a-z]*//g' <<<"${GOFLAGS:-}")" GOBIN="$1" CGO_ENABLED=0 \
-    go install -trimpath -ldflags "$l" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION")
+  # go install pkg@version works for helm (its go.mod has no replace); run it outside any
+  # module and without a -mod flag from GOFLAGS, which go install pkg@version does not take.
+  # shellcheck disable=SC2031  # the regen subshell's GOFLAGS is not meant to be seen here
+  read -ra words <<<"${GOFLAGS:-}"
+  for w in "${words[@]}"; do [[ $w == -mod=* ]] || gf+=("$w"); done
+  GOWORK=off GOFLAGS="${gf[*]}" GOBIN="$1" CGO_ENABLED=0 \
+    run go -C "$1" install -trimpath -ldflags "$l" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
   expect_in helm "$HELM_VERSION" "$("$1/helm" version --template '{{.Version}}')"
 }
 
