@@ -183,7 +183,8 @@ run() {
   return "$rc"
 }
 on_signal() {
-  if [ -n "$CHILD" ]; then kill -INT "$CHILD" 2>/dev/null || true; wait "$CHILD" 2>/dev/null || true; fi
+  # TERM, not INT: background children of a non-interactive bash ignore SIGINT.
+  if [ -n "$CHILD" ]; then kill -TERM "$CHILD" 2>/dev/null || true; wait "$CHILD" 2>/dev/null || true; fi
   log "interrupted"
   exit 130
 }
@@ -206,10 +207,15 @@ ensure() {
   tmp=$(mktemp -d "$BIN/.tmp-$name.XXXXXX")
   # shellcheck disable=SC2064
   trap "rm -rf '$tmp'" EXIT
+  # go's own work dir goes inside $tmp too, so an interrupted build leaves nothing behind.
+  mkdir "$tmp/.gotmp"
+  export GOTMPDIR=$tmp/.gotmp
   log "$comp: building into $dir (${bins[*]})"
-  [ "$comp" != kubernetes ] || log "$comp: a cold build takes roughly 20-30 min on 2 cores; go build prints nothing meanwhile"
+  [ "$comp" != kubernetes ] || log "$comp: a cold build takes roughly 10-20 min on 2 cores; go build prints nothing meanwhile"
   "$buildfn" "$tmp"
   for b in "${bins[@]}"; do [ -x "$tmp/$b" ] || die "$comp: $b was not produced"; done
+  rm -rf "$tmp/.gotmp"
+  unset GOTMPDIR
   printf '%s\n' "$stamp" >"$tmp/.stamp"
   chmod 755 "$tmp"
   # Replace the directory: rename is atomic; an old stale dir is moved aside first.

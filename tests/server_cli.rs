@@ -209,3 +209,86 @@ fn shares_cross_with_vaults_own_shamir() {
     let combined = sealkeep::server::seal::shamir::combine(&vault_shares[1..4]).expect("combine");
     assert_eq!(combined.as_slice(), secret.as_slice());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_listener_serves_https_with_the_configured_certificate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    let ok = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl is needed to make a test certificate");
+    assert!(ok.success());
+    let port = free_port();
+    let config = dir.path().join("tls.hcl");
+    std::fs::write(
+        &config,
+        format!(
+            "storage \"inmem\" {{}}\nlistener \"tcp\" {{\n  address = \"127.0.0.1:{port}\"\n  tls_cert_file = \"{}\"\n  tls_key_file = \"{}\"\n}}\n",
+            cert.display(),
+            key.display()
+        ),
+    )
+    .expect("config");
+    let child = base_command(env!("CARGO_BIN_EXE_sealkeep"))
+        .args(["server", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let _guard = KillOnDrop(child);
+    wait_until(Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let pem = std::fs::read(&cert).expect("cert");
+    let https = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem).expect("pem")])
+        .build()
+        .expect("client");
+    let resp = https
+        .get(format!("https://127.0.0.1:{port}/v1/sys/seal-status"))
+        .send()
+        .await
+        .expect("HTTPS request with the server's certificate as the only root");
+    assert_eq!(resp.status().as_u16(), 200);
+    let v: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(v["initialized"], false);
+    // Plain HTTP on a TLS listener does not get an API answer.
+    let plain = client()
+        .get(format!("http://127.0.0.1:{port}/v1/sys/seal-status"))
+        .send()
+        .await;
+    assert!(plain.map(|r| r.status().as_u16() != 200).unwrap_or(true));
+}
+
+/// Kills a child process even when the test fails.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
