@@ -1,0 +1,306 @@
+//! End-to-end tests on the local control plane (testenv: real etcd, kube-apiserver,
+//! kube-controller-manager, the process kubelet, moto). Ignored by default because they need
+//! root and the Go-built binaries; `scripts/test-all.sh` runs them with `--ignored` after
+//! `testenv/testenv up`, and tears the environment down after them.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `testenv/testenv up` once (it reuses a running environment), then its `env` exports.
+fn testenv() -> &'static HashMap<String, String> {
+    static ENV: OnceLock<HashMap<String, String>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let up = Command::new(repo().join("testenv/testenv"))
+            .arg("up")
+            .status()
+            .expect("run testenv/testenv up");
+        assert!(up.success(), "testenv/testenv up failed; see its logs under the state dir");
+        let out = Command::new(repo().join("testenv/testenv"))
+            .arg("env")
+            .output()
+            .expect("testenv env");
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.trim_matches(|c| c == '"' || c == '\'').to_owned()))
+            .collect()
+    })
+}
+
+fn cmd(program: &str) -> Command {
+    let mut c = Command::new(program);
+    for (k, v) in testenv() {
+        c.env(k, v);
+    }
+    c
+}
+
+/// Runs kubectl; returns (success, stdout, stderr).
+fn kubectl(args: &[&str]) -> (bool, String, String) {
+    let out = cmd("kubectl").args(args).output().expect("kubectl on the testenv PATH");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn kubectl_ok(args: &[&str]) -> String {
+    let (ok, out, err) = kubectl(args);
+    assert!(ok, "kubectl {args:?} failed: {err}");
+    out
+}
+
+fn apply(yaml: &str) {
+    let mut child = cmd("kubectl")
+        .args(["apply", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl apply");
+    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), yaml.as_bytes()).expect("write");
+    let out = child.wait_with_output().expect("apply");
+    assert!(out.status.success(), "apply failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn json(args: &[&str]) -> Value {
+    let mut a = args.to_vec();
+    a.extend(["-o", "json"]);
+    serde_json::from_str(&kubectl_ok(&a)).expect("kubectl json")
+}
+
+fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            eprintln!("{what}: {:?}", start.elapsed());
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("{what}: not within {limit:?}");
+}
+
+fn namespace(name: &str) {
+    let _ = kubectl(&["delete", "namespace", name, "--wait=true", "--timeout=60s"]);
+    kubectl_ok(&["create", "namespace", name]);
+    wait_for("default service account", Duration::from_secs(30), || {
+        kubectl(&["-n", name, "get", "serviceaccount", "default"]).0
+    });
+}
+
+/// The PVC directory the process kubelet keeps for a claim.
+fn pvc_dir(ns: &str, claim: &str) -> PathBuf {
+    let state = testenv()
+        .get("SEALKEEP_TESTENV_DIR")
+        .cloned()
+        .unwrap_or_else(|| "/var/lib/sealkeep-testenv".into());
+    PathBuf::from(state).join("kubelet/pvc").join(ns).join(claim)
+}
+
+#[test]
+#[ignore = "needs testenv (root, Go-built control plane): scripts/test-all.sh runs it"]
+fn version_is_pinned_and_node_is_ready() {
+    let v = json(&["version"]);
+    let pinned = std::fs::read_to_string(repo().join("testenv/versions.env")).expect("versions");
+    let kube = pinned
+        .lines()
+        .find_map(|l| l.strip_prefix("KUBE_VERSION="))
+        .expect("KUBE_VERSION");
+    assert_eq!(v["serverVersion"]["gitVersion"], kube);
+    assert_eq!(v["clientVersion"]["gitVersion"], kube);
+    let nodes = json(&["get", "nodes"]);
+    let node = &nodes["items"][0];
+    let ready = node["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .map(|c| c["status"].clone());
+    assert_eq!(ready, Some(Value::from("True")), "{node}");
+}
+
+const DEV_DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: { name: dev, namespace: e2e-deploy }
+spec:
+  replicas: 1
+  selector: { matchLabels: { app: dev } }
+  template:
+    metadata: { labels: { app: dev } }
+    spec:
+      containers:
+      - name: server
+        image: ghcr.io/sealkeep/sealkeep:0.1.0
+        args: ["server", "--dev", "--dev-listen-address", "0.0.0.0:8200"]
+        readinessProbe:
+          httpGet: { path: /v1/sys/health, port: 8200 }
+          periodSeconds: 1
+"#;
+
+#[test]
+#[ignore = "needs testenv (root, Go-built control plane): scripts/test-all.sh runs it"]
+fn deployment_becomes_available_and_gc_removes_dependents() {
+    namespace("e2e-deploy");
+    apply(DEV_DEPLOYMENT);
+    wait_for("deployment Available", Duration::from_secs(90), || {
+        let d = json(&["-n", "e2e-deploy", "get", "deployment", "dev"]);
+        d["status"]["availableReplicas"] == 1
+    });
+    let pods = json(&["-n", "e2e-deploy", "get", "pods", "-l", "app=dev"]);
+    let ip = pods["items"][0]["status"]["podIP"].as_str().expect("podIP").to_owned();
+    assert!(ip.starts_with("198.18."), "{ip}");
+    // The dev server answers on its pod IP from the host.
+    let out = Command::new("curl")
+        .args(["-s", "-m", "5", &format!("http://{ip}:8200/v1/sys/seal-status")])
+        .output()
+        .expect("curl");
+    let st: Value = serde_json::from_slice(&out.stdout).expect("seal-status json");
+    assert_eq!(st["sealed"], false);
+
+    // Garbage collection: deleting the Deployment removes its ReplicaSet and pods.
+    kubectl_ok(&["-n", "e2e-deploy", "delete", "deployment", "dev", "--cascade=background"]);
+    wait_for("dependents collected", Duration::from_secs(90), || {
+        let rs = json(&["-n", "e2e-deploy", "get", "replicasets"]);
+        let pods = json(&["-n", "e2e-deploy", "get", "pods"]);
+        rs["items"].as_array().is_some_and(Vec::is_empty)
+            && pods["items"].as_array().is_some_and(Vec::is_empty)
+    });
+}
+
+const STS: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: { name: server-config, namespace: e2e-sts }
+data:
+  server.hcl: |
+    storage "file" { path = "/data" }
+    listener "tcp" { address = "0.0.0.0:8200"  tls_disable = 1 }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: srv, namespace: e2e-sts }
+spec:
+  clusterIP: None
+  publishNotReadyAddresses: true
+  selector: { app: srv }
+  ports: [{ name: http, port: 8200 }]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: { name: srv, namespace: e2e-sts }
+spec:
+  serviceName: srv
+  replicas: 3
+  podManagementPolicy: Parallel
+  selector: { matchLabels: { app: srv } }
+  template:
+    metadata: { labels: { app: srv } }
+    spec:
+      containers:
+      - name: server
+        image: ghcr.io/sealkeep/sealkeep:0.1.0
+        args: ["server", "--config", "/etc/sealkeep/server.hcl"]
+        volumeMounts:
+        - { name: config, mountPath: /etc/sealkeep }
+        - { name: data, mountPath: /data }
+        readinessProbe:
+          httpGet: { path: "/v1/sys/health?uninitcode=200&sealedcode=200", port: 8200 }
+          periodSeconds: 1
+      volumes:
+      - name: config
+        configMap: { name: server-config }
+  volumeClaimTemplates:
+  - metadata: { name: data }
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources: { requests: { storage: 1Gi } }
+"#;
+
+fn seal_status(ip: &str) -> Value {
+    let out = Command::new("curl")
+        .args(["-s", "-m", "5", &format!("http://{ip}:8200/v1/sys/seal-status")])
+        .output()
+        .expect("curl");
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+fn pod_ip(ns: &str, pod: &str) -> Option<String> {
+    let p = json(&["-n", ns, "get", "pod", pod]);
+    p["status"]["podIP"].as_str().map(str::to_owned)
+}
+
+#[test]
+#[ignore = "needs testenv (root, Go-built control plane): scripts/test-all.sh runs it"]
+fn statefulset_pods_get_ips_and_keep_pvc_data_across_recreation() {
+    namespace("e2e-sts");
+    apply(STS);
+    wait_for("statefulset ready", Duration::from_secs(120), || {
+        json(&["-n", "e2e-sts", "get", "statefulset", "srv"])["status"]["readyReplicas"] == 3
+    });
+    let mut ips: Vec<String> = (0..3)
+        .map(|i| pod_ip("e2e-sts", &format!("srv-{i}")).expect("podIP"))
+        .collect();
+    assert!(ips.iter().all(|ip| ip.starts_with("198.18.")), "{ips:?}");
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 3, "distinct pod IPs");
+    let pvc = json(&["-n", "e2e-sts", "get", "pvc", "data-srv-0"]);
+    assert_eq!(pvc["status"]["phase"], "Bound");
+
+    // Initialize srv-0 (its storage lives on the PVC), then delete the pod.
+    let ip0 = pod_ip("e2e-sts", "srv-0").expect("ip");
+    let out = Command::new("curl")
+        .args(["-s", "-m", "10", "-X", "PUT", "-d", r#"{"secret_shares":1,"secret_threshold":1}"#])
+        .arg(format!("http://{ip0}:8200/v1/sys/init"))
+        .output()
+        .expect("curl");
+    let init: Value = serde_json::from_slice(&out.stdout).expect("init json");
+    assert!(init["root_token"].is_string(), "{init}");
+    let uid = json(&["-n", "e2e-sts", "get", "pod", "srv-0"])["metadata"]["uid"].clone();
+    kubectl_ok(&["-n", "e2e-sts", "delete", "pod", "srv-0", "--wait=true", "--timeout=60s"]);
+    // The old process is gone: nothing answers on its address until the new pod runs.
+    wait_for("srv-0 recreated and ready", Duration::from_secs(120), || {
+        let p = json(&["-n", "e2e-sts", "get", "pod", "srv-0"]);
+        p["metadata"]["uid"] != uid
+            && p["status"]["conditions"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+    });
+    let ip = pod_ip("e2e-sts", "srv-0").expect("ip");
+    let st = seal_status(&ip);
+    assert_eq!(st["initialized"], true, "PVC data must survive pod recreation: {st}");
+    assert!(pvc_dir("e2e-sts", "data-srv-0").join("sealkeep.redb").exists());
+    kubectl_ok(&["delete", "namespace", "e2e-sts", "--wait=false"]);
+}
+
+#[test]
+#[ignore = "needs testenv (root, Go-built control plane): scripts/test-all.sh runs it"]
+fn helm_installs_a_tiny_chart() {
+    namespace("e2e-helm");
+    let chart = repo().join("tests/fixtures/tiny-chart");
+    let out = cmd("helm")
+        .args(["install", "tiny"])
+        .arg(&chart)
+        .args(["-n", "e2e-helm", "--wait", "--timeout", "60s"])
+        .output()
+        .expect("helm on the testenv PATH");
+    assert!(out.status.success(), "helm install: {}", String::from_utf8_lossy(&out.stderr));
+    let cm = json(&["-n", "e2e-helm", "get", "configmap", "tiny-greeting"]);
+    assert_eq!(cm["data"]["greeting"], "hello from helm");
+    let out = cmd("helm").args(["uninstall", "tiny", "-n", "e2e-helm"]).output().expect("helm");
+    assert!(out.status.success());
+}
