@@ -4,14 +4,18 @@
 use std::process::Command;
 
 fn sh(script: &str) -> String {
-    let out = Command::new("sh").args(["-c", script]).output().expect("sh");
+    let out = Command::new("sh")
+        .args(["-c", script])
+        .output()
+        .expect("sh");
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 #[test]
 #[ignore = "needs testenv (root): scripts/test-all.sh runs it after the e2e tests"]
 fn down_leaves_nothing_behind() {
-    let state = std::env::var("SEALKEEP_TESTENV_DIR").unwrap_or_else(|_| "/var/lib/sealkeep-testenv".into());
+    let state = std::env::var("SEALKEEP_TESTENV_DIR")
+        .unwrap_or_else(|_| "/var/lib/sealkeep-testenv".into());
     let down = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/testenv/testenv"))
         .arg("down")
         .status()
@@ -23,7 +27,9 @@ fn down_leaves_nothing_behind() {
         .status()
         .expect("testenv down");
     assert!(again.success());
-    let procs = sh("pgrep -af 'kube-apiserver|kube-controller-manager|sealkeep-pkubelet|/etcd |moto_server -H 198.18' || true");
+    let procs = sh(
+        "pgrep -af 'kube-apiserver|kube-controller-manager|sealkeep-pkubelet|/etcd |moto_server -H 198.18' || true",
+    );
     assert_eq!(procs, "", "processes left behind");
     let netns = sh("ip netns list | grep '^sk-' || true");
     assert_eq!(netns, "", "network namespaces left behind");
@@ -31,5 +37,8 @@ fn down_leaves_nothing_behind() {
     assert_eq!(links, "", "bridge or veth links left behind");
     let mounts = sh(&format!("grep -F '{state}' /proc/self/mountinfo || true"));
     assert_eq!(mounts, "", "mounts left behind");
-    assert!(!std::path::Path::new(&state).exists(), "state dir {state} left behind");
+    assert!(
+        !std::path::Path::new(&state).exists(),
+        "state dir {state} left behind"
+    );
 }

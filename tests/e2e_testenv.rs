@@ -25,7 +25,10 @@ fn testenv() -> &'static HashMap<String, String> {
             .arg("up")
             .status()
             .expect("run testenv/testenv up");
-        assert!(up.success(), "testenv/testenv up failed; see its logs under the state dir");
+        assert!(
+            up.success(),
+            "testenv/testenv up failed; see its logs under the state dir"
+        );
         let out = Command::new(repo().join("testenv/testenv"))
             .arg("env")
             .output()
@@ -35,7 +38,12 @@ fn testenv() -> &'static HashMap<String, String> {
             .lines()
             .filter_map(|l| l.strip_prefix("export "))
             .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.trim_matches(|c| c == '"' || c == '\'').to_owned()))
+            .map(|(k, v)| {
+                (
+                    k.to_owned(),
+                    v.trim_matches(|c| c == '"' || c == '\'').to_owned(),
+                )
+            })
             .collect()
     })
 }
@@ -50,7 +58,10 @@ fn cmd(program: &str) -> Command {
 
 /// Runs kubectl; returns (success, stdout, stderr).
 fn kubectl(args: &[&str]) -> (bool, String, String) {
-    let out = cmd("kubectl").args(args).output().expect("kubectl on the testenv PATH");
+    let out = cmd("kubectl")
+        .args(args)
+        .output()
+        .expect("kubectl on the testenv PATH");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -72,9 +83,14 @@ fn apply(yaml: &str) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("kubectl apply");
-    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), yaml.as_bytes()).expect("write");
+    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), yaml.as_bytes())
+        .expect("write");
     let out = child.wait_with_output().expect("apply");
-    assert!(out.status.success(), "apply failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "apply failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn json(args: &[&str]) -> Value {
@@ -96,20 +112,35 @@ fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
 }
 
 fn namespace(name: &str) {
-    let _ = kubectl(&["delete", "namespace", name, "--wait=true", "--timeout=60s"]);
+    let _ = kubectl(&["delete", "namespace", name, "--wait=false"]);
+    wait_for("old namespace gone", Duration::from_secs(120), || {
+        !kubectl(&["get", "namespace", name]).0
+    });
     kubectl_ok(&["create", "namespace", name]);
     wait_for("default service account", Duration::from_secs(30), || {
         kubectl(&["-n", name, "get", "serviceaccount", "default"]).0
     });
 }
 
-/// The PVC directory the process kubelet keeps for a claim.
-fn pvc_dir(ns: &str, claim: &str) -> PathBuf {
+/// Whether the process kubelet's directory for a claim holds `file`.
+fn pvc_has_file(ns: &str, claim: &str, file: &str) -> bool {
+    let root = pvc_root(ns);
+    std::fs::read_dir(&root)
+        .map(|entries| {
+            entries.flatten().any(|e| {
+                e.file_name().to_string_lossy().starts_with(claim) && e.path().join(file).exists()
+            })
+        })
+        .unwrap_or(false)
+}
+
+/// The process kubelet's PVC directory of a namespace.
+fn pvc_root(ns: &str) -> PathBuf {
     let state = testenv()
         .get("SEALKEEP_TESTENV_DIR")
         .cloned()
         .unwrap_or_else(|| "/var/lib/sealkeep-testenv".into());
-    PathBuf::from(state).join("kubelet/pvc").join(ns).join(claim)
+    PathBuf::from(state).join("kubelet/pvc").join(ns)
 }
 
 #[test]
@@ -161,18 +192,33 @@ fn deployment_becomes_available_and_gc_removes_dependents() {
         d["status"]["availableReplicas"] == 1
     });
     let pods = json(&["-n", "e2e-deploy", "get", "pods", "-l", "app=dev"]);
-    let ip = pods["items"][0]["status"]["podIP"].as_str().expect("podIP").to_owned();
+    let ip = pods["items"][0]["status"]["podIP"]
+        .as_str()
+        .expect("podIP")
+        .to_owned();
     assert!(ip.starts_with("198.18."), "{ip}");
     // The dev server answers on its pod IP from the host.
     let out = Command::new("curl")
-        .args(["-s", "-m", "5", &format!("http://{ip}:8200/v1/sys/seal-status")])
+        .args([
+            "-s",
+            "-m",
+            "5",
+            &format!("http://{ip}:8200/v1/sys/seal-status"),
+        ])
         .output()
         .expect("curl");
     let st: Value = serde_json::from_slice(&out.stdout).expect("seal-status json");
     assert_eq!(st["sealed"], false);
 
     // Garbage collection: deleting the Deployment removes its ReplicaSet and pods.
-    kubectl_ok(&["-n", "e2e-deploy", "delete", "deployment", "dev", "--cascade=background"]);
+    kubectl_ok(&[
+        "-n",
+        "e2e-deploy",
+        "delete",
+        "deployment",
+        "dev",
+        "--cascade=background",
+    ]);
     wait_for("dependents collected", Duration::from_secs(90), || {
         let rs = json(&["-n", "e2e-deploy", "get", "replicasets"]);
         let pods = json(&["-n", "e2e-deploy", "get", "pods"]);
@@ -232,7 +278,12 @@ spec:
 
 fn seal_status(ip: &str) -> Value {
     let out = Command::new("curl")
-        .args(["-s", "-m", "5", &format!("http://{ip}:8200/v1/sys/seal-status")])
+        .args([
+            "-s",
+            "-m",
+            "5",
+            &format!("http://{ip}:8200/v1/sys/seal-status"),
+        ])
         .output()
         .expect("curl");
     serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
@@ -246,45 +297,71 @@ fn pod_ip(ns: &str, pod: &str) -> Option<String> {
 #[test]
 #[ignore = "needs testenv (root, Go-built control plane): scripts/test-all.sh runs it"]
 fn statefulset_pods_get_ips_and_keep_pvc_data_across_recreation() {
-    namespace("e2e-sts");
-    apply(STS);
+    // A fresh namespace per run: PVC directories outlive their namespace by design.
+    let ns = format!("e2e-sts-{}", std::process::id());
+    namespace(&ns);
+    apply(&STS.replace("namespace: e2e-sts", &format!("namespace: {ns}")));
     wait_for("statefulset ready", Duration::from_secs(120), || {
-        json(&["-n", "e2e-sts", "get", "statefulset", "srv"])["status"]["readyReplicas"] == 3
+        json(&["-n", &ns, "get", "statefulset", "srv"])["status"]["readyReplicas"] == 3
     });
     let mut ips: Vec<String> = (0..3)
-        .map(|i| pod_ip("e2e-sts", &format!("srv-{i}")).expect("podIP"))
+        .map(|i| pod_ip(&ns, &format!("srv-{i}")).expect("podIP"))
         .collect();
     assert!(ips.iter().all(|ip| ip.starts_with("198.18.")), "{ips:?}");
     ips.sort();
     ips.dedup();
     assert_eq!(ips.len(), 3, "distinct pod IPs");
-    let pvc = json(&["-n", "e2e-sts", "get", "pvc", "data-srv-0"]);
+    let pvc = json(&["-n", &ns, "get", "pvc", "data-srv-0"]);
     assert_eq!(pvc["status"]["phase"], "Bound");
 
     // Initialize srv-0 (its storage lives on the PVC), then delete the pod.
-    let ip0 = pod_ip("e2e-sts", "srv-0").expect("ip");
+    let ip0 = pod_ip(&ns, "srv-0").expect("ip");
     let out = Command::new("curl")
-        .args(["-s", "-m", "10", "-X", "PUT", "-d", r#"{"secret_shares":1,"secret_threshold":1}"#])
+        .args([
+            "-s",
+            "-m",
+            "10",
+            "-X",
+            "PUT",
+            "-d",
+            r#"{"secret_shares":1,"secret_threshold":1}"#,
+        ])
         .arg(format!("http://{ip0}:8200/v1/sys/init"))
         .output()
         .expect("curl");
     let init: Value = serde_json::from_slice(&out.stdout).expect("init json");
     assert!(init["root_token"].is_string(), "{init}");
-    let uid = json(&["-n", "e2e-sts", "get", "pod", "srv-0"])["metadata"]["uid"].clone();
-    kubectl_ok(&["-n", "e2e-sts", "delete", "pod", "srv-0", "--wait=true", "--timeout=60s"]);
+    let uid = json(&["-n", &ns, "get", "pod", "srv-0"])["metadata"]["uid"].clone();
+    kubectl_ok(&[
+        "-n",
+        &ns,
+        "delete",
+        "pod",
+        "srv-0",
+        "--wait=true",
+        "--timeout=60s",
+    ]);
     // The old process is gone: nothing answers on its address until the new pod runs.
-    wait_for("srv-0 recreated and ready", Duration::from_secs(120), || {
-        let p = json(&["-n", "e2e-sts", "get", "pod", "srv-0"]);
-        p["metadata"]["uid"] != uid
-            && p["status"]["conditions"]
-                .as_array()
-                .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
-    });
-    let ip = pod_ip("e2e-sts", "srv-0").expect("ip");
+    wait_for(
+        "srv-0 recreated and ready",
+        Duration::from_secs(120),
+        || {
+            let p = json(&["-n", &ns, "get", "pod", "srv-0"]);
+            p["metadata"]["uid"] != uid
+                && p["status"]["conditions"].as_array().is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                })
+        },
+    );
+    let ip = pod_ip(&ns, "srv-0").expect("ip");
     let st = seal_status(&ip);
-    assert_eq!(st["initialized"], true, "PVC data must survive pod recreation: {st}");
-    assert!(pvc_dir("e2e-sts", "data-srv-0").join("sealkeep.redb").exists());
-    kubectl_ok(&["delete", "namespace", "e2e-sts", "--wait=false"]);
+    assert_eq!(
+        st["initialized"], true,
+        "PVC data must survive pod recreation: {st}"
+    );
+    assert!(pvc_has_file(&ns, "data-srv-0", "sealkeep.redb"));
+    kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
 }
 
 #[test]
@@ -298,9 +375,16 @@ fn helm_installs_a_tiny_chart() {
         .args(["-n", "e2e-helm", "--wait", "--timeout", "60s"])
         .output()
         .expect("helm on the testenv PATH");
-    assert!(out.status.success(), "helm install: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "helm install: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let cm = json(&["-n", "e2e-helm", "get", "configmap", "tiny-greeting"]);
     assert_eq!(cm["data"]["greeting"], "hello from helm");
-    let out = cmd("helm").args(["uninstall", "tiny", "-n", "e2e-helm"]).output().expect("helm");
+    let out = cmd("helm")
+        .args(["uninstall", "tiny", "-n", "e2e-helm"])
+        .output()
+        .expect("helm");
     assert!(out.status.success());
 }
