@@ -388,3 +388,175 @@ fn helm_installs_a_tiny_chart() {
         .expect("helm");
     assert!(out.status.success());
 }
+
+/// A pod that runs host tools (`sh`, `curl`, the pinned `kubectl`) with its own service account,
+/// projected tokens and network namespace, and prints what it sees.
+fn probe_manifest(ns: &str, kubectl: &str) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{ name: reader, namespace: {ns} }}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{ name: read-configmaps, namespace: {ns} }}
+rules:
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get, list]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{ name: reader, namespace: {ns} }}
+roleRef: {{ apiGroup: rbac.authorization.k8s.io, kind: Role, name: read-configmaps }}
+subjects: [{{ kind: ServiceAccount, name: reader, namespace: {ns} }}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{ name: peers, namespace: {ns} }}
+spec:
+  clusterIP: None
+  publishNotReadyAddresses: true
+  selector: {{ app: peer }}
+  ports: [{{ name: http, port: 8200 }}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {{ name: peer, namespace: {ns} }}
+spec:
+  serviceName: peers
+  replicas: 2
+  podManagementPolicy: Parallel
+  selector: {{ matchLabels: {{ app: peer }} }}
+  template:
+    metadata: {{ labels: {{ app: peer }} }}
+    spec:
+      containers:
+      - name: server
+        image: ghcr.io/sealkeep/sealkeep:0.1.0
+        args: ["server", "--dev", "--dev-listen-address", "0.0.0.0:8200"]
+        readinessProbe:
+          httpGet: {{ path: /v1/sys/health, port: 8200 }}
+          periodSeconds: 1
+---
+apiVersion: v1
+kind: Pod
+metadata: {{ name: probe, namespace: {ns} }}
+spec:
+  serviceAccountName: reader
+  restartPolicy: Never
+  containers:
+  - name: probe
+    image: docker.io/library/busybox:1.36
+    command: ["/bin/sh", "-c"]
+    args:
+    - |
+      echo "HOSTNAME=$(hostname)"
+      {kubectl} get configmaps -o name >/dev/null 2>&1; echo "LIST_CONFIGMAPS=$?"
+      {kubectl} get secrets -o name >/dev/null 2>&1; echo "LIST_SECRETS=$?"
+      {kubectl} get configmaps -n default -o name >/dev/null 2>&1; echo "OTHER_NAMESPACE=$?"
+      T=/var/run/secrets/eks.amazonaws.com/serviceaccount/token
+      echo "TOKEN_PAYLOAD=$(cut -d. -f2 $T)"
+      curl -s -m 10 -X POST http://198.18.0.1:5000/ \
+        --data-urlencode Action=AssumeRoleWithWebIdentity --data-urlencode Version=2011-06-15 \
+        --data-urlencode RoleArn=arn:aws:iam::123456789012:role/probe \
+        --data-urlencode RoleSessionName=probe --data-urlencode "WebIdentityToken=$(cat $T)" \
+        | grep -q '<AccessKeyId>' ; echo "STS=$?"
+      for p in peer-0 peer-1; do
+        curl -s -m 5 http://$p.peers.{ns}.svc.cluster.local:8200/v1/sys/seal-status | grep -q '"sealed":false'; echo "PEER_$p=$?"
+      done
+      echo DONE
+    volumeMounts:
+    - {{ name: aws-token, mountPath: /var/run/secrets/eks.amazonaws.com/serviceaccount, readOnly: true }}
+  volumes:
+  - name: aws-token
+    projected:
+      sources:
+      - serviceAccountToken: {{ audience: sts.amazonaws.com, expirationSeconds: 3600, path: token }}
+"#
+    )
+}
+
+#[test]
+#[ignore = "needs testenv (root, Go-built control plane): scripts/test-all.sh runs it"]
+fn pod_sees_rbac_tokens_hostname_peers_and_moto() {
+    let ns = format!("e2e-probe-{}", std::process::id());
+    namespace(&ns);
+    let kubectl = testenv()
+        .get("PATH")
+        .and_then(|p| {
+            p.split(':')
+                .map(PathBuf::from)
+                .find(|d| d.join("kubectl").exists())
+        })
+        .map(|d| d.join("kubectl").display().to_string())
+        .expect("pinned kubectl on the testenv PATH");
+    let manifest = probe_manifest(&ns, &kubectl);
+    // The probe must start after its peers are ready, so apply it last.
+    let (peers, probe) =
+        manifest.split_at(manifest.find("apiVersion: v1\nkind: Pod").expect("pod"));
+    apply(peers);
+    wait_for("peers ready", Duration::from_secs(120), || {
+        json(&["-n", &ns, "get", "statefulset", "peer"])["status"]["readyReplicas"] == 2
+    });
+    apply(probe);
+    let mut uid = String::new();
+    wait_for("probe finished", Duration::from_secs(120), || {
+        let p = json(&["-n", &ns, "get", "pod", "probe"]);
+        uid = p["metadata"]["uid"].as_str().unwrap_or("").to_owned();
+        p["status"]["phase"] == "Succeeded" || p["status"]["phase"] == "Failed"
+    });
+    let state = testenv()
+        .get("SEALKEEP_TESTENV_DIR")
+        .cloned()
+        .unwrap_or_else(|| "/var/lib/sealkeep-testenv".into());
+    let log = std::fs::read_to_string(
+        PathBuf::from(state)
+            .join("kubelet/pods")
+            .join(&uid)
+            .join("logs/probe.log"),
+    )
+    .expect("probe log");
+    let vars: HashMap<&str, &str> = log.lines().filter_map(|l| l.split_once('=')).collect();
+    assert!(log.contains("DONE"), "{log}");
+    assert_eq!(vars.get("HOSTNAME"), Some(&"probe"), "{log}");
+    assert_eq!(
+        vars.get("LIST_CONFIGMAPS"),
+        Some(&"0"),
+        "RBAC allows configmaps: {log}"
+    );
+    assert_ne!(
+        vars.get("LIST_SECRETS"),
+        Some(&"0"),
+        "RBAC must refuse secrets: {log}"
+    );
+    assert_ne!(
+        vars.get("OTHER_NAMESPACE"),
+        Some(&"0"),
+        "RBAC must refuse other namespaces: {log}"
+    );
+    assert_eq!(
+        vars.get("STS"),
+        Some(&"0"),
+        "moto STS must accept the token: {log}"
+    );
+    assert_eq!(vars.get("PEER_peer-0"), Some(&"0"), "{log}");
+    assert_eq!(vars.get("PEER_peer-1"), Some(&"0"), "{log}");
+    let payload = vars.get("TOKEN_PAYLOAD").expect("token payload");
+    let claims: Value = serde_json::from_slice(
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            payload.trim_end_matches('='),
+        )
+        .expect("base64url"),
+    )
+    .expect("claims");
+    assert_eq!(
+        claims["aud"],
+        serde_json::json!(["sts.amazonaws.com"]),
+        "{claims}"
+    );
+    assert_eq!(claims["sub"], format!("system:serviceaccount:{ns}:reader"));
+    kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
+}
