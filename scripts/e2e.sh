@@ -23,7 +23,8 @@ testenv/build-bins.sh >/dev/null
 step "sealkeep and the process kubelet"
 cargo build --locked -p sealkeep -p sealkeep-pkubelet --bins
 
-step "testenv up"
+step "testenv up (after a down, so leftovers of an earlier run cannot leak in)"
+testenv/testenv down >/dev/null
 trap 'testenv/testenv down >/dev/null 2>&1 || true' EXIT
 testenv/testenv up
 

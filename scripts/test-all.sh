@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test on a fresh machine: installs what the tests need (moto in a venv, the Go build
 # of Vault's Shamir reference), starts moto on a free loopback port, then runs fmt, clippy and
-# the whole Rust suite. Safe to re-run; expensive steps are cached under $SEALKEEP_CACHE.
+# the whole Rust suite, then the end-to-end stage on the local Kubernetes (scripts/e2e.sh: the
+# pinned Go-built control plane, the process kubelet; needs root). Safe to re-run; expensive steps are cached under $SEALKEEP_CACHE.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -47,10 +48,12 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy --all-targets -D warnings"
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test (unit, router, integration against moto)"
-cargo test --locked --lib --bins --tests
+cargo test --locked --workspace --lib --bins --tests
+
+bash scripts/e2e.sh
 
 step "benchmarks, run once in release (figures are printed, never asserted)"
 cargo bench --locked --bench barrier -- --quick
