@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use serde::{Deserialize, Serialize};
@@ -219,18 +218,14 @@ impl std::fmt::Debug for Keyring {
     }
 }
 
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 impl Keyring {
     /// A fresh keyring with term 1, as Vault's `initialKeyTerm`.
     pub fn new(root_key: Key) -> Result<Self, BarrierError> {
         let mut terms = BTreeMap::new();
-        terms.insert(1, TermCipher::new(1, Key::generate()?, now_secs())?);
+        terms.insert(
+            1,
+            TermCipher::new(1, Key::generate()?, crate::server::unix_now())?,
+        );
         Ok(Self {
             root: TermCipher::new(ROOT_TERM, root_key, 0)?,
             terms,
@@ -246,7 +241,10 @@ impl Keyring {
         for (t, c) in &self.terms {
             terms.insert(*t, TermCipher::new(*t, c.key.clone(), c.install_time)?);
         }
-        terms.insert(next, TermCipher::new(next, Key::generate()?, now_secs())?);
+        terms.insert(
+            next,
+            TermCipher::new(next, Key::generate()?, crate::server::unix_now())?,
+        );
         Ok(Self {
             root: TermCipher::new(ROOT_TERM, self.root.key.clone(), 0)?,
             terms,

@@ -3,7 +3,6 @@
 //! barrier.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::hmac;
 use serde::{Deserialize, Serialize};
@@ -61,13 +60,6 @@ fn random_string(len: usize) -> Result<String, BarrierError> {
     Ok(out)
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 impl TokenStore {
     /// A new salt, and the (plaintext) storage operation that persists it.
     pub fn generate() -> Result<(Self, TxnOp), BarrierError> {
@@ -110,7 +102,7 @@ impl TokenStore {
             accessor: random_string(24)?,
             policies: vec!["root".into()],
             display_name: "root".into(),
-            creation_time: now(),
+            creation_time: crate::server::unix_now(),
             ttl: 0,
         };
         let value = serde_json::to_vec(&entry)
@@ -145,7 +137,9 @@ impl TokenStore {
         if !bool::from(entry.hash.as_bytes().ct_eq(hash.as_bytes())) {
             return Ok(None);
         }
-        if entry.ttl != 0 && now() >= entry.creation_time.saturating_add(entry.ttl) {
+        if entry.ttl != 0
+            && crate::server::unix_now() >= entry.creation_time.saturating_add(entry.ttl)
+        {
             return Ok(None);
         }
         Ok(Some(entry))

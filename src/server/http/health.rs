@@ -1,7 +1,7 @@
 //! HTTP layer: `sys/health` (every Vault query parameter and default code),
 //! `sys/seal-backend-status` (with the last auto-unseal error) and `sys/metrics`.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use axum::Json;
 use axum::extract::{RawQuery, State};
@@ -88,13 +88,6 @@ pub(super) fn parse_health_query(query: Option<&str>) -> Result<HealthCodes, Api
     Ok(c)
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 pub(super) async fn health(
     State(state): State<AppState>,
     method: Method,
@@ -123,7 +116,7 @@ pub(super) async fn health(
         "performance_standby": false,
         "replication_performance_mode": "disabled",
         "replication_dr_mode": "disabled",
-        "server_time_utc": unix_now(),
+        "server_time_utc": crate::server::unix_now(),
         "version": VERSION,
         "build_date": BUILD_DATE,
         "enterprise": false,
