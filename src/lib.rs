@@ -3,5 +3,7 @@
 
 pub mod api_client;
 pub mod cmd;
+pub mod operator;
 pub mod server;
 pub mod telemetry;
+pub mod yaml;

@@ -26,6 +26,8 @@ struct Cli {
 enum Command {
     /// Run the secrets server.
     Server(ServerArgs),
+    /// Print the SecretServer CustomResourceDefinition as YAML (what crds/ holds).
+    Crd,
     /// Print the seal status like `vault status` (exit 0 unsealed, 2 sealed, 1 error).
     Status {
         /// Server address; defaults to SEALKEEP_ADDR, then VAULT_ADDR, then http://127.0.0.1:8200.
@@ -73,6 +75,16 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
+        Command::Crd => match sealkeep::operator::crd::crd_yaml() {
+            Ok(y) => {
+                print!("{y}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: cannot render the CRD: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Status { address } => {
             let addr = address.unwrap_or_else(sealkeep::api_client::Client::addr_from_env);
             ExitCode::from(runtime.block_on(sealkeep::cmd::status::run(&addr)))

@@ -560,3 +560,123 @@ fn pod_sees_rbac_tokens_hostname_peers_and_moto() {
     assert_eq!(claims["sub"], format!("system:serviceaccount:{ns}:reader"));
     kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
 }
+
+fn apply_err(yaml: &str) -> String {
+    let mut child = cmd("kubectl")
+        .args(["apply", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl apply");
+    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), yaml.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("apply");
+    assert!(
+        !out.status.success(),
+        "apply of an invalid object succeeded: {yaml}"
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+#[ignore = "needs testenv (root, Go-built control plane): scripts/test-all.sh runs it"]
+fn secretserver_crd_validates_in_the_api_server() {
+    let crd = repo().join("crds/secretservers.sealkeep.dev.yaml");
+    kubectl_ok(&["apply", "--server-side", "-f", &crd.display().to_string()]);
+    kubectl_ok(&[
+        "wait",
+        "--for",
+        "condition=established",
+        "crd/secretservers.sealkeep.dev",
+        "--timeout=30s",
+    ]);
+    let ns = format!("e2e-crd-{}", std::process::id());
+    namespace(&ns);
+    let object = |spec: &str| {
+        format!(
+            "apiVersion: sealkeep.dev/v1alpha1\nkind: SecretServer\nmetadata: {{ name: s, namespace: {ns} }}\nspec:\n{spec}"
+        )
+    };
+    for (spec, message) in [
+        (
+            "  replicas: 3\n  seal: { shamir: {} }\n",
+            "replicas must be 1",
+        ),
+        (
+            "  seal: { shamir: {}, awsKms: { keyId: k, region: r } }\n",
+            "set exactly one of seal.awsKms or seal.shamir",
+        ),
+        (
+            "  seal: {}\n",
+            "set exactly one of seal.awsKms or seal.shamir",
+        ),
+        (
+            "  seal: { awsKms: { keyId: \"\", region: us-east-1 } }\n",
+            "keyId must name a KMS key",
+        ),
+        (
+            "  seal: { shamir: {} }\n  init: { recoveryShares: 2, recoveryThreshold: 3 }\n",
+            "recoveryThreshold must be between 1 and init.recoveryShares",
+        ),
+        (
+            "  seal: { shamir: {} }\n  storage: { size: lots }\n",
+            "storage.size must be a quantity",
+        ),
+    ] {
+        let err = apply_err(&object(spec));
+        assert!(err.contains(message), "expected {message:?} in: {err}");
+    }
+    apply(&object(
+        "  seal: { awsKms: { keyId: alias/k, region: us-east-1 } }\n  storage: { size: 2Gi }\n",
+    ));
+    let s = json(&["-n", &ns, "get", "secretserver", "s"]);
+    assert_eq!(s["spec"]["replicas"], 1, "defaults: {s}");
+    assert_eq!(s["spec"]["init"]["recoveryShares"], 5);
+    let (ok, _, err) = kubectl(&[
+        "-n",
+        &ns,
+        "patch",
+        "sks",
+        "s",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"storage":{"size":"1Gi"}}}"#,
+    ]);
+    assert!(!ok && err.contains("storage.size may not shrink"), "{err}");
+    let (ok, _, _) = kubectl(&[
+        "-n",
+        &ns,
+        "patch",
+        "sks",
+        "s",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"storage":{"size":"3Gi"}}}"#,
+    ]);
+    assert!(ok, "growing storage is allowed");
+    let explain = kubectl_ok(&["explain", "secretserver.spec.seal.awsKms"]);
+    assert!(explain.contains("AWS KMS auto-unseal"), "{explain}");
+    let table = kubectl_ok(&["-n", &ns, "get", "secretservers"]);
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "READY",
+            "SEALED",
+            "INITIALIZED",
+            "SEAL",
+            "ACTIVE",
+            "AGE"
+        ]
+    );
+    kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
+}

@@ -1,0 +1,301 @@
+//! Operator layer: the `SecretServer` custom resource (sealkeep.dev/v1alpha1). Pure types; the
+//! CRD YAML in `crds/` is generated from them by `sealkeep crd`. Every field's doc comment is
+//! what `kubectl explain` shows; CEL rules make the API server refuse a bad spec with a message
+//! that says what to change.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Affinity, EnvVar, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+/// A Sealkeep secrets server: a StatefulSet of `sealkeep server` pods with durable storage,
+/// sealed by AWS KMS (auto-unseal, IRSA) or by Shamir key shares.
+// Several `printcolumn(...)` entries repeat `type_ = ...`; clippy reads them as duplicate attributes.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "sealkeep.dev",
+    version = "v1alpha1",
+    kind = "SecretServer",
+    plural = "secretservers",
+    shortname = "sks",
+    namespaced,
+    status = "SecretServerStatus",
+    derive = "PartialEq",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.ready",
+        description = "Ready pods / desired pods"
+    ),
+    printcolumn(
+        name = "Sealed",
+        type_ = "boolean",
+        json_path = ".status.sealed",
+        description = "Whether the serving pod is sealed"
+    ),
+    printcolumn(
+        name = "Initialized",
+        type_ = "boolean",
+        json_path = ".status.initialized",
+        description = "Whether the server's storage is initialized"
+    ),
+    printcolumn(
+        name = "Seal",
+        type_ = "string",
+        json_path = ".status.sealType",
+        description = "awskms or shamir"
+    ),
+    printcolumn(
+        name = "Active",
+        type_ = "string",
+        json_path = ".status.activePod",
+        description = "The pod serving requests"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.reason",
+        priority = 1,
+        description = "Reason of the worst condition"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretServerSpec {
+    /// Number of server pods. Only 1 is accepted until replicated (Raft) storage exists.
+    #[serde(default = "default_replicas")]
+    #[x_kube(validation = Rule::new("self == 1").message("replicas must be 1: Sealkeep has no replicated storage yet; set spec.replicas: 1"))]
+    pub replicas: i32,
+    /// Server container image. Defaults to the image the operator is configured with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// How the root key is sealed: set exactly one of `awsKms` or `shamir`.
+    pub seal: SealSpec,
+    /// Automatic initialization of a new server.
+    #[serde(default)]
+    pub init: InitSpec,
+    /// The server's data volume.
+    #[serde(default)]
+    pub storage: StorageSpec,
+    /// Compute resources of the server container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// The server pods' ServiceAccount.
+    #[serde(default)]
+    pub service_account: ServiceAccountSpec,
+    /// Scheduling and metadata of the server pods.
+    #[serde(default)]
+    pub pod: PodOverrides,
+    /// Extra environment for the server container, for example AWS_ENDPOINT_URL for a KMS that
+    /// is not AWS's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
+    /// The server's HTTP listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listener: Option<ListenerSpec>,
+}
+
+fn default_replicas() -> i32 {
+    1
+}
+
+/// The seal of the root key. Exactly one of `awsKms` or `shamir`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.awsKms) != has(self.shamir)").message("set exactly one of seal.awsKms or seal.shamir"))]
+pub struct SealSpec {
+    /// AWS KMS auto-unseal: the server decrypts its root key with this KMS key at every start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws_kms: Option<AwsKmsSeal>,
+    /// Shamir key shares: the server stays sealed after each start until enough unseal keys are
+    /// sent to /v1/sys/unseal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shamir: Option<ShamirSeal>,
+}
+
+/// An AWS KMS key used through IRSA (or any credential in the AWS SDK's default chain).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsKmsSeal {
+    /// KMS key ID, key ARN or `alias/NAME`.
+    #[x_kube(validation = Rule::new("self != ''").message("seal.awsKms.keyId must name a KMS key: a key ID, a key ARN or alias/NAME"))]
+    pub key_id: String,
+    /// AWS region of the key, for example `us-east-1`.
+    #[x_kube(validation = Rule::new("self != ''").message("seal.awsKms.region must be set, for example us-east-1"))]
+    pub region: String,
+    /// KMS endpoint override (a VPC endpoint, or a local KMS in tests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// IAM role for IRSA. Sets the `eks.amazonaws.com/role-arn` annotation on the ServiceAccount
+    /// and a projected web-identity token in the pod, so it also works without EKS's webhook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+}
+
+/// Shamir seal; no settings.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct ShamirSeal {}
+
+/// Automatic initialization.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.recoveryThreshold >= 1 && self.recoveryThreshold <= self.recoveryShares").message("init.recoveryThreshold must be between 1 and init.recoveryShares"))]
+pub struct InitSpec {
+    /// Initialize a new server automatically and keep its keys and root token in a Secret.
+    #[serde(default = "default_true")]
+    pub auto: bool,
+    /// Number of recovery (awskms) or unseal (shamir) key shares.
+    #[serde(default = "default_shares")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 255").message("init.recoveryShares must be between 1 and 255"))]
+    pub recovery_shares: i32,
+    /// Shares needed to recover or unseal.
+    #[serde(default = "default_threshold")]
+    pub recovery_threshold: i32,
+}
+
+impl Default for InitSpec {
+    fn default() -> Self {
+        Self {
+            auto: true,
+            recovery_shares: default_shares(),
+            recovery_threshold: default_threshold(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_shares() -> i32 {
+    5
+}
+fn default_threshold() -> i32 {
+    3
+}
+
+/// The data volume (a PersistentVolumeClaim per pod, kept when the SecretServer is deleted).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("quantity(self.size).compareTo(quantity(oldSelf.size)) >= 0").message("storage.size may not shrink; set it back to at least its previous value"))]
+pub struct StorageSpec {
+    /// Volume size, a Kubernetes quantity such as `1Gi`.
+    #[serde(default = "default_size")]
+    #[x_kube(validation = Rule::new("isQuantity(self)").message("storage.size must be a quantity such as 1Gi or 500Mi"))]
+    pub size: String,
+    /// StorageClass of the claim; the cluster default when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+impl Default for StorageSpec {
+    fn default() -> Self {
+        Self {
+            size: default_size(),
+            storage_class_name: None,
+        }
+    }
+}
+
+fn default_size() -> String {
+    "1Gi".into()
+}
+
+/// The server pods' ServiceAccount.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceAccountSpec {
+    /// Name of the ServiceAccount; defaults to the SecretServer's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Extra annotations on the ServiceAccount.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Scheduling and metadata of the server pods.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PodOverrides {
+    /// Extra pod labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Extra pod annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Node selector of the pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// Tolerations of the pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+    /// Affinity of the pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+    /// PriorityClass of the pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+}
+
+/// The HTTP listener of the server.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerSpec {
+    /// Serve HTTPS with the certificate in a `kubernetes.io/tls` Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
+}
+
+/// TLS settings of the listener.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsSpec {
+    /// Name of a `kubernetes.io/tls` Secret (keys tls.crt and tls.key) in the same namespace.
+    #[x_kube(validation = Rule::new("self != ''").message("listener.tls.secretName must name a kubernetes.io/tls Secret"))]
+    pub secret_name: String,
+}
+
+/// Observed state, written by the operator.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretServerStatus {
+    /// Ready pods over desired pods, such as `1/1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<String>,
+    /// Whether the serving pod is sealed (unset while no pod answered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<bool>,
+    /// Whether the server's storage is initialized.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initialized: Option<bool>,
+    /// The seal type: awskms or shamir.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal_type: Option<String>,
+    /// The pod that serves requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_pod: Option<String>,
+    /// Reason of the worst condition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The generation the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Initialized, Unsealed, Ready and KmsHealthy conditions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// The CRD as YAML, exactly as committed in `crds/secretservers.sealkeep.dev.yaml`.
+pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
+    use kube::CustomResourceExt;
+    crate::yaml::to_string(&SecretServer::crd())
+}
+
+#[cfg(test)]
+mod tests;

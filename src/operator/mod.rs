@@ -1,0 +1,3 @@
+//! The operator: reconciles `SecretServer` resources into running, auto-unsealed servers.
+
+pub mod crd;
