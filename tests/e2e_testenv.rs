@@ -75,7 +75,8 @@ fn kubectl_ok(args: &[&str]) -> String {
     out
 }
 
-fn apply(yaml: &str) {
+/// `kubectl apply -f -` with `yaml` on standard input.
+fn apply_output(yaml: &str) -> std::process::Output {
     let mut child = cmd("kubectl")
         .args(["apply", "-f", "-"])
         .stdin(Stdio::piped())
@@ -85,12 +86,26 @@ fn apply(yaml: &str) {
         .expect("kubectl apply");
     std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), yaml.as_bytes())
         .expect("write");
-    let out = child.wait_with_output().expect("apply");
+    child.wait_with_output().expect("apply")
+}
+
+fn apply(yaml: &str) {
+    let out = apply_output(yaml);
     assert!(
         out.status.success(),
         "apply failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Applies an object the API server must refuse; returns its error text.
+fn apply_err(yaml: &str) -> String {
+    let out = apply_output(yaml);
+    assert!(
+        !out.status.success(),
+        "apply of an invalid object succeeded: {yaml}"
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn json(args: &[&str]) -> Value {
@@ -559,24 +574,6 @@ fn pod_sees_rbac_tokens_hostname_peers_and_moto() {
     );
     assert_eq!(claims["sub"], format!("system:serviceaccount:{ns}:reader"));
     kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
-}
-
-fn apply_err(yaml: &str) -> String {
-    let mut child = cmd("kubectl")
-        .args(["apply", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl apply");
-    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), yaml.as_bytes())
-        .expect("write");
-    let out = child.wait_with_output().expect("apply");
-    assert!(
-        !out.status.success(),
-        "apply of an invalid object succeeded: {yaml}"
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[test]
