@@ -213,16 +213,7 @@ fn deployment_becomes_available_and_gc_removes_dependents() {
         .to_owned();
     assert!(ip.starts_with("198.18."), "{ip}");
     // The dev server answers on its pod IP from the host.
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "-m",
-            "5",
-            &format!("http://{ip}:8200/v1/sys/seal-status"),
-        ])
-        .output()
-        .expect("curl");
-    let st: Value = serde_json::from_slice(&out.stdout).expect("seal-status json");
+    let st = seal_status(&ip);
     assert_eq!(st["sealed"], false);
 
     // Garbage collection: deleting the Deployment removes its ReplicaSet and pods.
