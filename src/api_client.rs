@@ -49,6 +49,74 @@ pub struct SealStatus {
     pub cluster_id: Option<String>,
 }
 
+/// `sys/health`: decoded whatever its status code (Vault answers 429, 472, 501, 503 with the same
+/// body).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Health {
+    pub initialized: bool,
+    pub sealed: bool,
+    #[serde(default)]
+    pub standby: bool,
+    #[serde(default)]
+    pub version: String,
+    /// The HTTP status code the server answered with.
+    #[serde(skip)]
+    pub code: u16,
+}
+
+/// `sys/seal-backend-status`: the seal's health and, for awskms, the last error.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]
+pub struct SealBackendStatus {
+    pub healthy: bool,
+    #[serde(default)]
+    pub unhealthy_since: String,
+    #[serde(default)]
+    pub backends: Vec<SealBackend>,
+    #[serde(default)]
+    pub last_error_class: String,
+    #[serde(default)]
+    pub last_error: String,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]
+pub struct SealBackend {
+    pub name: String,
+    #[serde(default)]
+    pub healthy: bool,
+    #[serde(default)]
+    pub key_id: Option<String>,
+    #[serde(default)]
+    pub endpoint: Option<String>,
+}
+
+/// `sys/init` request: Shamir servers split the root key (`secret_*`), auto-unseal servers
+/// split a recovery key (`recovery_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitRequest {
+    Shamir { shares: u8, threshold: u8 },
+    Recovery { shares: u8, threshold: u8 },
+}
+
+/// `sys/init` response. Holds the root token and key shares: zeroized on drop, never logged.
+#[derive(Clone, Deserialize, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
+pub struct InitResponse {
+    #[serde(default)]
+    pub keys_base64: Vec<String>,
+    #[serde(default)]
+    pub recovery_keys_base64: Vec<String>,
+    pub root_token: String,
+}
+
+impl std::fmt::Debug for InitResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InitResponse")
+            .field("keys", &self.keys_base64.len())
+            .field("recovery_keys", &self.recovery_keys_base64.len())
+            .field("root_token", &"<redacted>")
+            .finish()
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 pub struct Leader {
     pub ha_enabled: bool,
@@ -70,10 +138,15 @@ impl Client {
                 addr: addr.to_owned(),
                 source,
             })?;
-        Ok(Self {
+        Ok(Self::with_http(addr, http))
+    }
+
+    /// A client over a prepared `reqwest::Client` (shared connection pool, custom TLS roots).
+    pub fn with_http(addr: &str, http: reqwest::Client) -> Self {
+        Self {
             addr: addr.trim_end_matches('/').to_owned(),
             http,
-        })
+        }
     }
 
     /// The address from `SEALKEEP_ADDR`, else `VAULT_ADDR`, else the local default.
@@ -116,6 +189,67 @@ impl Client {
 
     pub async fn seal_status(&self) -> Result<SealStatus, ClientError> {
         self.get("/v1/sys/seal-status").await
+    }
+
+    /// `GET /v1/sys/health?standbyok=true`; any status code with a health body is an answer.
+    pub async fn health(&self) -> Result<Health, ClientError> {
+        let url = format!("{}/v1/sys/health?standbyok=true", self.addr);
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable {
+                addr: self.addr.clone(),
+                source,
+            })?;
+        let code = resp.status().as_u16();
+        let mut health: Health = resp.json().await.map_err(|source| ClientError::Decode {
+            addr: self.addr.clone(),
+            source,
+        })?;
+        health.code = code;
+        Ok(health)
+    }
+
+    pub async fn seal_backend_status(&self) -> Result<SealBackendStatus, ClientError> {
+        self.get("/v1/sys/seal-backend-status").await
+    }
+
+    /// `PUT /v1/sys/init`. The response carries the root token and key shares.
+    pub async fn init(&self, req: InitRequest) -> Result<InitResponse, ClientError> {
+        let body = match req {
+            InitRequest::Shamir { shares, threshold } => {
+                serde_json::json!({"secret_shares": shares, "secret_threshold": threshold})
+            }
+            InitRequest::Recovery { shares, threshold } => {
+                serde_json::json!({"recovery_shares": shares, "recovery_threshold": threshold})
+            }
+        };
+        let url = format!("{}/v1/sys/init", self.addr);
+        let resp = self
+            .http
+            .put(&url)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable {
+                addr: self.addr.clone(),
+                source,
+            })?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.text().await.unwrap_or_default();
+            return Err(ClientError::Status {
+                addr: self.addr.clone(),
+                status: status.as_u16(),
+                body,
+            });
+        }
+        resp.json().await.map_err(|source| ClientError::Decode {
+            addr: self.addr.clone(),
+            source,
+        })
     }
 
     pub async fn leader(&self) -> Result<Leader, ClientError> {

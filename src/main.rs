@@ -26,6 +26,8 @@ struct Cli {
 enum Command {
     /// Run the secrets server.
     Server(ServerArgs),
+    /// Run the operator: reconcile SecretServer resources into auto-unsealed servers.
+    Operator(OperatorArgs),
     /// Print the SecretServer CustomResourceDefinition as YAML (what crds/ holds).
     Crd,
     /// Print the seal status like `vault status` (exit 0 unsealed, 2 sealed, 1 error).
@@ -34,6 +36,37 @@ enum Command {
         #[arg(long = "address", alias = "addr")]
         address: Option<String>,
     },
+}
+
+#[derive(clap::Args, Debug)]
+struct OperatorArgs {
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "SEALKEEP_WATCH_NAMESPACE")]
+    namespace: Option<String>,
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Server image for SecretServers without spec.image.
+    #[arg(long, env = "SEALKEEP_DEFAULT_IMAGE", default_value = concat!("ghcr.io/sealkeep/sealkeep:", env!("CARGO_PKG_VERSION")))]
+    default_image: String,
+    /// Hold a Lease before reconciling, so that several replicas are safe.
+    #[arg(long)]
+    leader_elect: bool,
+    /// Name of the Lease.
+    #[arg(long, default_value = "sealkeep-operator")]
+    lease_name: String,
+    /// Namespace of the Lease (default: POD_NAMESPACE, else --namespace, else default).
+    #[arg(long, env = "POD_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// Identity in the Lease and in Events (default: POD_NAME, else the host name).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Log level (RUST_LOG wins).
+    #[arg(long, default_value = "info")]
+    log_level: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -85,6 +118,13 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Operator(args) => match runtime.block_on(run_operator(args)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("Error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Status { address } => {
             let addr = address.unwrap_or_else(sealkeep::api_client::Client::addr_from_env);
             ExitCode::from(runtime.block_on(sealkeep::cmd::status::run(&addr)))
@@ -97,6 +137,26 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+async fn run_operator(args: OperatorArgs) -> anyhow::Result<()> {
+    telemetry::init_tracing(&args.log_level, args.log_format);
+    let identity = args
+        .identity
+        .filter(|i| !i.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+        .unwrap_or_else(|| format!("sealkeep-operator-{}", std::process::id()));
+    let cfg = sealkeep::operator::controller::OperatorConfig {
+        namespace: args.namespace.filter(|n| !n.is_empty()),
+        metrics_addr: args.metrics_addr,
+        default_image: Some(args.default_image).filter(|i| !i.is_empty()),
+        leader_elect: args.leader_elect,
+        lease_name: args.lease_name,
+        lease_namespace: args.lease_namespace.filter(|n| !n.is_empty()),
+        identity,
+    };
+    sealkeep::operator::controller::run(cfg, sealkeep::server::shutdown_signal()).await?;
+    Ok(())
 }
 
 async fn run_server(args: ServerArgs) -> anyhow::Result<()> {

@@ -51,7 +51,7 @@ use serde::{Deserialize, Serialize};
     printcolumn(
         name = "Active",
         type_ = "string",
-        json_path = ".status.activePod",
+        json_path = ".status.active",
         description = "The pod serving requests"
     ),
     printcolumn(
@@ -265,30 +265,73 @@ pub struct TlsSpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretServerStatus {
-    /// Ready pods over desired pods, such as `1/1`.
+    /// The generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready pods over desired pods, such as `1/1` (the READY column).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready: Option<String>,
+    /// Desired pods.
+    #[serde(default)]
+    pub replicas: i32,
+    /// Pods that pass their readiness probe (initialized and unsealed).
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// Pods that report sealed=false.
+    #[serde(default)]
+    pub unsealed_replicas: i32,
+    /// Whether the server's storage is initialized (unset while no pod answered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initialized: Option<bool>,
     /// Whether the serving pod is sealed (unset while no pod answered).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sealed: Option<bool>,
-    /// Whether the server's storage is initialized.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub initialized: Option<bool>,
     /// The seal type: awskms or shamir.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seal_type: Option<String>,
     /// The pod that serves requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub active_pod: Option<String>,
-    /// Reason of the worst condition.
+    pub active: Option<String>,
+    /// The Secret holding the root token and key shares written by auto-init. It is not owned
+    /// by the SecretServer: deleting the SecretServer keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_secret_name: Option<String>,
+    /// Reason of the worst condition (the `-o wide` REASON column).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// The generation the status describes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub observed_generation: Option<i64>,
-    /// Initialized, Unsealed, Ready and KmsHealthy conditions.
+    /// What each server pod reported.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pods: Vec<PodStatus>,
+    /// Initialized, Unsealed, SealHealthy, Ready, Progressing and Degraded.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// What one server pod reported on its last observation.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PodStatus {
+    /// Pod name.
+    pub name: String,
+    /// Pod IP the operator asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// Whether the server's storage is initialized (unset if the pod did not answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initialized: Option<bool>,
+    /// Whether the server is sealed (unset if the pod did not answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<bool>,
+    /// Seal type the server reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal_type: Option<String>,
+    /// Server version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The last unseal error (class and message), while the server is sealed; or why the pod
+    /// could not be asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_unseal_error: Option<String>,
 }
 
 /// The CRD as YAML, exactly as committed in `crds/secretservers.sealkeep.dev.yaml`.

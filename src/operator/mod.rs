@@ -1,6 +1,13 @@
 //! The operator: reconciles `SecretServer` resources into running, auto-unsealed servers.
 //! Pipeline: validate -> build -> apply -> observe -> status (see `reconcile`).
 
+pub mod apply;
+pub mod autoinit;
 pub mod build;
+pub mod controller;
 pub mod crd;
+pub mod metrics;
+pub mod observe;
+pub mod reconcile;
+pub mod status;
 pub mod validate;

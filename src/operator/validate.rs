@@ -154,7 +154,10 @@ impl Validated {
 
 /// Validates `ss` against the rules the operator depends on. `default_image` is the operator's
 /// `--default-image`.
-pub fn validate(ss: &SecretServer, default_image: Option<&str>) -> Result<Validated, ValidationError> {
+pub fn validate(
+    ss: &SecretServer,
+    default_image: Option<&str>,
+) -> Result<Validated, ValidationError> {
     let name = ss.name_any();
     let namespace = ss.namespace().ok_or(ValidationError::NoNamespace)?;
     if name.len() > MAX_NAME_LEN {
@@ -268,7 +271,21 @@ pub fn is_quantity(s: &str) -> bool {
         && num.chars().any(|c| c.is_ascii_digit());
     let valid_suffix = matches!(
         suffix,
-        "" | "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei" | "n" | "u" | "m" | "k" | "M" | "G" | "T" | "P" | "E"
+        "" | "Ki"
+            | "Mi"
+            | "Gi"
+            | "Ti"
+            | "Pi"
+            | "Ei"
+            | "n"
+            | "u"
+            | "m"
+            | "k"
+            | "M"
+            | "G"
+            | "T"
+            | "P"
+            | "E"
     ) || suffix
         .strip_prefix(['e', 'E'])
         .map(|e| e.strip_prefix(['+', '-']).unwrap_or(e))

@@ -1,0 +1,423 @@
+//! Operator layer: `reconcile`, the only entry point, runs one pipeline per SecretServer:
+//! validate -> build -> apply -> observe (and auto-init) -> status. API and network I/O; each
+//! step lives in its own module and the pure ones are unit-tested there.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Resource, ResourceExt};
+
+use super::apply::{AppliedCache, ApplyError, FIELD_MANAGER, apply, prune};
+use super::autoinit::{self, Decision};
+use super::build::{self, Children, LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY};
+use super::crd::{SecretServer, SecretServerStatus};
+use super::metrics::OperatorMetrics;
+use super::observe::{self, Answer, PodObservation};
+use super::status::{self, Facts, InitState};
+use super::validate::{self, Validated};
+use crate::api_client::Client as ServerClient;
+
+/// Requeue interval while anything is not Ready.
+pub const REQUEUE_NOT_READY: Duration = Duration::from_secs(15);
+/// Requeue interval of a Ready server (KMS health can change without any pod changing).
+pub const REQUEUE_READY: Duration = Duration::from_secs(60);
+
+/// Shared state of the controller.
+pub struct Context {
+    pub client: kube::Client,
+    pub default_image: Option<String>,
+    pub metrics: Arc<OperatorMetrics>,
+    pub recorder: Recorder,
+    /// HTTP client for plain-HTTP pods (shared connection pool).
+    pub http: reqwest::Client,
+    pub applied: AppliedCache,
+    pub failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    #[error("{what}: {source}")]
+    Kube {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("building the HTTP client for pods: {0}")]
+    Http(#[source] reqwest::Error),
+    #[error("listener TLS Secret {0} has neither ca.crt nor tls.crt")]
+    TlsSecret(String),
+}
+
+impl Error {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Apply(_) => "apply",
+            Self::Kube { .. } => "kube",
+            Self::Http(_) | Self::TlsSecret(_) => "http",
+        }
+    }
+}
+
+fn kube_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Kube { what, source }
+}
+
+fn key(ss: &SecretServer) -> String {
+    format!("{}/{}", ss.namespace().unwrap_or_default(), ss.name_any())
+}
+
+/// The controller's reconcile function.
+pub async fn reconcile(ss: Arc<SecretServer>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let res = run(&ss, &ctx).await;
+    let result = match &res {
+        Ok(_) => {
+            if let Ok(mut f) = ctx.failures.lock() {
+                f.remove(&key(&ss));
+            }
+            "ok"
+        }
+        Err(e) => {
+            ctx.metrics.error(e.kind());
+            "error"
+        }
+    };
+    ctx.metrics.reconciled(result, started.elapsed());
+    res
+}
+
+/// Transient errors: requeue with exponential backoff (1 s doubling, capped at 5 minutes) and
+/// publish a Warning Event.
+pub fn error_policy(ss: Arc<SecretServer>, err: &Error, ctx: Arc<Context>) -> Action {
+    let n = ctx
+        .failures
+        .lock()
+        .map(|mut f| {
+            let n = f.entry(key(&ss)).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        })
+        .unwrap_or(1);
+    tracing::warn!(secretserver = %key(&ss), error = %err, failures = n, "reconcile failed");
+    let ctx2 = ctx.clone();
+    let reference = ss.object_ref(&());
+    let note = err.to_string();
+    tokio::spawn(async move {
+        let ev = Event {
+            type_: EventType::Warning,
+            reason: "ReconcileFailed".into(),
+            note: Some(truncate(note, 1000)),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = ctx2.recorder.publish(&ev, &reference).await {
+            tracing::debug!(error = %e, "publishing an event failed");
+        }
+    });
+    let secs = 1u64 << n.min(9);
+    Action::requeue(Duration::from_secs(secs.min(300)))
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
+async fn publish(ctx: &Context, ss: &SecretServer, warning: bool, reason: &str, note: String) {
+    let ev = Event {
+        type_: if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: reason.to_owned(),
+        note: Some(truncate(note, 1000)),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &ss.object_ref(&())).await {
+        tracing::debug!(error = %e, "publishing an event failed");
+    } else {
+        ctx.metrics.api_write();
+    }
+}
+
+async fn run(ss: &SecretServer, ctx: &Context) -> Result<Action, Error> {
+    let ns = ss.namespace().unwrap_or_default();
+    let ss_api: Api<SecretServer> = Api::namespaced(ctx.client.clone(), &ns);
+    // 1. validate
+    let v = match validate::validate(ss, ctx.default_image.as_deref()) {
+        Ok(v) => v,
+        Err(e) => {
+            let new = invalid_status(ss, &e.to_string(), Timestamp::now());
+            if ss.status.as_ref() != Some(&new) {
+                write_status(&ss_api, ss, &new, ctx).await?;
+                publish(ctx, ss, true, "InvalidSpec", e.to_string()).await;
+            }
+            return Ok(Action::await_change());
+        }
+    };
+    // 2. build, 3. apply
+    let children = build::children(&v);
+    let apply_error = apply_children(ctx, &v, &children).await.err();
+    // 4. observe (and auto-init)
+    let (mut pods, rolling) = observe_all(ctx, &v).await?;
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let secret = secrets
+        .get_opt(&v.init_secret_name())
+        .await
+        .map_err(kube_err(format!("reading Secret {}", v.init_secret_name())))?;
+    let secret_state = autoinit::secret_state(secret.as_ref());
+    let init = match autoinit::decide(&v, &pods, secret_state.clone()) {
+        Decision::Report(s) => s,
+        Decision::Initialize { pod, ip } => {
+            let http = pod_http(ctx, &v).await?;
+            let client = ServerClient::with_http(&observe::pod_addr(v.scheme(), &ip), http);
+            tracing::info!(secretserver = %key(ss), pod = %pod, "auto-initializing");
+            match autoinit::initialize(&secrets, &v, secret_state, &pod, &client).await {
+                Ok(name) => {
+                    ctx.metrics.api_write();
+                    publish(
+                        ctx,
+                        ss,
+                        false,
+                        "Initialized",
+                        format!("initialized through pod {pod}; root token and key shares stored in Secret {name}"),
+                    )
+                    .await;
+                    // See the server as it is now (an auto-unseal server unseals on init).
+                    (pods, _) = observe_all(ctx, &v).await?;
+                    InitState::Initialized { secret: Some(name) }
+                }
+                Err(e) => {
+                    publish(ctx, ss, true, "InitFailed", e.to_string()).await;
+                    InitState::Failed(e.to_string())
+                }
+            }
+        }
+    };
+    record_pods(ctx, ss, &pods);
+    // 5. status
+    let facts = Facts {
+        v: &v,
+        pods: &pods,
+        init,
+        rolling,
+        apply_error: apply_error.as_ref().map(ToString::to_string),
+    };
+    let new = status::compute(&facts, ss.status.as_ref(), Timestamp::now());
+    if ss.status.as_ref() != Some(&new) {
+        write_status(&ss_api, ss, &new, ctx).await?;
+        for t in status::transitions(ss.status.as_ref(), &new) {
+            publish(ctx, ss, t.warning, &t.reason, t.note).await;
+        }
+    }
+    if let Some(e) = apply_error {
+        return Err(e.into());
+    }
+    let ready = new
+        .conditions
+        .iter()
+        .any(|c| c.type_ == status::READY && c.status == "True");
+    Ok(Action::requeue(if ready {
+        REQUEUE_READY
+    } else {
+        REQUEUE_NOT_READY
+    }))
+}
+
+async fn apply_children(ctx: &Context, v: &Validated, c: &Children) -> Result<(), ApplyError> {
+    let client = &ctx.client;
+    let ns = v.namespace.as_str();
+    let mut writes = 0;
+    writes += u32::from(
+        apply(
+            &Api::<ServiceAccount>::namespaced(client.clone(), ns),
+            &c.service_account,
+            &ctx.applied,
+        )
+        .await?,
+    );
+    writes += u32::from(
+        apply(
+            &Api::<ConfigMap>::namespaced(client.clone(), ns),
+            &c.config_map,
+            &ctx.applied,
+        )
+        .await?,
+    );
+    let services = Api::<Service>::namespaced(client.clone(), ns);
+    writes += u32::from(apply(&services, &c.headless_service, &ctx.applied).await?);
+    writes += u32::from(apply(&services, &c.client_service, &ctx.applied).await?);
+    writes += u32::from(
+        apply(
+            &Api::<StatefulSet>::namespaced(client.clone(), ns),
+            &c.stateful_set,
+            &ctx.applied,
+        )
+        .await?,
+    );
+    writes += u32::from(
+        apply(
+            &Api::<PodDisruptionBudget>::namespaced(client.clone(), ns),
+            &c.pod_disruption_budget,
+            &ctx.applied,
+        )
+        .await?,
+    );
+    for _ in 0..writes {
+        ctx.metrics.api_write();
+    }
+    // A renamed ServiceAccount leaves the old one behind: remove it.
+    let selector = format!(
+        "{LABEL_INSTANCE}={},{LABEL_MANAGED_BY}={MANAGED_BY}",
+        v.name
+    );
+    match prune(
+        &Api::<ServiceAccount>::namespaced(client.clone(), ns),
+        &selector,
+        std::slice::from_ref(&v.service_account),
+    )
+    .await
+    {
+        Ok(removed) if !removed.is_empty() => {
+            tracing::info!(namespace = ns, removed = ?removed, "removed ServiceAccounts no longer used");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(namespace = ns, error = %e, "pruning old ServiceAccounts failed"),
+    }
+    Ok(())
+}
+
+/// Lists the server's pods and asks each; also whether the StatefulSet is mid-rollout.
+async fn observe_all(ctx: &Context, v: &Validated) -> Result<(Vec<PodObservation>, bool), Error> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &v.namespace);
+    let selector = build::selector_labels(v)
+        .iter()
+        .map(|(k, val)| format!("{k}={val}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut list = pods
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(kube_err(format!("listing pods of {}", v.name)))?
+        .items;
+    list.sort_by_key(|p| p.name_any());
+    let views = list.iter().map(observe::pod_view).collect();
+    let sts = Api::<StatefulSet>::namespaced(ctx.client.clone(), &v.namespace)
+        .get_opt(&v.name)
+        .await
+        .map_err(kube_err(format!("reading StatefulSet {}", v.name)))?;
+    let rolling = sts
+        .as_ref()
+        .and_then(|s| s.status.as_ref())
+        .is_some_and(|s| {
+            s.update_revision.is_some() && s.current_revision != s.update_revision
+                || s.observed_generation < sts.as_ref().and_then(|s| s.metadata.generation)
+        });
+    let http = pod_http(ctx, v).await?;
+    Ok((observe::observe(views, v.scheme(), &http).await, rolling))
+}
+
+/// The HTTP client for the server's pods: the shared one, or for TLS listeners one that trusts
+/// the CA in the listener's Secret (`ca.crt`, else the certificate itself).
+async fn pod_http(ctx: &Context, v: &Validated) -> Result<reqwest::Client, Error> {
+    let Some(secret_name) = &v.tls_secret else {
+        return Ok(ctx.http.clone());
+    };
+    let secret = Api::<Secret>::namespaced(ctx.client.clone(), &v.namespace)
+        .get(secret_name)
+        .await
+        .map_err(kube_err(format!(
+            "reading listener TLS Secret {secret_name}"
+        )))?;
+    let data = secret.data.unwrap_or_default();
+    let pem = data
+        .get("ca.crt")
+        .or_else(|| data.get("tls.crt"))
+        .ok_or_else(|| Error::TlsSecret(secret_name.clone()))?;
+    observe::http_client(Some(&pem.0)).map_err(Error::Http)
+}
+
+fn record_pods(ctx: &Context, ss: &SecretServer, pods: &[PodObservation]) {
+    let mut counts = [0i64; 4];
+    for p in pods {
+        let i = match &p.answer {
+            Answer::Answered { seal, .. } if !seal.initialized => 2,
+            Answer::Answered { seal, .. } if seal.sealed => 1,
+            Answer::Answered { .. } => 0,
+            _ => 3,
+        };
+        counts[i] += 1;
+    }
+    ctx.metrics.set_pods(&key(ss), Some(counts));
+}
+
+/// Status for a spec the operator cannot act on.
+fn invalid_status(ss: &SecretServer, message: &str, now: Timestamp) -> SecretServerStatus {
+    let prev = ss.status.clone().unwrap_or_default();
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        Timestamp::from_second(now.as_second()).unwrap_or(now),
+    );
+    let mut conditions = prev.conditions.clone();
+    for (type_, status) in [(status::READY, "False"), (status::DEGRADED, "True")] {
+        let keep = conditions
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == status)
+            .map(|c| c.last_transition_time.clone());
+        conditions.retain(|c| c.type_ != type_);
+        conditions.push(Condition {
+            last_transition_time: keep.unwrap_or_else(|| now.clone()),
+            message: message.to_owned(),
+            observed_generation: ss.meta().generation,
+            reason: "InvalidSpec".into(),
+            status: status.into(),
+            type_: type_.into(),
+        });
+    }
+    SecretServerStatus {
+        observed_generation: ss.meta().generation,
+        reason: Some("InvalidSpec".into()),
+        conditions,
+        ..prev
+    }
+}
+
+async fn write_status(
+    api: &Api<SecretServer>,
+    ss: &SecretServer,
+    status: &SecretServerStatus,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let patch = serde_json::json!({
+        "apiVersion": "sealkeep.dev/v1alpha1",
+        "kind": "SecretServer",
+        "status": status,
+    });
+    api.patch_status(
+        &ss.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(kube_err(format!("writing the status of {}", key(ss))))?;
+    ctx.metrics.api_write();
+    Ok(())
+}
