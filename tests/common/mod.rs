@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod k8s;
+
 pub const ACCOUNT_ROLE: &str = "arn:aws:iam::123456789012:role/sealkeep-test";
 
 pub fn free_port() -> u16 {
@@ -263,6 +265,7 @@ pub async fn wait_status(addr: &str, limit: Duration, pred: impl Fn(&Value) -> b
 /// A loopback TCP forwarder to moto that can be stopped and restarted on the same port, to
 /// make KMS unreachable without losing moto's in-memory keys.
 pub struct Forwarder {
+    bind: std::net::IpAddr,
     pub port: u16,
     target: SocketAddr,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -275,18 +278,32 @@ impl Forwarder {
             .parse()
             .expect("moto addr");
         Self {
+            bind: std::net::Ipv4Addr::LOCALHOST.into(),
             port: free_port(),
             target,
             task: None,
         }
     }
 
+    /// A forwarder listening on `bind` (for example the testenv bridge, so pods reach it).
+    pub fn on(bind: std::net::IpAddr, target_url: &str) -> Self {
+        let port = std::net::TcpListener::bind((bind, 0))
+            .and_then(|l| l.local_addr())
+            .expect("free port on the bind address")
+            .port();
+        Self {
+            bind,
+            port,
+            ..Self::new(target_url)
+        }
+    }
+
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}:{}", self.bind, self.port)
     }
 
     pub async fn start(&mut self) {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+        let listener = tokio::net::TcpListener::bind((self.bind, self.port))
             .await
             .expect("bind forwarder");
         let target = self.target;
