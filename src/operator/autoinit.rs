@@ -82,6 +82,15 @@ pub fn decide(v: &Validated, pods: &[PodObservation], secret: SecretState) -> De
     if !v.init.auto {
         return Decision::Report(InitState::Manual);
     }
+    // A KMS the server already reports broken would fail init's preflight: wait for it.
+    if matches!(v.seal, Seal::AwsKms { .. })
+        && answered.iter().any(|p| {
+            p.backend()
+                .is_some_and(|b| !b.healthy && !b.last_error_class.is_empty())
+        })
+    {
+        return Decision::Report(InitState::Pending);
+    }
     // Only when every desired pod answered: never race a pod that may hold data.
     let expected = usize::try_from(v.replicas).unwrap_or(0);
     if answered.len() < expected || pods.len() != answered.len() {
