@@ -140,3 +140,6 @@ impl OperatorMetrics {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,431 @@
 use super::*;
+
+use kube::Resource;
+
+use crate::api_client::SealStatus;
+use crate::operator::crd::SecretServer;
+use crate::operator::observe::{Answer, PodView};
+use crate::operator::validate::validate;
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures (local, so these tests do not depend on the builders' fixture module).
+
+const UID: &str = "3f1f6c1e-8d2a-4d4e-9a55-0c7f0f1e2a01";
+
+fn validated(yaml: &str) -> Validated {
+    let mut ss: SecretServer = serde_yaml::from_str(yaml).expect("fixture parses");
+    let meta = ss.meta_mut();
+    meta.namespace = Some("secrets".into());
+    meta.uid = Some(UID.into());
+    meta.generation = Some(3);
+    validate(&ss, Some("ghcr.io/sealkeep/sealkeep:test")).expect("fixture validates")
+}
+
+fn awskms() -> Validated {
+    validated(
+        "apiVersion: sealkeep.dev/v1alpha1\nkind: SecretServer\nmetadata:\n  name: vault\nspec:\n  seal:\n    awsKms:\n      keyId: alias/k\n      region: eu-west-1\n  init:\n    recoveryShares: 7\n    recoveryThreshold: 4\n",
+    )
+}
+
+fn shamir() -> Validated {
+    validated(
+        "apiVersion: sealkeep.dev/v1alpha1\nkind: SecretServer\nmetadata:\n  name: shamir\nspec:\n  seal:\n    shamir: {}\n",
+    )
+}
+
+fn seal(initialized: bool) -> SealStatus {
+    serde_json::from_value(serde_json::json!({
+        "type": "awskms",
+        "initialized": initialized,
+        "sealed": !initialized,
+        "t": 1,
+        "n": 1,
+        "progress": 0,
+    }))
+    .expect("seal status")
+}
+
+fn pod(name: &str, ip: Option<&str>, answer: Answer) -> PodObservation {
+    PodObservation {
+        pod: PodView {
+            name: name.into(),
+            ip: ip.map(str::to_owned),
+            phase: "Running".into(),
+            ..PodView::default()
+        },
+        answer,
+    }
+}
+
+fn answering(name: &str, ip: &str, initialized: bool) -> PodObservation {
+    pod(
+        name,
+        Some(ip),
+        Answer::Answered {
+            seal: seal(initialized),
+            health: None,
+            backend: None,
+        },
+    )
+}
+
+fn uninitialized() -> Vec<PodObservation> {
+    vec![answering("vault-0", "10.0.0.5", false)]
+}
+
+fn initialized() -> Vec<PodObservation> {
+    vec![answering("vault-0", "10.0.0.5", true)]
+}
+
+fn init_response() -> InitResponse {
+    serde_json::from_value(serde_json::json!({
+        "keys": ["00aa", "00bb"],
+        "keys_base64": ["UNSEAL-SHARE-1", "UNSEAL-SHARE-2"],
+        "recovery_keys": ["11aa"],
+        "recovery_keys_base64": ["RECOVERY-SHARE-1", "RECOVERY-SHARE-2", "RECOVERY-SHARE-3"],
+        "root_token": "hvs.SUPER-SECRET-ROOT-TOKEN",
+    }))
+    .expect("init response")
+}
+
+fn secret_with(annotation: Option<&str>) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some("vault-init".into()),
+            annotations: annotation
+                .map(|a| BTreeMap::from([(INIT_STATE_ANNOTATION.to_owned(), a.to_owned())])),
+            ..ObjectMeta::default()
+        },
+        ..Secret::default()
+    }
+}
+
+fn data(s: &Secret, key: &str) -> String {
+    let bytes = s
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .unwrap_or_else(|| panic!("data key {key} missing"));
+    String::from_utf8(bytes.0.clone()).expect("utf-8")
+}
+
+// ---------------------------------------------------------------------------------------------
+// decide
+
+#[test]
+fn no_pod_answered_is_unknown() {
+    let v = awskms();
+    assert_eq!(
+        decide(&v, &[], SecretState::Absent),
+        Decision::Report(InitState::Unknown)
+    );
+    let pods = [
+        pod("vault-0", None, Answer::NotAsked),
+        pod(
+            "vault-1",
+            Some("10.0.0.6"),
+            Answer::Unreachable("refused".into()),
+        ),
+    ];
+    for secret in [SecretState::Absent, SecretState::Pending, SecretState::Done] {
+        assert_eq!(
+            decide(&v, &pods, secret),
+            Decision::Report(InitState::Unknown)
+        );
+    }
+}
+
+#[test]
+fn uninitialized_pod_with_absent_secret_is_initialized_through_it() {
+    let v = awskms();
+    assert_eq!(
+        decide(&v, &uninitialized(), SecretState::Absent),
+        Decision::Initialize {
+            pod: "vault-0".into(),
+            ip: "10.0.0.5".into()
+        }
+    );
+}
+
+#[test]
+fn own_pending_marker_is_resumed() {
+    let v = awskms();
+    assert_eq!(
+        decide(&v, &uninitialized(), SecretState::Pending),
+        Decision::Initialize {
+            pod: "vault-0".into(),
+            ip: "10.0.0.5".into()
+        }
+    );
+}
+
+#[test]
+fn done_secret_with_empty_storage_is_a_conflict() {
+    let v = awskms();
+    assert_eq!(
+        decide(&v, &uninitialized(), SecretState::Done),
+        Decision::Report(InitState::Conflict {
+            secret: "vault-init".into()
+        })
+    );
+    // Even with auto-init off: the conflict is the more useful report.
+    let mut manual = awskms();
+    manual.init.auto = false;
+    assert_eq!(
+        decide(&manual, &uninitialized(), SecretState::Done),
+        Decision::Report(InitState::Conflict {
+            secret: "vault-init".into()
+        })
+    );
+}
+
+#[test]
+fn auto_off_is_manual() {
+    let mut v = awskms();
+    v.init.auto = false;
+    for secret in [SecretState::Absent, SecretState::Pending] {
+        assert_eq!(
+            decide(&v, &uninitialized(), secret),
+            Decision::Report(InitState::Manual)
+        );
+    }
+}
+
+#[test]
+fn initialized_server_reports_its_secret() {
+    let v = awskms();
+    assert_eq!(
+        decide(&v, &initialized(), SecretState::Done),
+        Decision::Report(InitState::Initialized {
+            secret: Some("vault-init".into())
+        })
+    );
+    assert_eq!(
+        decide(&v, &initialized(), SecretState::Absent),
+        Decision::Report(InitState::Initialized { secret: None })
+    );
+    assert_eq!(
+        decide(&v, &initialized(), SecretState::Pending),
+        Decision::Report(InitState::KeysLost {
+            secret: "vault-init".into()
+        })
+    );
+}
+
+#[test]
+fn initialized_server_is_never_initialized_again_even_with_auto_off() {
+    let mut v = awskms();
+    v.init.auto = false;
+    assert_eq!(
+        decide(&v, &initialized(), SecretState::Absent),
+        Decision::Report(InitState::Initialized { secret: None })
+    );
+}
+
+#[test]
+fn never_initializes_while_another_pod_is_silent() {
+    let v = awskms();
+    let pods = [
+        answering("vault-0", "10.0.0.5", false),
+        pod(
+            "vault-1",
+            Some("10.0.0.6"),
+            Answer::Unreachable("timeout".into()),
+        ),
+    ];
+    for secret in [SecretState::Absent, SecretState::Pending] {
+        assert_eq!(
+            decide(&v, &pods, secret),
+            Decision::Report(InitState::Pending)
+        );
+    }
+    let pods = [
+        answering("vault-0", "10.0.0.5", false),
+        pod("vault-1", None, Answer::NotAsked),
+    ];
+    assert_eq!(
+        decide(&v, &pods, SecretState::Absent),
+        Decision::Report(InitState::Pending)
+    );
+}
+
+#[test]
+fn never_initializes_before_every_desired_pod_answered() {
+    let mut v = awskms();
+    v.replicas = 3;
+    assert_eq!(
+        decide(&v, &uninitialized(), SecretState::Absent),
+        Decision::Report(InitState::Pending)
+    );
+}
+
+#[test]
+fn one_initialized_pod_wins_over_uninitialized_ones() {
+    let v = awskms();
+    let pods = [
+        answering("vault-0", "10.0.0.5", false),
+        answering("vault-1", "10.0.0.6", true),
+    ];
+    assert_eq!(
+        decide(&v, &pods, SecretState::Absent),
+        Decision::Report(InitState::Initialized { secret: None })
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// secret_state
+
+#[test]
+fn secret_state_from_annotation() {
+    assert_eq!(secret_state(None), SecretState::Absent);
+    assert_eq!(
+        secret_state(Some(&secret_with(Some("pending")))),
+        SecretState::Pending
+    );
+    assert_eq!(
+        secret_state(Some(&secret_with(Some("done")))),
+        SecretState::Done
+    );
+    // A Secret of that name without (or with another) marker holds something: never overwrite it.
+    assert_eq!(secret_state(Some(&secret_with(None))), SecretState::Done);
+    assert_eq!(
+        secret_state(Some(&secret_with(Some("Pending")))),
+        SecretState::Done
+    );
+}
+
+#[test]
+fn built_secrets_round_trip_through_secret_state() {
+    let v = awskms();
+    assert_eq!(
+        secret_state(Some(&pending_secret(&v))),
+        SecretState::Pending
+    );
+    assert_eq!(
+        secret_state(Some(&done_secret(&v, &init_response()))),
+        SecretState::Done
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// init_request
+
+#[test]
+fn init_request_by_seal() {
+    assert_eq!(
+        init_request(&shamir()),
+        InitRequest::Shamir {
+            shares: 5,
+            threshold: 3
+        }
+    );
+    assert_eq!(
+        init_request(&awskms()),
+        InitRequest::Recovery {
+            shares: 7,
+            threshold: 4
+        }
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// pending_secret and done_secret
+
+fn assert_common_meta(s: &Secret, state: &str) {
+    let m = &s.metadata;
+    assert_eq!(m.name.as_deref(), Some("vault-init"));
+    assert_eq!(m.namespace.as_deref(), Some("secrets"));
+    // Not owned: deleting the SecretServer must keep the keys.
+    assert_eq!(m.owner_references, None);
+    assert_eq!(m.finalizers, None);
+    let labels = m.labels.as_ref().expect("labels");
+    assert_eq!(
+        labels.get("app.kubernetes.io/name").map(String::as_str),
+        Some("sealkeep")
+    );
+    assert_eq!(
+        labels.get("app.kubernetes.io/instance").map(String::as_str),
+        Some("vault")
+    );
+    assert_eq!(
+        labels
+            .get("app.kubernetes.io/managed-by")
+            .map(String::as_str),
+        Some("sealkeep-operator")
+    );
+    let annotations = m.annotations.as_ref().expect("annotations");
+    assert_eq!(
+        annotations.get(INIT_STATE_ANNOTATION).map(String::as_str),
+        Some(state)
+    );
+    assert_eq!(
+        annotations.get(OWNER_UID_ANNOTATION).map(String::as_str),
+        Some(UID)
+    );
+    assert_eq!(s.type_.as_deref(), Some("Opaque"));
+}
+
+#[test]
+fn pending_secret_is_an_empty_marker() {
+    let s = pending_secret(&awskms());
+    assert_common_meta(&s, "pending");
+    assert_eq!(s.data, None);
+    assert_eq!(s.string_data, None);
+    assert_eq!(INIT_STATE_ANNOTATION, "sealkeep.dev/init-state");
+}
+
+#[test]
+fn done_secret_for_awskms_holds_recovery_keys() {
+    let v = awskms();
+    let s = done_secret(&v, &init_response());
+    assert_common_meta(&s, "done");
+    assert_eq!(data(&s, "root-token"), "hvs.SUPER-SECRET-ROOT-TOKEN");
+    assert_eq!(
+        data(&s, "keys"),
+        "RECOVERY-SHARE-1\nRECOVERY-SHARE-2\nRECOVERY-SHARE-3"
+    );
+    assert_eq!(data(&s, "key-type"), "recovery");
+    assert_eq!(data(&s, "threshold"), "4");
+    let keys: Vec<&String> = s.data.as_ref().expect("data").keys().collect();
+    assert_eq!(keys, ["key-type", "keys", "root-token", "threshold"]);
+    assert_eq!(s.string_data, None);
+}
+
+#[test]
+fn done_secret_for_shamir_holds_unseal_keys() {
+    let v = shamir();
+    let s = done_secret(&v, &init_response());
+    assert_eq!(s.metadata.name.as_deref(), Some("shamir-init"));
+    assert_eq!(s.metadata.owner_references, None);
+    assert_eq!(data(&s, "keys"), "UNSEAL-SHARE-1\nUNSEAL-SHARE-2");
+    assert_eq!(data(&s, "key-type"), "unseal");
+    assert_eq!(data(&s, "threshold"), "3");
+    assert_eq!(data(&s, "root-token"), "hvs.SUPER-SECRET-ROOT-TOKEN");
+}
+
+#[test]
+fn init_response_debug_hides_secrets() {
+    let resp = init_response();
+    let dbg = format!("{resp:?}");
+    for secret in [
+        "hvs.SUPER-SECRET-ROOT-TOKEN",
+        "SUPER-SECRET",
+        "UNSEAL-SHARE",
+        "RECOVERY-SHARE",
+    ] {
+        assert!(!dbg.contains(secret), "{dbg}");
+    }
+    assert!(dbg.contains("redacted"), "{dbg}");
+    let pretty = format!("{resp:#?}");
+    assert!(!pretty.contains("SUPER-SECRET"), "{pretty}");
+}
+
+#[test]
+fn init_response_without_keys_defaults_to_empty() {
+    let resp: InitResponse =
+        serde_json::from_value(serde_json::json!({"root_token": "t"})).expect("decodes");
+    assert!(resp.keys_base64.is_empty());
+    assert!(resp.recovery_keys_base64.is_empty());
+    let s = done_secret(&shamir(), &resp);
+    assert_eq!(data(&s, "keys"), "");
+}
