@@ -108,13 +108,27 @@ fn router(state: HttpState) -> Router {
         .with_state(state)
 }
 
+/// A client from the environment (in-cluster or KUBECONFIG) that counts every API request.
+async fn counted_client(metrics: Arc<OperatorMetrics>) -> Result<Client, RunError> {
+    let config = kube::Config::infer()
+        .await
+        .map_err(|e| RunError::Client(kube::Error::InferConfig(e)))?;
+    let builder = kube::client::ClientBuilder::try_from(config).map_err(RunError::Client)?;
+    let count =
+        tower::util::MapRequestLayer::new(move |req: axum::http::Request<kube::client::Body>| {
+            metrics.api_request(req.method());
+            req
+        });
+    Ok(builder.with_layer(&count).build())
+}
+
 /// Runs the operator until `shutdown` resolves.
 pub async fn run(
     cfg: OperatorConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    let client = Client::try_default().await.map_err(RunError::Client)?;
     let metrics = OperatorMetrics::new();
+    let client = counted_client(metrics.clone()).await?;
     let ready = Arc::new(AtomicBool::new(false));
     let listener = tokio::net::TcpListener::bind(cfg.metrics_addr)
         .await

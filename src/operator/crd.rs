@@ -185,9 +185,10 @@ fn default_threshold() -> i32 {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("quantity(self.size).compareTo(quantity(oldSelf.size)) >= 0").message("storage.size may not shrink; set it back to at least its previous value"))]
 pub struct StorageSpec {
-    /// Volume size, a Kubernetes quantity such as `1Gi`.
+    /// Volume size, a Kubernetes quantity such as `1Gi`. It may grow (the operator then resizes
+    /// the claims; the StorageClass must allow volume expansion) but never shrink.
     #[serde(default = "default_size")]
-    #[x_kube(validation = Rule::new("isQuantity(self)").message("storage.size must be a quantity such as 1Gi or 500Mi"))]
+    #[x_kube(validation = Rule::new("isQuantity(self) && quantity(self).sign() == 1").message("storage.size must be a positive quantity such as 1Gi or 500Mi"))]
     pub size: String,
     /// StorageClass of the claim; the cluster default when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -211,10 +212,13 @@ fn default_size() -> String {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceAccountSpec {
-    /// Name of the ServiceAccount; defaults to the SecretServer's name.
+    /// Name of an existing ServiceAccount to run the server pods as. The operator uses it as it
+    /// is: it neither creates, annotates nor deletes it (set `eks.amazonaws.com/role-arn` on it
+    /// yourself for EKS's webhook). When unset, the operator creates and owns a ServiceAccount
+    /// named after the SecretServer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// Extra annotations on the ServiceAccount.
+    /// Extra annotations on the ServiceAccount the operator creates.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
 }

@@ -23,6 +23,12 @@ pub struct ErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerbLabels {
+    /// `read` (GET, including watches) or `write` (everything else).
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabels {
     pub state: &'static str,
 }
@@ -36,7 +42,7 @@ pub struct OperatorMetrics {
     errors: Family<ErrorLabels, Counter>,
     duration: Histogram,
     pods: Family<StateLabels, Gauge>,
-    api_writes: Counter,
+    api_requests: Family<VerbLabels, Counter>,
     /// Pod counts per SecretServer (namespace/name), summed into `pods`.
     per_server: Mutex<HashMap<String, [i64; 4]>>,
 }
@@ -54,7 +60,12 @@ impl OperatorMetrics {
         let errors = Family::<ErrorLabels, Counter>::default();
         let duration = Histogram::new(exponential_buckets(0.001, 2.0, 16));
         let pods = Family::<StateLabels, Gauge>::default();
-        let api_writes = Counter::default();
+        let api_requests = Family::<VerbLabels, Counter>::default();
+        registry.register(
+            "api_requests",
+            "Requests to the Kubernetes API server by kind (read, write)",
+            api_requests.clone(),
+        );
         registry.register("reconciles", "Reconciles by result", reconciles.clone());
         registry.register(
             "reconcile_errors",
@@ -71,18 +82,13 @@ impl OperatorMetrics {
             "Server pods by seal state (unsealed, sealed, uninitialized, unreachable)",
             pods.clone(),
         );
-        registry.register(
-            "api_writes",
-            "Writes (apply, status, init Secret) the operator made to the API server",
-            api_writes.clone(),
-        );
         Arc::new(Self {
             registry,
             reconciles,
             errors,
             duration,
             pods,
-            api_writes,
+            api_requests,
             per_server: Mutex::new(HashMap::new()),
         })
     }
@@ -98,8 +104,14 @@ impl OperatorMetrics {
         self.errors.get_or_create(&ErrorLabels { kind }).inc();
     }
 
-    pub fn api_write(&self) {
-        self.api_writes.inc();
+    /// Counts one Kubernetes API request.
+    pub fn api_request(&self, method: &axum::http::Method) {
+        let kind = if method == axum::http::Method::GET {
+            "read"
+        } else {
+            "write"
+        };
+        self.api_requests.get_or_create(&VerbLabels { kind }).inc();
     }
 
     /// Records the pod counts of one SecretServer (`None` forgets it) and refreshes the gauge.

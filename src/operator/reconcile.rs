@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount,
+};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
@@ -154,8 +156,6 @@ async fn publish(ctx: &Context, ss: &SecretServer, warning: bool, reason: &str, 
     };
     if let Err(e) = ctx.recorder.publish(&ev, &ss.object_ref(&())).await {
         tracing::debug!(error = %e, "publishing an event failed");
-    } else {
-        ctx.metrics.api_write();
     }
 }
 
@@ -168,7 +168,7 @@ async fn run(ss: &SecretServer, ctx: &Context) -> Result<Action, Error> {
         Err(e) => {
             let new = invalid_status(ss, &e.to_string(), Timestamp::now());
             if ss.status.as_ref() != Some(&new) {
-                write_status(&ss_api, ss, &new, ctx).await?;
+                write_status(&ss_api, ss, &new).await?;
                 publish(ctx, ss, true, "InvalidSpec", e.to_string()).await;
             }
             return Ok(Action::await_change());
@@ -193,7 +193,6 @@ async fn run(ss: &SecretServer, ctx: &Context) -> Result<Action, Error> {
             tracing::info!(secretserver = %key(ss), pod = %pod, "auto-initializing");
             match autoinit::initialize(&secrets, &v, secret_state, &pod, &client).await {
                 Ok(name) => {
-                    ctx.metrics.api_write();
                     publish(
                         ctx,
                         ss,
@@ -224,13 +223,13 @@ async fn run(ss: &SecretServer, ctx: &Context) -> Result<Action, Error> {
     };
     let new = status::compute(&facts, ss.status.as_ref(), Timestamp::now());
     if ss.status.as_ref() != Some(&new) {
-        write_status(&ss_api, ss, &new, ctx).await?;
+        write_status(&ss_api, ss, &new).await?;
         for t in status::transitions(ss.status.as_ref(), &new) {
             publish(ctx, ss, t.warning, &t.reason, t.note).await;
         }
     }
     if let Some(e) = apply_error {
-        return Err(e.into());
+        return Err(e);
     }
     let ready = new
         .conditions
@@ -243,60 +242,52 @@ async fn run(ss: &SecretServer, ctx: &Context) -> Result<Action, Error> {
     }))
 }
 
-async fn apply_children(ctx: &Context, v: &Validated, c: &Children) -> Result<(), ApplyError> {
+async fn apply_children(ctx: &Context, v: &Validated, c: &Children) -> Result<(), Error> {
     let client = &ctx.client;
     let ns = v.namespace.as_str();
-    let mut writes = 0;
-    writes += u32::from(
-        apply(
-            &Api::<ServiceAccount>::namespaced(client.clone(), ns),
-            &c.service_account,
-            &ctx.applied,
-        )
-        .await?,
-    );
+    let cache = &ctx.applied;
+    let mut writes = 0u32;
+    let accounts = Api::<ServiceAccount>::namespaced(client.clone(), ns);
+    if v.manage_service_account {
+        writes += u32::from(apply(&accounts, &c.service_account, cache).await?);
+    }
     writes += u32::from(
         apply(
             &Api::<ConfigMap>::namespaced(client.clone(), ns),
             &c.config_map,
-            &ctx.applied,
+            cache,
         )
         .await?,
     );
     let services = Api::<Service>::namespaced(client.clone(), ns);
-    writes += u32::from(apply(&services, &c.headless_service, &ctx.applied).await?);
-    writes += u32::from(apply(&services, &c.client_service, &ctx.applied).await?);
-    writes += u32::from(
-        apply(
-            &Api::<StatefulSet>::namespaced(client.clone(), ns),
-            &c.stateful_set,
-            &ctx.applied,
-        )
-        .await?,
-    );
+    writes += u32::from(apply(&services, &c.headless_service, cache).await?);
+    writes += u32::from(apply(&services, &c.client_service, cache).await?);
+    let sts_api = Api::<StatefulSet>::namespaced(client.clone(), ns);
+    let sts = keep_claim_templates(&sts_api, &c.stateful_set).await?;
+    writes += u32::from(apply(&sts_api, &sts, cache).await?);
     writes += u32::from(
         apply(
             &Api::<PodDisruptionBudget>::namespaced(client.clone(), ns),
             &c.pod_disruption_budget,
-            &ctx.applied,
+            cache,
         )
         .await?,
     );
-    for _ in 0..writes {
-        ctx.metrics.api_write();
+    writes += resize_claims(ctx, v).await?;
+    if writes > 0 {
+        tracing::debug!(namespace = ns, name = %v.name, writes, "applied children");
     }
-    // A renamed ServiceAccount leaves the old one behind: remove it.
+    // A renamed or user-supplied ServiceAccount leaves ours behind: remove it.
     let selector = format!(
         "{LABEL_INSTANCE}={},{LABEL_MANAGED_BY}={MANAGED_BY}",
         v.name
     );
-    match prune(
-        &Api::<ServiceAccount>::namespaced(client.clone(), ns),
-        &selector,
-        std::slice::from_ref(&v.service_account),
-    )
-    .await
-    {
+    let keep: Vec<String> = if v.manage_service_account {
+        vec![v.service_account.clone()]
+    } else {
+        Vec::new()
+    };
+    match prune(&accounts, &selector, &keep).await {
         Ok(removed) if !removed.is_empty() => {
             tracing::info!(namespace = ns, removed = ?removed, "removed ServiceAccounts no longer used");
         }
@@ -304,6 +295,62 @@ async fn apply_children(ctx: &Context, v: &Validated, c: &Children) -> Result<()
         Err(e) => tracing::warn!(namespace = ns, error = %e, "pruning old ServiceAccounts failed"),
     }
     Ok(())
+}
+
+/// A StatefulSet's volumeClaimTemplates are immutable: keep the existing ones, so that a grown
+/// `storage.size` does not make every apply fail ([`resize_claims`] grows the claims instead).
+async fn keep_claim_templates(
+    api: &Api<StatefulSet>,
+    desired: &StatefulSet,
+) -> Result<StatefulSet, Error> {
+    let name = desired.name_any();
+    let existing = api
+        .get_opt(&name)
+        .await
+        .map_err(kube_err(format!("reading StatefulSet {name}")))?;
+    let mut sts = desired.clone();
+    if let (Some(spec), Some(old)) = (sts.spec.as_mut(), existing.and_then(|e| e.spec)) {
+        spec.volume_claim_templates = old.volume_claim_templates;
+    }
+    Ok(sts)
+}
+
+/// Grows every data claim smaller than `storage.size`. Returns the number of writes.
+async fn resize_claims(ctx: &Context, v: &Validated) -> Result<u32, Error> {
+    let Some(want) = validate::quantity_bytes(&v.storage_size.0) else {
+        return Ok(0);
+    };
+    let api = Api::<PersistentVolumeClaim>::namespaced(ctx.client.clone(), &v.namespace);
+    let mut writes = 0;
+    for i in 0..v.replicas {
+        let name = format!("{}-{}-{i}", build::statefulset::DATA_VOLUME, v.name);
+        let Some(pvc) = api
+            .get_opt(&name)
+            .await
+            .map_err(kube_err(format!("reading PersistentVolumeClaim {name}")))?
+        else {
+            continue;
+        };
+        let have = pvc
+            .spec
+            .as_ref()
+            .and_then(|s| s.resources.as_ref())
+            .and_then(|r| r.requests.as_ref())
+            .and_then(|r| r.get("storage"))
+            .and_then(|q| validate::quantity_bytes(&q.0));
+        if have.is_some_and(|h| h < want) {
+            let patch = serde_json::json!({"spec": {"resources": {"requests": {"storage": v.storage_size.0}}}});
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(kube_err(format!(
+                    "growing PersistentVolumeClaim {name} to {} (its StorageClass must set allowVolumeExpansion: true)",
+                    v.storage_size.0
+                )))?;
+            tracing::info!(claim = %name, size = %v.storage_size.0, "growing data volume");
+            writes += 1;
+        }
+    }
+    Ok(writes)
 }
 
 /// Lists the server's pods and asks each; also whether the StatefulSet is mid-rollout.
@@ -404,7 +451,6 @@ async fn write_status(
     api: &Api<SecretServer>,
     ss: &SecretServer,
     status: &SecretServerStatus,
-    ctx: &Context,
 ) -> Result<(), Error> {
     let patch = serde_json::json!({
         "apiVersion": "sealkeep.dev/v1alpha1",
@@ -418,6 +464,5 @@ async fn write_status(
     )
     .await
     .map_err(kube_err(format!("writing the status of {}", key(ss))))?;
-    ctx.metrics.api_write();
     Ok(())
 }

@@ -491,6 +491,18 @@ fn pod_status(p: &PodObservation) -> PodStatus {
     }
 }
 
+/// Reasons of a normal start-up: published as Normal events, not warnings.
+const STARTUP_REASONS: &[&str] = &[
+    "PodsNotCreated",
+    "PodStarting",
+    "PodTerminating",
+    "Initializing",
+    "AutoUnsealing",
+    "NotInitialized",
+    "KMSCheckPending",
+    "PodsNotReady",
+];
+
 /// An Event to publish: `warning` selects the Warning type.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transition {
@@ -522,11 +534,7 @@ pub fn transitions(
         if old.is_none() && new.status == "True" && t != UNSEALED {
             continue;
         }
-        let warning = new.status == "False"
-            && !matches!(
-                new.reason.as_str(),
-                "Initializing" | "AutoUnsealing" | "NotInitialized"
-            );
+        let warning = new.status == "False" && !STARTUP_REASONS.contains(&new.reason.as_str());
         let reason = match (t, new.status.as_str()) {
             (UNSEALED, "True") => "Unsealed".to_owned(),
             (UNSEALED, _)

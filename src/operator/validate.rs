@@ -58,7 +58,9 @@ pub enum ValidationError {
         "spec.init: recoveryThreshold {threshold} must be between 1 and recoveryShares {shares} (at most 255)"
     )]
     Threshold { shares: i32, threshold: i32 },
-    #[error("spec.storage.size {0:?} is not a Kubernetes quantity; use a value such as 1Gi")]
+    #[error(
+        "spec.storage.size {0:?} is not a positive Kubernetes quantity; use a value such as 1Gi"
+    )]
     Size(String),
     #[error(
         "spec.env sets {0}, which the operator manages; remove it from spec.env (use spec.seal.awsKms.roleArn for IRSA)"
@@ -108,7 +110,8 @@ pub struct Validated {
     pub name: String,
     pub namespace: String,
     pub generation: Option<i64>,
-    /// Owner reference to the SecretServer (controller, blocks deletion of the owner until GC).
+    /// Controller owner reference to the SecretServer, so that garbage collection removes the
+    /// children with it.
     pub owner: OwnerReference,
     pub replicas: i32,
     pub image: String,
@@ -118,6 +121,9 @@ pub struct Validated {
     pub storage_class: Option<String>,
     pub resources: Option<ResourceRequirements>,
     pub service_account: String,
+    /// Whether the operator creates and owns the ServiceAccount (false when the user named an
+    /// existing one).
+    pub manage_service_account: bool,
     pub service_account_annotations: BTreeMap<String, String>,
     pub pod_labels: BTreeMap<String, String>,
     pub pod_annotations: BTreeMap<String, String>,
@@ -200,7 +206,9 @@ pub fn validate(
         },
         _ => return Err(ValidationError::Threshold { shares, threshold }),
     };
-    if !is_quantity(&spec.storage.size) {
+    if !is_quantity(&spec.storage.size)
+        || quantity_bytes(&spec.storage.size).is_none_or(|b| b <= 0.0)
+    {
         return Err(ValidationError::Size(spec.storage.size.clone()));
     }
     if let Some(e) = spec
@@ -225,6 +233,7 @@ pub fn validate(
     };
     Ok(Validated {
         service_account: non_empty(&spec.service_account.name).unwrap_or_else(|| name.clone()),
+        manage_service_account: non_empty(&spec.service_account.name).is_none(),
         service_account_annotations: spec.service_account.annotations.clone(),
         generation: ss.meta().generation,
         owner,
@@ -291,6 +300,40 @@ pub fn is_quantity(s: &str) -> bool {
         .map(|e| e.strip_prefix(['+', '-']).unwrap_or(e))
         .is_some_and(|e| !e.is_empty() && e.chars().all(|c| c.is_ascii_digit()));
     valid_num && valid_suffix
+}
+
+/// The value of a quantity in bytes (`1Gi` -> 1073741824), for comparing sizes.
+pub fn quantity_bytes(s: &str) -> Option<f64> {
+    let s = s.trim();
+    if !is_quantity(s) {
+        return None;
+    }
+    let split = s
+        .char_indices()
+        .find(|(i, c)| !(c.is_ascii_digit() || *c == '.' || (*i == 0 && (*c == '+' || *c == '-'))))
+        .map_or(s.len(), |(i, _)| i);
+    let (num, suffix) = s.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let mult = match suffix {
+        "" => 1.0,
+        "Ki" => 1024f64,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        "n" => 1e-9,
+        "u" => 1e-6,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        e => 10f64.powi(e.get(1..)?.parse::<i32>().ok()?),
+    };
+    Some(n * mult)
 }
 
 #[cfg(test)]

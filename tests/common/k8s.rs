@@ -132,4 +132,3 @@ pub fn namespace(name: &str) {
         kubectl(&["-n", name, "get", "serviceaccount", "default"]).0
     });
 }
-

@@ -70,11 +70,11 @@ fn answering(name: &str, ip: &str, initialized: bool) -> PodObservation {
 }
 
 fn uninitialized() -> Vec<PodObservation> {
-    vec![answering("vault-0", "10.0.0.5", false)]
+    vec![answering("vault-0", "198.18.9.5", false)]
 }
 
 fn initialized() -> Vec<PodObservation> {
-    vec![answering("vault-0", "10.0.0.5", true)]
+    vec![answering("vault-0", "198.18.9.5", true)]
 }
 
 fn init_response() -> InitResponse {
@@ -123,7 +123,7 @@ fn no_pod_answered_is_unknown() {
         pod("vault-0", None, Answer::NotAsked),
         pod(
             "vault-1",
-            Some("10.0.0.6"),
+            Some("198.18.9.6"),
             Answer::Unreachable("refused".into()),
         ),
     ];
@@ -142,7 +142,7 @@ fn uninitialized_pod_with_absent_secret_is_initialized_through_it() {
         decide(&v, &uninitialized(), SecretState::Absent),
         Decision::Initialize {
             pod: "vault-0".into(),
-            ip: "10.0.0.5".into()
+            ip: "198.18.9.5".into()
         }
     );
 }
@@ -154,7 +154,7 @@ fn own_pending_marker_is_resumed() {
         decide(&v, &uninitialized(), SecretState::Pending),
         Decision::Initialize {
             pod: "vault-0".into(),
-            ip: "10.0.0.5".into()
+            ip: "198.18.9.5".into()
         }
     );
 }
@@ -226,10 +226,10 @@ fn initialized_server_is_never_initialized_again_even_with_auto_off() {
 fn never_initializes_while_another_pod_is_silent() {
     let v = awskms();
     let pods = [
-        answering("vault-0", "10.0.0.5", false),
+        answering("vault-0", "198.18.9.5", false),
         pod(
             "vault-1",
-            Some("10.0.0.6"),
+            Some("198.18.9.6"),
             Answer::Unreachable("timeout".into()),
         ),
     ];
@@ -240,7 +240,7 @@ fn never_initializes_while_another_pod_is_silent() {
         );
     }
     let pods = [
-        answering("vault-0", "10.0.0.5", false),
+        answering("vault-0", "198.18.9.5", false),
         pod("vault-1", None, Answer::NotAsked),
     ];
     assert_eq!(
@@ -263,8 +263,8 @@ fn never_initializes_before_every_desired_pod_answered() {
 fn one_initialized_pod_wins_over_uninitialized_ones() {
     let v = awskms();
     let pods = [
-        answering("vault-0", "10.0.0.5", false),
-        answering("vault-1", "10.0.0.6", true),
+        answering("vault-0", "198.18.9.5", false),
+        answering("vault-1", "198.18.9.6", true),
     ];
     assert_eq!(
         decide(&v, &pods, SecretState::Absent),

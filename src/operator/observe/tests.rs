@@ -36,7 +36,7 @@ fn pod_view_of_a_crash_looping_terminating_pod() {
         },
         "status": {
             "phase": "Running",
-            "podIP": "10.0.0.5",
+            "podIP": "198.18.9.5",
             "conditions": [
                 {"type": "PodScheduled", "status": "True"},
                 {"type": "Ready", "status": "False"},
@@ -51,7 +51,7 @@ fn pod_view_of_a_crash_looping_terminating_pod() {
         pod_view(&p),
         PodView {
             name: "vault-0".into(),
-            ip: Some("10.0.0.5".into()),
+            ip: Some("198.18.9.5".into()),
             phase: "Running".into(),
             ready: false,
             terminating: true,
@@ -128,7 +128,7 @@ fn pod_view_with_empty_ip_and_no_status() {
 
 #[test]
 fn pod_addr_ipv4_and_ipv6() {
-    assert_eq!(pod_addr("http", "10.1.2.3"), "http://10.1.2.3:8200");
+    assert_eq!(pod_addr("http", "198.18.1.2"), "http://198.18.1.2:8200");
     assert_eq!(pod_addr("https", "198.18.0.7"), "https://198.18.0.7:8200");
     assert_eq!(pod_addr("https", "fd00::1"), "https://[fd00::1]:8200");
     assert_eq!(
