@@ -31,5 +31,8 @@ testenv/testenv up
 step "end-to-end tests on testenv"
 cargo test --locked --test e2e_testenv -- --ignored --test-threads=1
 
+step "operator end-to-end tests on testenv (operator with the chart's RBAC, moto for KMS and STS)"
+cargo test --locked --test e2e_operator -- --ignored --test-threads=1
+
 step "testenv down leaves nothing behind"
 cargo test --locked --test e2e_teardown -- --ignored

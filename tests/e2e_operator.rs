@@ -101,8 +101,12 @@ struct Operator {
 
 impl Operator {
     fn start(ns: &str) -> Self {
+        Self::start_with(ns, &format!("e2e-{ns}"), &[])
+    }
+
+    fn start_with(ns: &str, identity: &str, extra: &[&str]) -> Self {
         let kubeconfig = operator_kubeconfig();
-        let log = scratch_dir().join(format!("operator-{ns}.log"));
+        let log = scratch_dir().join(format!("operator-{identity}.log"));
         let metrics_port = common::free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_sealkeep"))
             .env_clear()
@@ -118,8 +122,9 @@ impl Operator {
                 "--default-image",
                 IMAGE,
                 "--identity",
-                &format!("e2e-{ns}"),
+                identity,
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
@@ -144,6 +149,21 @@ impl Operator {
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let (body, code) = text.rsplit_once('\n')?;
         Some((code.trim().parse().ok()?, body.to_owned()))
+    }
+
+    /// SIGTERM, then wait for a clean exit; returns whether it exited with success.
+    fn terminate(&mut self) -> bool {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
     }
 
     fn log_text(&self) -> String {
@@ -583,4 +603,72 @@ fn operator_service_account_is_not_cluster_admin() {
             .any(|l| l.contains("\"*\"")),
         "no wildcards"
     );
+}
+
+fn lease_holder(ns: &str) -> String {
+    kubectl(&[
+        "-n",
+        ns,
+        "get",
+        "lease",
+        "sealkeep-operator",
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+    ])
+    .1
+}
+
+#[test]
+#[ignore = "needs testenv (root, Go-built control plane): scripts/e2e.sh runs it"]
+fn two_operators_share_one_lease_and_hand_over_on_shutdown() {
+    let ns = "e2e-op-lease";
+    namespace(ns);
+    let lease = ["--leader-elect", "--lease-namespace", ns];
+    let mut a = Operator::start_with(ns, "op-a", &lease);
+    wait_for("op-a holds the Lease", Duration::from_secs(30), || {
+        lease_holder(ns) == "op-a"
+    });
+    let b = Operator::start_with(ns, "op-b", &lease);
+    apply(&awskms_server(ns, "le", &kms_alias(), &moto_url()));
+    wait_sks(
+        ns,
+        "le",
+        "Ready under op-a",
+        Duration::from_secs(120),
+        is_ready,
+    );
+    assert_eq!(
+        lease_holder(ns),
+        "op-a",
+        "the standby never takes the Lease from a live leader"
+    );
+    assert!(
+        !b.log_text().contains("acquired the leader Lease"),
+        "op-b must stay standby"
+    );
+
+    // A clean shutdown releases the Lease; the standby takes over and reconciles.
+    assert!(
+        a.terminate(),
+        "op-a exits cleanly on SIGTERM: {}",
+        a.log_text()
+    );
+    wait_for("op-b holds the Lease", Duration::from_secs(30), || {
+        lease_holder(ns) == "op-b"
+    });
+    kubectl_ok(&["-n", ns, "delete", "pod", "le-0", "--wait=false"]);
+    wait_sks(
+        ns,
+        "le",
+        "Ready again under op-b",
+        Duration::from_secs(90),
+        |s| is_ready(s) && s["status"]["pods"][0]["ip"].is_string(),
+    );
+    assert!(
+        b.log_text().contains("acquired the leader Lease"),
+        "{}",
+        b.log_text()
+    );
+    drop(b);
+    kubectl_ok(&["delete", "namespace", ns, "--wait=false"]);
 }

@@ -486,7 +486,11 @@ fn secretserver_crd_validates_in_the_api_server() {
         ),
         (
             "  seal: { shamir: {} }\n  storage: { size: lots }\n",
-            "storage.size must be a quantity",
+            "storage.size must be a positive quantity",
+        ),
+        (
+            "  seal: { shamir: {} }\n  storage: { size: \"0\" }\n",
+            "storage.size must be a positive quantity",
         ),
     ] {
         let err = apply_err(&object(spec));

@@ -188,7 +188,7 @@ pub struct StorageSpec {
     /// Volume size, a Kubernetes quantity such as `1Gi`. It may grow (the operator then resizes
     /// the claims; the StorageClass must allow volume expansion) but never shrink.
     #[serde(default = "default_size")]
-    #[x_kube(validation = Rule::new("isQuantity(self) && quantity(self).sign() == 1").message("storage.size must be a positive quantity such as 1Gi or 500Mi"))]
+    #[x_kube(validation = Rule::new("isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))").message("storage.size must be a positive quantity such as 1Gi or 500Mi"))]
     pub size: String,
     /// StorageClass of the claim; the cluster default when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]

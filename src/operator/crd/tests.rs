@@ -64,7 +64,7 @@ fn crd_has_names_status_columns_and_cel_rules() {
         "self == 1",
         "has(self.awsKms) != has(self.shamir)",
         "self.recoveryThreshold >= 1 && self.recoveryThreshold <= self.recoveryShares",
-        "isQuantity(self) && quantity(self).sign() == 1",
+        "isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))",
         "quantity(self.size).compareTo(quantity(oldSelf.size)) >= 0",
     ] {
         assert!(
