@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod k8s;
+pub mod operator;
 
 pub const ACCOUNT_ROLE: &str = "arn:aws:iam::123456789012:role/sealkeep-test";
 

@@ -1,0 +1,183 @@
+//! The operator as the end-to-end tests and the operator benchmark run it: the CRD, a
+//! ServiceAccount bound to the chart's RBAC rules (charts/sealkeep/files/operator-rules.yaml)
+//! and a kubeconfig with only that ServiceAccount's token, then `sealkeep operator` as a host
+//! process.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use super::k8s::*;
+
+pub const OPERATOR_NS: &str = "sealkeep-system";
+pub const OPERATOR_SA: &str = "sealkeep-operator";
+pub const IMAGE: &str = "ghcr.io/sealkeep/sealkeep:e2e";
+pub const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/sealkeep-e2e";
+pub const BRIDGE_IP: &str = "198.18.0.1";
+
+pub fn moto_url() -> String {
+    testenv()
+        .get("SEALKEEP_TESTENV_MOTO_URL")
+        .cloned()
+        .unwrap_or_else(|| format!("http://{BRIDGE_IP}:5000"))
+}
+
+pub fn kms_alias() -> String {
+    testenv()
+        .get("SEALKEEP_TESTENV_KMS_ALIAS")
+        .cloned()
+        .unwrap_or_else(|| "alias/sealkeep-testenv".into())
+}
+
+pub fn scratch_dir() -> PathBuf {
+    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-operator");
+    std::fs::create_dir_all(&d).expect("scratch dir");
+    d
+}
+
+/// The CRD, the operator's ServiceAccount, its ClusterRole (from the chart's rules file) and
+/// binding, and a kubeconfig that authenticates as that ServiceAccount only.
+pub fn operator_kubeconfig() -> &'static PathBuf {
+    static KC: OnceLock<PathBuf> = OnceLock::new();
+    KC.get_or_init(|| {
+        let crd = repo().join("crds/secretservers.sealkeep.dev.yaml");
+        kubectl_ok(&["apply", "--server-side", "-f", &crd.display().to_string()]);
+        kubectl_ok(&[
+            "wait",
+            "--for",
+            "condition=established",
+            "crd/secretservers.sealkeep.dev",
+            "--timeout=30s",
+        ]);
+        if !kubectl(&["get", "namespace", OPERATOR_NS]).0 {
+            kubectl_ok(&["create", "namespace", OPERATOR_NS]);
+        }
+        let rules = std::fs::read_to_string(repo().join("charts/sealkeep/files/operator-rules.yaml"))
+            .expect("rules file");
+        let rules: String = rules.lines().filter(|l| !l.trim_start().starts_with('#')).map(|l| format!("{l}\n")).collect();
+        apply(&format!(
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{ name: {OPERATOR_SA}, namespace: {OPERATOR_NS} }}\n---\n\
+             apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {{ name: sealkeep-operator-e2e }}\n{rules}---\n\
+             apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {{ name: sealkeep-operator-e2e }}\n\
+             roleRef: {{ apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: sealkeep-operator-e2e }}\n\
+             subjects: [{{ kind: ServiceAccount, name: {OPERATOR_SA}, namespace: {OPERATOR_NS} }}]\n"
+        ));
+        let token = kubectl_ok(&["-n", OPERATOR_NS, "create", "token", OPERATOR_SA, "--duration=3h"]);
+        let server = kubectl_ok(&["config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}"]);
+        let ca = kubectl_ok(&[
+            "config",
+            "view",
+            "--minify",
+            "--raw",
+            "-o",
+            "jsonpath={.clusters[0].cluster.certificate-authority-data}",
+        ]);
+        let path = scratch_dir().join("operator-kubeconfig");
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: testenv\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\n\
+                 users:\n- name: operator\n  user:\n    token: {}\ncontexts:\n- name: operator\n  context: {{ cluster: testenv, user: operator }}\n\
+                 current-context: operator\n",
+                token.trim()
+            ),
+        )
+        .expect("write kubeconfig");
+        path
+    })
+}
+
+/// A running `sealkeep operator` watching one namespace; killed on drop.
+pub struct Operator {
+    child: Child,
+    log: PathBuf,
+    metrics_port: u16,
+}
+
+impl Operator {
+    pub fn start(ns: &str) -> Self {
+        Self::start_with(ns, &format!("e2e-{ns}"), &[])
+    }
+
+    pub fn start_with(ns: &str, identity: &str, extra: &[&str]) -> Self {
+        let kubeconfig = operator_kubeconfig();
+        let log = scratch_dir().join(format!("operator-{identity}.log"));
+        let metrics_port = super::free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_sealkeep"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "sealkeep=debug,kube=info")
+            .args([
+                "operator",
+                "--namespace",
+                ns,
+                "--metrics-addr",
+                &format!("127.0.0.1:{metrics_port}"),
+                "--default-image",
+                IMAGE,
+                "--identity",
+                identity,
+            ])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start the operator");
+        let op = Self {
+            child,
+            log,
+            metrics_port,
+        };
+        wait_for("operator /readyz", Duration::from_secs(30), || {
+            op.get("/readyz").is_some_and(|(code, _)| code == 200)
+        });
+        op
+    }
+
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        let url = format!("http://127.0.0.1:{}{path}", self.metrics_port);
+        let out = Command::new("curl")
+            .args(["-s", "-m", "2", "-w", "\n%{http_code}", &url])
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n')?;
+        Some((code.trim().parse().ok()?, body.to_owned()))
+    }
+
+    /// SIGTERM, then wait for a clean exit; returns whether it exited with success.
+    pub fn terminate(&mut self) -> bool {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = self.log_text();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!("--- operator log tail ---");
+            for l in tail.into_iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
