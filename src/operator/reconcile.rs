@@ -466,3 +466,6 @@ async fn write_status(
     .map_err(kube_err(format!("writing the status of {}", key(ss))))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
