@@ -98,3 +98,14 @@ fn defaults_apply_to_a_minimal_spec() {
     );
     assert_eq!(spec.storage.size, "1Gi");
 }
+
+/// Helm installs CRDs from the chart's crds/: it must be the generated one.
+#[test]
+fn chart_crd_is_the_generated_crd() {
+    let chart = include_str!("../../../charts/sealkeep/crds/secretservers.sealkeep.dev.yaml");
+    let generated = crd_yaml().expect("render");
+    assert!(
+        chart == generated,
+        "charts/sealkeep/crds/secretservers.sealkeep.dev.yaml differs from the generated CRD: run `cargo run -- crd > charts/sealkeep/crds/secretservers.sealkeep.dev.yaml` and commit it"
+    );
+}
