@@ -34,5 +34,8 @@ cargo test --locked --test e2e_testenv -- --ignored --test-threads=1
 step "operator end-to-end tests on testenv (operator with the chart's RBAC, moto for KMS and STS)"
 cargo test --locked --test e2e_operator -- --ignored --test-threads=1
 
+step "operator benchmark on testenv (figures printed, never asserted)"
+cargo bench --locked --bench operator -- --quick
+
 step "testenv down leaves nothing behind"
 cargo test --locked --test e2e_teardown -- --ignored

@@ -30,6 +30,16 @@ pub fn kms_alias() -> String {
         .unwrap_or_else(|| "alias/sealkeep-testenv".into())
 }
 
+/// A SecretServer with the awskms seal through IRSA (moto's STS), as YAML for `apply`.
+pub fn awskms_server(ns: &str, name: &str, key_id: &str, kms_endpoint: &str) -> String {
+    format!(
+        "apiVersion: sealkeep.dev/v1alpha1\nkind: SecretServer\nmetadata: {{ name: {name}, namespace: {ns} }}\nspec:\n  \
+         seal:\n    awsKms:\n      keyId: {key_id}\n      region: us-east-1\n      endpoint: {kms_endpoint}\n      roleArn: {ROLE_ARN}\n  \
+         env:\n    - name: AWS_ENDPOINT_URL_STS\n      value: {}\n",
+        moto_url()
+    )
+}
+
 pub fn scratch_dir() -> PathBuf {
     let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e-operator");
     std::fs::create_dir_all(&d).expect("scratch dir");
@@ -164,6 +174,15 @@ impl Operator {
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Process id of the operator (for /proc figures in the benchmark).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log_path(&self) -> &std::path::Path {
+        &self.log
     }
 }
 
