@@ -83,15 +83,6 @@ fn events(ns: &str) -> Vec<(String, String, String)> {
         .unwrap_or_default()
 }
 
-fn awskms_server(ns: &str, name: &str, key_id: &str, kms_endpoint: &str) -> String {
-    format!(
-        "apiVersion: sealkeep.dev/v1alpha1\nkind: SecretServer\nmetadata: {{ name: {name}, namespace: {ns} }}\nspec:\n  \
-         seal:\n    awsKms:\n      keyId: {key_id}\n      region: us-east-1\n      endpoint: {kms_endpoint}\n      roleArn: {ROLE_ARN}\n  \
-         env:\n    - name: AWS_ENDPOINT_URL_STS\n      value: {}\n",
-        moto_url()
-    )
-}
-
 fn table(ns: &str) -> String {
     let t = kubectl_ok(&["-n", ns, "get", "secretservers", "-o", "wide"]);
     eprintln!("$ kubectl get secretservers -o wide -n {ns}\n{t}");

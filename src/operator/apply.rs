@@ -59,6 +59,20 @@ pub async fn apply<K>(api: &Api<K>, obj: &K, cache: &AppliedCache) -> Result<boo
 where
     K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
 {
+    apply_known(api, obj, cache, None).await
+}
+
+/// [`apply`], with the object's current resourceVersion when the caller already read it
+/// (`Some(None)`: it does not exist), which saves a GET.
+pub async fn apply_known<K>(
+    api: &Api<K>,
+    obj: &K,
+    cache: &AppliedCache,
+    current_rv: Option<Option<String>>,
+) -> Result<bool, ApplyError>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
+{
     let name = obj.name_any();
     let namespace = obj.namespace().unwrap_or_default();
     let kind = K::kind(&()).into_owned();
@@ -73,8 +87,15 @@ where
     if let Some((h, rv)) = cache.get(&key)
         && h == hash
     {
-        let current = api.get_metadata_opt(&name).await.map_err(err)?;
-        if current.and_then(|m| m.metadata.resource_version).as_deref() == Some(rv.as_str()) {
+        let current = match current_rv {
+            Some(known) => known,
+            None => api
+                .get_metadata_opt(&name)
+                .await
+                .map_err(err)?
+                .and_then(|m| m.metadata.resource_version),
+        };
+        if current.as_deref() == Some(rv.as_str()) {
             return Ok(false);
         }
     }

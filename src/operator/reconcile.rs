@@ -17,7 +17,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Resource, ResourceExt};
 
-use super::apply::{AppliedCache, ApplyError, FIELD_MANAGER, apply, prune};
+use super::apply::{AppliedCache, ApplyError, FIELD_MANAGER, apply, apply_known, prune};
 use super::autoinit::{self, Decision};
 use super::build::{self, Children, LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY};
 use super::crd::{SecretServer, SecretServerStatus};
@@ -31,6 +31,9 @@ use crate::api_client::Client as ServerClient;
 pub const REQUEUE_NOT_READY: Duration = Duration::from_secs(15);
 /// Requeue interval of a Ready server (KMS health can change without any pod changing).
 pub const REQUEUE_READY: Duration = Duration::from_secs(60);
+/// Requeue interval while a pod is starting or awaiting auto-init: a server that starts
+/// listening, or that is waiting to be initialized, produces no Kubernetes event.
+pub const REQUEUE_STARTING: Duration = Duration::from_secs(2);
 
 /// Shared state of the controller.
 pub struct Context {
@@ -176,9 +179,13 @@ async fn run(ss: &SecretServer, ctx: &Context) -> Result<Action, Error> {
     };
     // 2. build, 3. apply
     let children = build::children(&v);
-    let apply_error = apply_children(ctx, &v, &children).await.err();
+    let (sts, apply_error) = match apply_children(ctx, &v, &children).await {
+        Ok(sts) => (sts, None),
+        Err(e) => (None, Some(e)),
+    };
+    let rolling = sts.as_ref().is_some_and(rolling_out);
     // 4. observe (and auto-init)
-    let (mut pods, rolling) = observe_all(ctx, &v).await?;
+    let mut pods = observe_all(ctx, &v).await?;
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let secret = secrets
         .get_opt(&v.init_secret_name())
@@ -202,7 +209,7 @@ async fn run(ss: &SecretServer, ctx: &Context) -> Result<Action, Error> {
                     )
                     .await;
                     // See the server as it is now (an auto-unseal server unseals on init).
-                    (pods, _) = observe_all(ctx, &v).await?;
+                    pods = observe_all(ctx, &v).await?;
                     InitState::Initialized { secret: Some(name) }
                 }
                 Err(e) => {
@@ -231,18 +238,33 @@ async fn run(ss: &SecretServer, ctx: &Context) -> Result<Action, Error> {
     if let Some(e) = apply_error {
         return Err(e);
     }
-    let ready = new
-        .conditions
-        .iter()
-        .any(|c| c.type_ == status::READY && c.status == "True");
-    Ok(Action::requeue(if ready {
-        REQUEUE_READY
-    } else {
-        REQUEUE_NOT_READY
-    }))
+    Ok(Action::requeue(requeue_after(&new)))
 }
 
-async fn apply_children(ctx: &Context, v: &Validated, c: &Children) -> Result<(), Error> {
+/// Applies every child; returns the StatefulSet as it was before (for the rollout state).
+/// When to look again: soon while a pod starts or awaits auto-init (no event would tell),
+/// every 15 s while anything else is not Ready, every minute when Ready.
+fn requeue_after(status: &SecretServerStatus) -> Duration {
+    let cond = |t: &str| status.conditions.iter().find(|c| c.type_ == t);
+    if cond(status::READY).is_some_and(|c| c.status == "True") {
+        return REQUEUE_READY;
+    }
+    let starting = cond(status::PROGRESSING).is_some_and(|c| {
+        c.status == "True" && matches!(c.reason.as_str(), "PodsStarting" | "Initializing")
+    }) || cond(status::READY)
+        .is_some_and(|c| c.reason == "PodUnreachable" || c.reason == "PodsNotReady");
+    if starting {
+        REQUEUE_STARTING
+    } else {
+        REQUEUE_NOT_READY
+    }
+}
+
+async fn apply_children(
+    ctx: &Context,
+    v: &Validated,
+    c: &Children,
+) -> Result<Option<StatefulSet>, Error> {
     let client = &ctx.client;
     let ns = v.namespace.as_str();
     let cache = &ctx.applied;
@@ -263,8 +285,13 @@ async fn apply_children(ctx: &Context, v: &Validated, c: &Children) -> Result<()
     writes += u32::from(apply(&services, &c.headless_service, cache).await?);
     writes += u32::from(apply(&services, &c.client_service, cache).await?);
     let sts_api = Api::<StatefulSet>::namespaced(client.clone(), ns);
-    let sts = keep_claim_templates(&sts_api, &c.stateful_set).await?;
-    writes += u32::from(apply(&sts_api, &sts, cache).await?);
+    let existing = sts_api
+        .get_opt(&v.name)
+        .await
+        .map_err(kube_err(format!("reading StatefulSet {}", v.name)))?;
+    let sts = keep_claim_templates(&c.stateful_set, existing.as_ref());
+    let existing_rv = existing.as_ref().and_then(|e| e.resource_version());
+    writes += u32::from(apply_known(&sts_api, &sts, cache, Some(existing_rv)).await?);
     writes += u32::from(
         apply(
             &Api::<PodDisruptionBudget>::namespaced(client.clone(), ns),
@@ -273,10 +300,14 @@ async fn apply_children(ctx: &Context, v: &Validated, c: &Children) -> Result<()
         )
         .await?,
     );
-    writes += resize_claims(ctx, v).await?;
-    if writes > 0 {
-        tracing::debug!(namespace = ns, name = %v.name, writes, "applied children");
+    if claims_may_be_small(v, existing.as_ref()) {
+        writes += resize_claims(ctx, v).await?;
     }
+    if writes == 0 {
+        // Nothing changed since this process last applied: no renamed ServiceAccount to prune.
+        return Ok(existing);
+    }
+    tracing::debug!(namespace = ns, name = %v.name, writes, "applied children");
     // A renamed or user-supplied ServiceAccount leaves ours behind: remove it.
     let selector = format!(
         "{LABEL_INSTANCE}={},{LABEL_MANAGED_BY}={MANAGED_BY}",
@@ -294,25 +325,35 @@ async fn apply_children(ctx: &Context, v: &Validated, c: &Children) -> Result<()
         Ok(_) => {}
         Err(e) => tracing::warn!(namespace = ns, error = %e, "pruning old ServiceAccounts failed"),
     }
-    Ok(())
+    Ok(existing)
 }
 
 /// A StatefulSet's volumeClaimTemplates are immutable: keep the existing ones, so that a grown
 /// `storage.size` does not make every apply fail ([`resize_claims`] grows the claims instead).
-async fn keep_claim_templates(
-    api: &Api<StatefulSet>,
-    desired: &StatefulSet,
-) -> Result<StatefulSet, Error> {
-    let name = desired.name_any();
-    let existing = api
-        .get_opt(&name)
-        .await
-        .map_err(kube_err(format!("reading StatefulSet {name}")))?;
+fn keep_claim_templates(desired: &StatefulSet, existing: Option<&StatefulSet>) -> StatefulSet {
     let mut sts = desired.clone();
-    if let (Some(spec), Some(old)) = (sts.spec.as_mut(), existing.and_then(|e| e.spec)) {
-        spec.volume_claim_templates = old.volume_claim_templates;
+    if let (Some(spec), Some(old)) = (sts.spec.as_mut(), existing.and_then(|e| e.spec.as_ref())) {
+        spec.volume_claim_templates = old.volume_claim_templates.clone();
     }
-    Ok(sts)
+    sts
+}
+
+/// Whether the claims may be smaller than `storage.size`: the StatefulSet's (immutable) claim
+/// template asks for less. Saves reading every claim on every reconcile.
+fn claims_may_be_small(v: &Validated, existing: Option<&StatefulSet>) -> bool {
+    let template = existing
+        .and_then(|e| e.spec.as_ref())
+        .and_then(|s| s.volume_claim_templates.as_ref())
+        .and_then(|t| t.first())
+        .and_then(|c| c.spec.as_ref())
+        .and_then(|s| s.resources.as_ref())
+        .and_then(|r| r.requests.as_ref())
+        .and_then(|r| r.get("storage"))
+        .and_then(|q| validate::quantity_bytes(&q.0));
+    match (template, validate::quantity_bytes(&v.storage_size.0)) {
+        (Some(have), Some(want)) => have < want,
+        _ => false,
+    }
 }
 
 /// Grows every data claim smaller than `storage.size`. Returns the number of writes.
@@ -353,8 +394,16 @@ async fn resize_claims(ctx: &Context, v: &Validated) -> Result<u32, Error> {
     Ok(writes)
 }
 
-/// Lists the server's pods and asks each; also whether the StatefulSet is mid-rollout.
-async fn observe_all(ctx: &Context, v: &Validated) -> Result<(Vec<PodObservation>, bool), Error> {
+/// Whether the StatefulSet has not rolled every pod to its current revision yet.
+fn rolling_out(sts: &StatefulSet) -> bool {
+    sts.status.as_ref().is_some_and(|s| {
+        s.update_revision.is_some() && s.current_revision != s.update_revision
+            || s.observed_generation < sts.metadata.generation
+    })
+}
+
+/// Lists the server's pods and asks each.
+async fn observe_all(ctx: &Context, v: &Validated) -> Result<Vec<PodObservation>, Error> {
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &v.namespace);
     let selector = build::selector_labels(v)
         .iter()
@@ -368,19 +417,8 @@ async fn observe_all(ctx: &Context, v: &Validated) -> Result<(Vec<PodObservation
         .items;
     list.sort_by_key(|p| p.name_any());
     let views = list.iter().map(observe::pod_view).collect();
-    let sts = Api::<StatefulSet>::namespaced(ctx.client.clone(), &v.namespace)
-        .get_opt(&v.name)
-        .await
-        .map_err(kube_err(format!("reading StatefulSet {}", v.name)))?;
-    let rolling = sts
-        .as_ref()
-        .and_then(|s| s.status.as_ref())
-        .is_some_and(|s| {
-            s.update_revision.is_some() && s.current_revision != s.update_revision
-                || s.observed_generation < sts.as_ref().and_then(|s| s.metadata.generation)
-        });
     let http = pod_http(ctx, v).await?;
-    Ok((observe::observe(views, v.scheme(), &http).await, rolling))
+    Ok(observe::observe(views, v.scheme(), &http).await)
 }
 
 /// The HTTP client for the server's pods: the shared one, or for TLS listeners one that trusts

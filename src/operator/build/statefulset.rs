@@ -167,10 +167,12 @@ fn container(v: &Validated) -> Container {
         env: Some(env(v)),
         resources: v.resources.clone(),
         volume_mounts: Some(volume_mounts(v)),
+        // A short period: the pod (and the SecretServer) turns Ready about a second after the
+        // server unseals, and a sealed server leaves the Service within ~6 s.
         readiness_probe: Some(Probe {
-            period_seconds: Some(5),
+            period_seconds: Some(2),
             timeout_seconds: Some(2),
-            failure_threshold: Some(2),
+            failure_threshold: Some(3),
             ..health_probe(v, READINESS_PATH)
         }),
         liveness_probe: Some(Probe {

@@ -159,7 +159,7 @@ fn probes_never_kill_a_sealed_or_uninitialized_pod() {
             ready.timeout_seconds,
             ready.failure_threshold
         ),
-        (Some(5), Some(2), Some(2))
+        (Some(2), Some(2), Some(3))
     );
     let live = c.liveness_probe.as_ref().expect("liveness");
     let get = live.http_get.as_ref().expect("httpGet");
