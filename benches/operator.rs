@@ -291,7 +291,7 @@ fn burst(
     line(
         "pod Ready condition",
         pod_ready,
-        "  (kubelet readiness probe, period 5 s)",
+        "  (kubelet readiness probe, period 2 s)",
     );
     line(
         "operator share",
