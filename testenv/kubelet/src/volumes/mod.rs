@@ -84,7 +84,12 @@ pub async fn sync(
                 tmpfs.push(dir);
             }
         } else if let Some(pvc) = &vol.persistent_volume_claim {
-            bind_claim(client, pod, &pvc.claim_name).await?;
+            if bind_claim(client, pod, &pvc.claim_name).await? && dir.exists() {
+                // A claim bound for the first time is a new volume: data left by an earlier
+                // claim of the same name (deleted before housekeeping ran) must not reappear.
+                tracing::info!(claim = %pvc.claim_name, dir = %dir.display(), "new claim: clearing stale data");
+                std::fs::remove_dir_all(&dir).map_err(io(&dir))?;
+            }
             std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         } else if let Some(hp) = &vol.host_path {
             if matches!(hp.type_.as_deref(), Some("DirectoryOrCreate")) {
@@ -165,8 +170,9 @@ pub fn unmount(dir: &Path) {
     }
 }
 
-/// Marks the claim Bound with its requested capacity (there is no PV controller).
-async fn bind_claim(client: &Client, pod: &Pod, claim: &str) -> Result<(), VolumeError> {
+/// Marks the claim Bound with its requested capacity (there is no PV controller). Returns
+/// whether it was bound just now (a new, empty volume).
+async fn bind_claim(client: &Client, pod: &Pod, claim: &str) -> Result<bool, VolumeError> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
     let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
     let pvc = api
@@ -180,7 +186,7 @@ async fn bind_claim(client: &Client, pod: &Pod, claim: &str) -> Result<(), Volum
             claim: claim.into(),
         })?;
     if pvc.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound") {
-        return Ok(());
+        return Ok(false);
     }
     let spec = pvc.spec.unwrap_or_default();
     let storage = spec
@@ -201,7 +207,7 @@ async fn bind_claim(client: &Client, pod: &Pod, claim: &str) -> Result<(), Volum
             source,
         })?;
     tracing::info!(claim, namespace = ns, "persistentvolumeclaim bound");
-    Ok(())
+    Ok(true)
 }
 
 /// The bind mounts of one container: its volumeMounts (with subPath/subPathExpr expanded
