@@ -37,5 +37,19 @@ cargo test --locked --test e2e_operator -- --ignored --test-threads=1
 step "operator benchmark on testenv (figures printed, never asserted)"
 cargo bench --locked --bench operator -- --quick
 
+step "Helm chart and examples on testenv (lint, dry-run, install, examples, upgrade, uninstall)"
+cargo test --locked --test e2e_chart -- --ignored --test-threads=1
+
+step "the demo (README's run command), start to finish"
+demo_log=$(mktemp)
+testenv/testenv demo 2>&1 | tee "$demo_log"
+# The rows the demo must have printed: Ready before and after the pod restart, and the value
+# written through the server read back after the restart.
+[ "$(grep -cE '^vault +1/1 +false +true +awskms +vault-0 ' "$demo_log")" -ge 2 ] \
+  || { echo "demo: expected two 'vault 1/1 false true awskms vault-0' rows" >&2; exit 1; }
+grep -q "read after the restart: {'greeting': 'hello from sealkeep'}" "$demo_log" \
+  || { echo "demo: the value did not survive the pod restart" >&2; exit 1; }
+rm -f "$demo_log"
+
 step "testenv down leaves nothing behind"
 cargo test --locked --test e2e_teardown -- --ignored
