@@ -29,7 +29,11 @@ enum Command {
     /// Run the operator: reconcile SecretServer resources into auto-unsealed servers.
     Operator(OperatorArgs),
     /// Print the SecretServer CustomResourceDefinition as YAML (what crds/ holds).
-    Crd,
+    Crd {
+        /// Print the field reference as Markdown instead (what docs/secretserver.md holds).
+        #[arg(long)]
+        reference: bool,
+    },
     /// Print the seal status like `vault status` (exit 0 unsealed, 2 sealed, 1 error).
     Status {
         /// Server address; defaults to SEALKEEP_ADDR, then VAULT_ADDR, then http://127.0.0.1:8200.
@@ -108,7 +112,11 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Crd => match sealkeep::operator::crd::crd_yaml() {
+        Command::Crd { reference: true } => {
+            print!("{}", sealkeep::operator::crd::reference::markdown());
+            ExitCode::SUCCESS
+        }
+        Command::Crd { reference: false } => match sealkeep::operator::crd::crd_yaml() {
             Ok(y) => {
                 print!("{y}");
                 ExitCode::SUCCESS

@@ -181,6 +181,38 @@ fn chart_lints_renders_and_refuses_wrong_value_types() {
         );
     }
 
+    // Optional objects: the PDB passes server-side validation; the ServiceMonitor needs the
+    // Prometheus Operator's CRD, so it is checked as rendered.
+    let rendered = helm_ok(&[
+        "template",
+        RELEASE,
+        &chart(),
+        "-n",
+        OPNS,
+        "--set",
+        "podDisruptionBudget.enabled=true",
+        "--set",
+        "metrics.serviceMonitor.enabled=true",
+        "--set",
+        "metrics.serviceMonitor.labels.release=prom",
+    ]);
+    assert!(rendered.contains("kind: PodDisruptionBudget"), "{rendered}");
+    let (monitor, rest): (Vec<&str>, Vec<&str>) = rendered
+        .split("\n---\n")
+        .partition(|doc| doc.contains("kind: ServiceMonitor"));
+    assert_eq!(monitor.len(), 1, "one ServiceMonitor");
+    assert!(
+        monitor[0].contains("release: prom") && monitor[0].contains("port: metrics"),
+        "{}",
+        monitor[0]
+    );
+    let out = dry_run(&rest.join("\n---\n"));
+    assert!(
+        out.status.success(),
+        "dry-run with the PDB: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // A wrong value type fails with the schema's message.
     for (set, message) in [
         (

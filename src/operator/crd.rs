@@ -344,5 +344,7 @@ pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
     crate::yaml::to_string(&SecretServer::crd())
 }
 
+pub mod reference;
+
 #[cfg(test)]
 mod tests;

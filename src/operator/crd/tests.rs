@@ -109,3 +109,22 @@ fn chart_crd_is_the_generated_crd() {
         "charts/sealkeep/crds/secretservers.sealkeep.dev.yaml differs from the generated CRD: run `cargo run -- crd > charts/sealkeep/crds/secretservers.sealkeep.dev.yaml` and commit it"
     );
 }
+
+/// docs/secretserver.md is generated from the CRD.
+#[test]
+fn committed_reference_doc_is_up_to_date() {
+    let committed = include_str!("../../../docs/secretserver.md");
+    let generated = super::reference::markdown();
+    assert!(
+        committed == generated,
+        "docs/secretserver.md is stale: run `cargo run -- crd --reference > docs/secretserver.md` and commit it"
+    );
+    for field in [
+        "`spec.seal.awsKms.roleArn`",
+        "`spec.init.recoveryThreshold`",
+        "`status.pods[].lastUnsealError`",
+    ] {
+        assert!(generated.contains(field), "reference lacks {field}");
+    }
+    assert!(generated.contains("replicas must be 1"));
+}
