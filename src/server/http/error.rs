@@ -41,6 +41,18 @@ impl ApiError {
     pub fn sealed() -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "Vault is sealed")
     }
+
+    /// Vault's refusal: 403 `permission denied`.
+    pub fn permission_denied() -> Self {
+        Self::new(StatusCode::FORBIDDEN, "permission denied")
+    }
+}
+
+impl From<crate::server::barrier::BarrierError> for ApiError {
+    fn from(e: crate::server::barrier::BarrierError) -> Self {
+        tracing::error!(error = %e, "internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    }
 }
 
 impl IntoResponse for ApiError {

@@ -1,6 +1,7 @@
 //! HTTP layer: the axum router for Vault's API (`/v1/sys/*`, `/v1/secret/*`). Network I/O only
 //! through axum; all state lives in the core.
 
+mod caller;
 mod error;
 mod health;
 mod kv;
@@ -17,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use serde::de::DeserializeOwned;
 
+pub use caller::Caller;
 pub use error::ApiError;
 
 use crate::server::core::Core;
