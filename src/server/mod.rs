@@ -1,6 +1,7 @@
 //! The embedded secrets server: wiring of config, storage, seal, core and HTTP listeners.
 //! Does I/O (files, sockets, KMS).
 
+pub mod audit;
 pub mod barrier;
 pub mod config;
 pub mod core;

@@ -1,6 +1,7 @@
 //! HTTP layer: the axum router for Vault's API (`/v1/sys/*`, `/v1/secret/*`). Network I/O only
 //! through axum; all state lives in the core.
 
+mod audit;
 mod caller;
 mod error;
 mod health;
@@ -48,7 +49,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sys/metrics", any(health::metrics))
         .route("/metrics", any(health::metrics))
         .route("/v1/secret/{*path}", any(kv::secret))
+        .route("/v1/sys/audit", any(audit::list))
+        .route("/v1/sys/audit/{*path}", any(audit::device))
         .fallback(fallback)
+        .layer(middleware::from_fn_with_state(state.clone(), audit::middleware))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
@@ -99,6 +103,17 @@ pub(crate) fn token(headers: &HeaderMap) -> Option<String> {
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .map(str::to_owned)
+}
+
+/// 413 for a body over the listener's `max_request_size`.
+pub(crate) fn too_large(state: &AppState) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "request body is larger than the {} byte limit; send less, or raise max_request_size in the listener block",
+            state.max_body
+        ),
+    )
 }
 
 /// Reads a JSON body with the size limit. An empty body is `T::default()`, as Vault allows.

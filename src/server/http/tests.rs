@@ -13,12 +13,12 @@ use crate::server::core::{Core, SealBackend};
 use crate::server::physical::{InmemBackend, Physical};
 use crate::telemetry::ServerMetrics;
 
-struct TestServer {
-    app: axum::Router,
-    physical: Arc<dyn Physical>,
+pub(crate) struct TestServer {
+    pub(crate) app: axum::Router,
+    pub(crate) physical: Arc<dyn Physical>,
 }
 
-async fn server() -> TestServer {
+pub(crate) async fn server() -> TestServer {
     let physical: Arc<dyn Physical> = Arc::new(InmemBackend::new());
     let core = Core::new(
         Arc::clone(&physical),
@@ -38,7 +38,7 @@ async fn server() -> TestServer {
 }
 
 impl TestServer {
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: &str,
         uri: &str,
@@ -181,7 +181,7 @@ async fn shamir_init_unseal_progress_wrong_share_and_reset() {
     assert_eq!(v["sealed"], false);
 }
 
-async fn unsealed_server() -> (TestServer, String) {
+pub(crate) async fn unsealed_server() -> (TestServer, String) {
     let s = server().await;
     let init = s.init(1, 1).await;
     let (st, v) = s.unseal(&key(&init, 0)).await;
