@@ -6,6 +6,7 @@ mod caller;
 mod error;
 mod health;
 mod kv;
+mod policy;
 mod sys;
 
 use std::sync::Arc;
@@ -49,6 +50,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sys/metrics", any(health::metrics))
         .route("/metrics", any(health::metrics))
         .route("/v1/secret/{*path}", any(kv::secret))
+        .route("/v1/sys/policies/acl", any(policy::acl_list))
+        .route("/v1/sys/policies/acl/", any(policy::acl_list))
+        .route("/v1/sys/policies/acl/{name}", any(policy::acl_policy))
+        .route("/v1/sys/policy", any(policy::legacy_list))
+        .route("/v1/sys/policy/", any(policy::legacy_list))
+        .route("/v1/sys/policy/{name}", any(policy::legacy_policy))
+        .route("/v1/sys/capabilities-self", any(policy::capabilities_self))
         .route("/v1/sys/audit", any(audit::list))
         .route("/v1/sys/audit/{*path}", any(audit::device))
         .fallback(fallback)
