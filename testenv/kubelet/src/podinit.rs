@@ -126,9 +126,19 @@ fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> InitErr
 
 /// Sets up the namespaces and mounts, then execs; returns only on failure.
 pub fn run(spec: &InitSpec) -> InitError {
+    // Opened before the mounts: a volume mounted over a directory on the program's path (an
+    // emptyDir at /tmp while the binary lives under /tmp, say) would hide it afterwards.
+    let program = std::fs::File::open(&spec.program).ok();
     match setup(spec) {
         Ok(()) => {
-            let err = std::process::Command::new(&spec.program)
+            let path = match &program {
+                Some(f) if !spec.program.exists() => {
+                    PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(f)))
+                }
+                _ => spec.program.clone(),
+            };
+            let err = std::process::Command::new(&path)
+                .arg0(&spec.program)
                 .args(&spec.args)
                 .exec();
             InitError::Io {
