@@ -65,7 +65,12 @@ fn request_json(h: &Hasher, r: &RequestInfo<'_>) -> Value {
 }
 
 /// The `request` line.
-pub fn request_entry(h: &Hasher, time: &str, auth: Option<&AuthInfo>, r: &RequestInfo<'_>) -> Value {
+pub fn request_entry(
+    h: &Hasher,
+    time: &str,
+    auth: Option<&AuthInfo>,
+    r: &RequestInfo<'_>,
+) -> Value {
     json!({
         "time": time,
         "type": "request",

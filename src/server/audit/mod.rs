@@ -29,7 +29,9 @@ pub enum AuditError {
     Corrupt(String),
     #[error("{0}")]
     Invalid(String),
-    #[error("no audit device could record the {kind}: {errors}; fix or disable the device (DELETE /v1/sys/audit/PATH)")]
+    #[error(
+        "no audit device could record the {kind}: {errors}; fix or disable the device (DELETE /v1/sys/audit/PATH)"
+    )]
     Failed { kind: &'static str, errors: String },
 }
 

@@ -41,36 +41,69 @@ async fn enable_list_disable_round_trip_and_refuse_duplicates() {
     let (_, barrier) = barrier();
     let dir = tempfile::tempdir().expect("tmp");
     let log = dir.path().join("audit.log");
-    let d = Device::new("file", "file", "d".into(), opts(&log.display().to_string()), false)
-        .expect("device");
+    let d = Device::new(
+        "file",
+        "file",
+        "d".into(),
+        opts(&log.display().to_string()),
+        false,
+    )
+    .expect("device");
     enable(&barrier, d.clone()).await.expect("enable");
     assert!(log.exists(), "enable creates the file");
-    assert_eq!(std::fs::read_to_string(&log).expect("read"), "", "and writes nothing");
+    assert_eq!(
+        std::fs::read_to_string(&log).expect("read"),
+        "",
+        "and writes nothing"
+    );
     let err = enable(&barrier, d.clone()).await.expect_err("duplicate");
     assert!(err.to_string().contains("already in use"), "{err}");
     assert_eq!(devices(&barrier).await.expect("list"), vec![d]);
     disable(&barrier, "file").await.expect("disable");
     assert!(devices(&barrier).await.expect("list").is_empty());
-    disable(&barrier, "file").await.expect("disabling again is fine");
+    disable(&barrier, "file")
+        .await
+        .expect("disabling again is fine");
 }
 
 #[tokio::test]
 async fn enabling_an_unwritable_path_is_refused() {
     let (_, barrier) = barrier();
-    let d = Device::new("file", "file", String::new(), opts("/nonexistent-dir/x/audit.log"), false)
-        .expect("device");
+    let d = Device::new(
+        "file",
+        "file",
+        String::new(),
+        opts("/nonexistent-dir/x/audit.log"),
+        false,
+    )
+    .expect("device");
     let err = enable(&barrier, d).await.expect_err("unwritable");
     assert!(err.to_string().contains("cannot write"), "{err}");
-    assert!(devices(&barrier).await.expect("list").is_empty(), "nothing stored");
+    assert!(
+        devices(&barrier).await.expect("list").is_empty(),
+        "nothing stored"
+    );
 }
 
 #[test]
 fn record_is_fail_closed() {
     let dir = tempfile::tempdir().expect("tmp");
-    let good = Device::new("a", "file", String::new(), opts(&dir.path().join("a.log").display().to_string()), false)
-        .expect("a");
-    let bad = Device::new("b", "file", String::new(), opts(&dir.path().join("gone/b.log").display().to_string()), false)
-        .expect("b");
+    let good = Device::new(
+        "a",
+        "file",
+        String::new(),
+        opts(&dir.path().join("a.log").display().to_string()),
+        false,
+    )
+    .expect("a");
+    let bad = Device::new(
+        "b",
+        "file",
+        String::new(),
+        opts(&dir.path().join("gone/b.log").display().to_string()),
+        false,
+    )
+    .expect("b");
     record(&[], "request", b"{}").expect("no devices: nothing to do");
     record(&[good.clone(), bad.clone()], "request", b"{\"x\":1}").expect("one device recorded it");
     assert_eq!(
@@ -78,7 +111,11 @@ fn record_is_fail_closed() {
         "{\"x\":1}\n"
     );
     let err = record(&[bad], "request", b"{}").expect_err("no device could record");
-    assert!(err.to_string().contains("no audit device could record the request"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("no audit device could record the request"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -88,10 +125,17 @@ async fn hasher_is_stable_per_server_and_secret_free() {
     let h2 = Hasher::load(&barrier).await.expect("salt again");
     let a = h1.hash("s3cr3t");
     assert_eq!(a, h2.hash("s3cr3t"));
-    assert!(a.starts_with("hmac-sha256:") && a.len() == "hmac-sha256:".len() + 64, "{a}");
+    assert!(
+        a.starts_with("hmac-sha256:") && a.len() == "hmac-sha256:".len() + 64,
+        "{a}"
+    );
     assert_ne!(a, Hasher::from_key(b"other").hash("s3cr3t"));
     // The salt is stored encrypted.
-    let raw = physical.get(SALT_PATH).await.expect("get").expect("salt stored");
+    let raw = physical
+        .get(SALT_PATH)
+        .await
+        .expect("get")
+        .expect("salt stored");
     assert!(raw.len() > 32);
 }
 
@@ -128,7 +172,13 @@ fn entries_hash_every_secret_value_and_token() {
     )
     .to_string();
     for text in [&line, &resp] {
-        for secret in ["hunter2", "hvs.TOPSECRETTOKEN", "hvs.NEWTOKEN", "acc123", "\"acc2\""] {
+        for secret in [
+            "hunter2",
+            "hvs.TOPSECRETTOKEN",
+            "hvs.NEWTOKEN",
+            "acc123",
+            "\"acc2\"",
+        ] {
             assert!(!text.contains(secret), "{secret} leaked: {text}");
         }
         assert!(text.contains("secret/data/app"), "paths stay readable");

@@ -56,7 +56,11 @@ fn operation(method: &Method, query: Option<&str>) -> &'static str {
 
 /// Records the request before the handler runs and the response after it. A request that no
 /// enabled device can record is refused with 500, as Vault does.
-pub(super) async fn middleware(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub(super) async fn middleware(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
     let path = req.uri().path().to_owned();
     let Some(logical) = path.strip_prefix("/v1/") else {
         return next.run(req).await;
@@ -120,8 +124,11 @@ pub(super) async fn middleware(State(state): State<AppState>, req: Request, next
     let rbytes = match axum::body::to_bytes(rbody, usize::MAX).await {
         Ok(b) => b,
         Err(_) => {
-            return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "reading the response failed")
-                .into_response();
+            return ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "reading the response failed",
+            )
+            .into_response();
         }
     };
     let rjson: Option<Value> = serde_json::from_slice(&rbytes).ok();
@@ -200,9 +207,9 @@ pub(super) async fn device(
     match method {
         Method::PUT | Method::POST => {
             let req: EnableRequest = read_json(&state, body).await?;
-            let device_type = req.device_type.ok_or_else(|| {
-                ApiError::bad_request("type is required: set \"type\": \"file\"")
-            })?;
+            let device_type = req
+                .device_type
+                .ok_or_else(|| ApiError::bad_request("type is required: set \"type\": \"file\""))?;
             let device = Device::new(&path, &device_type, req.description, req.options, req.local)?;
             audit::enable(barrier, device).await?;
             Ok(StatusCode::NO_CONTENT.into_response())

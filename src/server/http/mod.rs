@@ -60,7 +60,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sys/audit", any(audit::list))
         .route("/v1/sys/audit/{*path}", any(audit::device))
         .fallback(fallback)
-        .layer(middleware::from_fn_with_state(state.clone(), audit::middleware))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            audit::middleware,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
