@@ -132,9 +132,10 @@ pub fn run(spec: &InitSpec) -> InitError {
     match setup(spec) {
         Ok(()) => {
             let path = match &program {
-                Some(f) if !spec.program.exists() => {
-                    PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(f)))
-                }
+                Some(f) if !spec.program.exists() => PathBuf::from(format!(
+                    "/proc/self/fd/{}",
+                    std::os::fd::AsRawFd::as_raw_fd(f)
+                )),
                 _ => spec.program.clone(),
             };
             let err = std::process::Command::new(&path)
