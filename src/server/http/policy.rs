@@ -12,6 +12,7 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::caller::capability;
 use super::{ApiError, AppState, Caller, is_list, read_json};
 use crate::server::policy::{self, PolicyError};
 
@@ -141,6 +142,16 @@ async fn named(
     let barrier = &caller.unsealed.barrier;
     if is_list(method, query) {
         return Err(ApiError::method_not_allowed());
+    }
+    // The ACL saw the path as sent; the store acts on the decoded, lower-cased name. Check that
+    // name's path too, so `ADMIN` or `%61dmin` cannot slip past a rule written for `admin`.
+    let prefix = match flavor {
+        Flavor::Acl => "sys/policies/acl",
+        Flavor::Legacy => "sys/policy",
+    };
+    let canonical = format!("{prefix}/{}", name.to_ascii_lowercase());
+    if canonical != caller.path && !caller.allows(&canonical, capability(method, query)).await? {
+        return Err(ApiError::permission_denied());
     }
     match *method {
         Method::GET => {

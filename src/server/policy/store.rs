@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, PoisonError, Weak};
+use std::sync::{Arc, LazyLock, PoisonError, RwLock, Weak};
 
 use super::{Acl, ParseError, parse};
 use crate::server::barrier::{Barrier, BarrierError, Keyring};
@@ -87,7 +87,7 @@ static GENERATION: AtomicU64 = AtomicU64::new(0);
 /// Serializes writes, so storing `default` on first use cannot overwrite a concurrent update.
 static WRITES: LazyLock<tokio::sync::Mutex<()>> = LazyLock::new(|| tokio::sync::Mutex::new(()));
 static ROOT_ACL: LazyLock<Arc<Acl>> = LazyLock::new(|| Arc::new(Acl::root()));
-static CACHE: LazyLock<Mutex<Vec<BarrierCache>>> = LazyLock::new(|| Mutex::new(Vec::new()));
+static CACHE: LazyLock<RwLock<Vec<BarrierCache>>> = LazyLock::new(|| RwLock::new(Vec::new()));
 
 /// Compiled ACLs of one barrier. The weak reference keeps the keyring's allocation alive, so
 /// its address cannot be reused by another barrier while this entry exists.
@@ -228,7 +228,7 @@ pub async fn acl_for(barrier: &Barrier, policies: &[String]) -> Result<Arc<Acl>,
 }
 
 fn cache_get(barrier: &Barrier, names: &[String], generation: u64) -> Option<Arc<Acl>> {
-    let cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
+    let cache = CACHE.read().unwrap_or_else(PoisonError::into_inner);
     cache
         .iter()
         .find(|c| c.is_for(barrier) && c.generation == generation)?
@@ -238,7 +238,7 @@ fn cache_get(barrier: &Barrier, names: &[String], generation: u64) -> Option<Arc
 }
 
 fn cache_put(barrier: &Barrier, names: Vec<String>, generation: u64, acl: Arc<Acl>) {
-    let mut cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut cache = CACHE.write().unwrap_or_else(PoisonError::into_inner);
     // A write since `generation` was read may have changed what was loaded: do not keep it.
     if GENERATION.load(Ordering::SeqCst) != generation {
         return;

@@ -144,3 +144,34 @@ async fn sealed_and_anonymous_requests() {
         )
     );
 }
+
+#[tokio::test]
+async fn case_and_percent_encoding_cannot_bypass_a_deny() {
+    let s = Server::new().await;
+    s.put_policy(
+        "admin",
+        "path \"sys/policies/acl/*\" { capabilities = [\"read\", \"update\"] }\npath \"sys/policies/acl/admin\" { capabilities = [\"deny\"] }",
+    )
+    .await;
+    let token = s.token(&["admin"]).await;
+    let body = json!({"policy": "path \"*\" { capabilities = [\"sudo\"] }"}).to_string();
+    for uri in [
+        "/v1/sys/policies/acl/admin",
+        "/v1/sys/policies/acl/ADMIN",
+        "/v1/sys/policies/acl/%61dmin",
+    ] {
+        let (st, _) = s.call("PUT", uri, Some(&token), Some(&body)).await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{uri}");
+        let (st, _) = s.call("GET", uri, Some(&token), None).await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{uri}");
+    }
+    let (st, _) = s
+        .call("GET", "/v1/sys/policies/acl/default", Some(&token), None)
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (_, v) = s.root_call("GET", "/v1/sys/policies/acl/admin", None).await;
+    assert!(
+        !v["data"]["policy"].as_str().unwrap_or("").contains("sudo"),
+        "{v}"
+    );
+}
