@@ -210,18 +210,20 @@ impl Core {
             cluster_id: uuid::Uuid::new_v4().to_string(),
         };
         let (tokens, salt_op) = TokenStore::generate()?;
-        let (root_token, _entry, token_op) = tokens.new_root()?;
+        let (root_token, _entry, token_ops) = tokens.new_root()?;
 
         // Everything in one transaction; the seal config (which means "initialized") included.
         let mut ops = Vec::new();
         for op in [
             salt_op,
-            token_op,
             TxnOp::Put {
                 key: paths::CLUSTER_INFO.into(),
                 value: json(&cluster)?,
             },
-        ] {
+        ]
+        .into_iter()
+        .chain(token_ops)
+        {
             if let TxnOp::Put { key, value } = op {
                 let value = keyring.encrypt(&key, &value)?;
                 ops.push(TxnOp::Put { key, value });

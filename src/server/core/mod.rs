@@ -262,7 +262,8 @@ impl Core {
         }
     }
 
-    /// Resolves a client token; `PermissionDenied` when it is missing, unknown or expired.
+    /// Resolves a client token and consumes one use of a limited-use token (once per
+    /// request); `PermissionDenied` when it is missing, unknown or expired.
     pub async fn authenticate(
         &self,
         token: Option<&str>,
@@ -271,7 +272,7 @@ impl Core {
         let token = token.ok_or(CoreError::PermissionDenied)?;
         let entry = unsealed
             .tokens
-            .lookup(&unsealed.barrier, token)
+            .use_token(&unsealed.barrier, token)
             .await?
             .ok_or(CoreError::PermissionDenied)?;
         Ok((unsealed, entry))

@@ -8,6 +8,7 @@ mod health;
 mod kv;
 mod policy;
 mod sys;
+mod token;
 
 use std::sync::Arc;
 
@@ -57,6 +58,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sys/policy/", any(policy::legacy_list))
         .route("/v1/sys/policy/{name}", any(policy::legacy_policy))
         .route("/v1/sys/capabilities-self", any(policy::capabilities_self))
+        .route("/v1/auth/token/{*op}", any(token::route))
         .route("/v1/sys/audit", any(audit::list))
         .route("/v1/sys/audit/{*path}", any(audit::device))
         .fallback(fallback)
