@@ -23,6 +23,10 @@ mod view;
 mod tests;
 #[cfg(test)]
 mod tests_lifecycle;
+#[cfg(test)]
+mod tests_plan;
+#[cfg(test)]
+mod tests_uses;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

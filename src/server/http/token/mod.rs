@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::{ApiError, AppState, Caller, read_json};
-use crate::server::policy::Capability;
+use crate::server::policy::{self, Capability};
 use crate::server::token::fields::{parse_duration, parse_string};
 use crate::server::token::{
     AuthBlock, CreateOptions, CreateRequest, LookupData, TokenEntry, TokenError,
@@ -176,7 +176,14 @@ async fn create(
         .create(&caller.unsealed.barrier, &caller.entry, &req, &opts)
         .await?;
     tracing::info!(accessor = %issued.entry.accessor, orphan = issued.entry.parent.is_none(), "token created");
-    Ok(envelope(None, Some(&issued.auth()), &issued.warnings))
+    let mut warnings = issued.warnings.clone();
+    for p in &issued.entry.policies {
+        // As Vault: a warning, not an error, since the policy may be written later.
+        if matches!(policy::read(&caller.unsealed.barrier, p).await, Ok(None)) {
+            warnings.push(format!("Policy {p:?} does not exist"));
+        }
+    }
+    Ok(envelope(None, Some(&issued.auth()), &warnings))
 }
 
 fn lookup_response(entry: &TokenEntry, id: &str) -> Response {
