@@ -93,7 +93,9 @@ impl Server {
     /// A token with exactly `policies`: through `auth/token/create` when that endpoint exists,
     /// else stored the way the token store stores entries (salted hash under `ID_PREFIX`).
     pub(super) async fn token(&self, policies: &[&str]) -> String {
-        let body = json!({ "policies": policies, "no_default_policy": true }).to_string();
+        // Vault drops "default" from a no_default_policy token even when it is listed.
+        let no_default = !policies.contains(&"default");
+        let body = json!({ "policies": policies, "no_default_policy": no_default }).to_string();
         let (st, v) = self
             .root_call("POST", "/v1/auth/token/create", Some(&body))
             .await;
