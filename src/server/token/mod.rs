@@ -16,6 +16,7 @@ mod create;
 pub mod fields;
 mod lifecycle;
 mod lookup;
+mod tidy;
 pub mod ttl;
 mod view;
 
@@ -41,6 +42,7 @@ use super::physical::TxnOp;
 
 pub use create::{CreateOptions, IssueRequest, Issued};
 pub use fields::CreateRequest;
+pub use tidy::TidyReport;
 pub use view::{AuthBlock, LookupData};
 
 /// The per-server salt (encrypted).
@@ -175,6 +177,8 @@ pub struct TokenStore {
     /// revocation, creation under a parent), so two requests never both consume a last use
     /// and a child is never created under a parent being revoked.
     writes: Arc<tokio::sync::Mutex<()>>,
+    /// Set while a background tidy runs, so requests do not start a second one.
+    tidying: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for TokenStore {
@@ -213,6 +217,7 @@ impl TokenStore {
         Self {
             key: Arc::new(hmac::Key::new(hmac::HMAC_SHA256, salt)),
             writes: Arc::new(tokio::sync::Mutex::new(())),
+            tidying: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
     }
 

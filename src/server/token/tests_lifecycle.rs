@@ -287,3 +287,40 @@ async fn revoke_orphan_keeps_children_as_orphans() {
             .expect("again")
     );
 }
+
+#[tokio::test]
+async fn tidy_removes_expired_trees_and_dangling_index_entries() {
+    let f = fixture().await;
+    let now = crate::server::unix_now();
+    let expired = f.child(&f.root, json!({"ttl": "1h"})).await;
+    let under_expired = f.child(&expired.entry, json!({"ttl": "1h"})).await;
+    let kept = f.child(&f.root, json!({"ttl": "1h"})).await;
+    f.set_expire(&expired.entry, now - 1).await;
+    // Index entries whose token vanished (as after a crash mid-revocation).
+    let ghost = f.child(&f.root, json!({})).await;
+    f.barrier
+        .delete(&format!("{ID_PREFIX}{}", ghost.entry.hash))
+        .await
+        .expect("delete");
+    let report = f.store.tidy(&f.barrier).await.expect("tidy");
+    assert_eq!(
+        report,
+        TidyReport {
+            tokens: 2,
+            accessors: 1,
+            parent_links: 1
+        }
+    );
+    assert!(f.valid(&kept.token).await && f.valid(&f.root_token).await);
+    let keys = f.all_keys().await;
+    for gone in [&expired, &under_expired, &ghost] {
+        assert!(
+            keys.iter().all(|k| !k.contains(&gone.entry.hash)),
+            "{keys:?}"
+        );
+    }
+    assert_eq!(
+        f.store.tidy(&f.barrier).await.expect("tidy"),
+        TidyReport::default()
+    );
+}

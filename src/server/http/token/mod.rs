@@ -99,9 +99,8 @@ pub(super) async fn route(
     let allowed = match op.as_str() {
         "lookup" | "lookup-self" => read || write,
         "create" | "create-orphan" | "lookup-accessor" | "renew" | "renew-self"
-        | "renew-accessor" | "revoke" | "revoke-self" | "revoke-accessor" | "revoke-orphan" => {
-            write
-        }
+        | "renew-accessor" | "revoke" | "revoke-self" | "revoke-accessor" | "revoke-orphan"
+        | "tidy" => write,
         _ => {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -151,6 +150,7 @@ pub(super) async fn route(
         }
         "revoke-accessor" => revoke_accessor(&caller, &data).await,
         "revoke-orphan" => revoke_orphan(&caller, &data).await,
+        "tidy" => Ok(tidy(&caller)),
         _ => Err(ApiError::method_not_allowed()),
     }
 }
@@ -282,6 +282,22 @@ async fn revoke_orphan(caller: &Caller, data: &Map<String, Value>) -> Result<Res
     caller.unsealed.tokens.revoke_orphan(barrier, &hash).await?;
     tracing::info!("token revoked; its children are now orphans");
     Ok(no_content())
+}
+
+/// `auth/token/tidy`: 202 and a background run, or 200 with a warning while one runs, as
+/// Vault.
+fn tidy(caller: &Caller) -> Response {
+    let started = caller.unsealed.tokens.spawn_tidy(&caller.unsealed.barrier);
+    let warning = if started {
+        "Tidy operation successfully started. Any information from the operation will be printed to the server logs."
+    } else {
+        "Tidy operation already in progress."
+    };
+    let mut resp = envelope(None, None, &[warning.to_owned()]);
+    if started {
+        *resp.status_mut() = StatusCode::ACCEPTED;
+    }
+    resp
 }
 
 #[cfg(test)]

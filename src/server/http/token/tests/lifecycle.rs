@@ -260,3 +260,20 @@ async fn no_token_reaches_physical_storage() {
     }
     assert!(scanned >= 10, "scanned {scanned} entries");
 }
+
+#[tokio::test]
+async fn tidy_starts_in_the_background() {
+    let t = server().await;
+    let (st, v) = t.post("tidy", &t.root, Value::Null).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{v}");
+    assert!(
+        v["warnings"][0]
+            .as_str()
+            .is_some_and(|w| w.starts_with("Tidy operation successfully started")),
+        "{v}"
+    );
+    assert_eq!(
+        t.call("GET", "tidy", &t.root, Value::Null).await.0,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+}
