@@ -107,7 +107,7 @@ impl TokenStore {
         if entry.is_expired(now) {
             let _guard = self.writes.lock().await;
             if let Err(e) = self.revoke_tree_locked(barrier, &hash).await {
-                tracing::warn!(error = %e, accessor = %entry.accessor, "could not delete an expired token");
+                tracing::warn!(error = %e, "could not delete an expired token");
             }
             return Ok(None);
         }

@@ -308,7 +308,8 @@ async fn tidy_removes_expired_trees_and_dangling_index_entries() {
         TidyReport {
             tokens: 2,
             accessors: 1,
-            parent_links: 1
+            parent_links: 1,
+            interrupted: false,
         }
     );
     assert!(f.valid(&kept.token).await && f.valid(&f.root_token).await);

@@ -2,6 +2,8 @@
 //! revoke, by token, by accessor and for the caller's own token). Network I/O only through
 //! axum; every handler runs behind the [`Caller`] check, token state lives in the core.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
@@ -175,7 +177,8 @@ async fn create(
         .tokens
         .create(&caller.unsealed.barrier, &caller.entry, &req, &opts)
         .await?;
-    tracing::info!(accessor = %issued.entry.accessor, orphan = issued.entry.parent.is_none(), "token created");
+    // Accessors revoke tokens, so they stay out of the log like the tokens themselves.
+    tracing::info!(policies = ?issued.entry.policies, orphan = issued.entry.parent.is_none(), "token created");
     let mut warnings = issued.warnings.clone();
     for p in &issued.entry.policies {
         // As Vault: a warning, not an error, since the policy may be written later.
@@ -287,7 +290,11 @@ async fn revoke_orphan(caller: &Caller, data: &Map<String, Value>) -> Result<Res
 /// `auth/token/tidy`: 202 and a background run, or 200 with a warning while one runs, as
 /// Vault.
 fn tidy(caller: &Caller) -> Response {
-    let started = caller.unsealed.tokens.spawn_tidy(&caller.unsealed.barrier);
+    // A weak handle: once the server seals (or rotates), the run stops instead of keeping
+    // the old keyring alive.
+    let unsealed = Arc::downgrade(&caller.unsealed);
+    let started =
+        (caller.unsealed.tokens).spawn_tidy(move || unsealed.upgrade().map(|u| u.barrier.clone()));
     let warning = if started {
         "Tidy operation successfully started. Any information from the operation will be printed to the server logs."
     } else {
