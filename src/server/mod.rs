@@ -7,6 +7,7 @@ pub mod config;
 pub mod core;
 pub mod http;
 pub mod kv;
+pub mod mounts;
 pub mod physical;
 pub mod policy;
 pub mod seal;

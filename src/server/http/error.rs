@@ -6,7 +6,6 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::server::core::CoreError;
-use crate::server::kv::KvError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -77,17 +76,5 @@ impl From<CoreError> for ApiError {
             }
         };
         Self::new(status, e.to_string())
-    }
-}
-
-impl From<KvError> for ApiError {
-    fn from(e: KvError) -> Self {
-        match e {
-            KvError::InvalidPath(_) | KvError::CasMismatch => Self::bad_request(e.to_string()),
-            KvError::Corrupt { .. } | KvError::Barrier(_) => {
-                tracing::error!(error = %e, "internal error");
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-            }
-        }
     }
 }

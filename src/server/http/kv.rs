@@ -1,29 +1,53 @@
-//! HTTP layer: the KV v2 engine at `secret/` (`data/`, `metadata/` list).
+//! HTTP layer: requests to mounted secrets engines (`/v1/<mount>/...`), routed through the
+//! mount table to the KV v2 engine. Network I/O only through axum; storage through the engine.
+//!
+//! The raw URL path is decoded and checked here (no `..`, empty segments, control characters
+//! or encoded slashes), so the ACL and the engine see exactly the path the client meant. ACL
+//! checks follow Vault: a write to a key that does not exist needs `create`, to one that does
+//! needs `update`; `PATCH` needs `patch`; `LIST` (or `GET ?list=true`) needs `list`.
+
+mod data;
+mod meta;
+mod params;
+#[cfg(test)]
+pub(super) mod tests;
+#[cfg(test)]
+mod tests_data;
+#[cfg(test)]
+mod tests_meta;
+
+use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use zeroize::Zeroizing;
 
-use super::{ApiError, AppState, is_list, read_json, token};
-use crate::server::kv;
+use super::{ApiError, AppState, Caller, is_list, read_json, token};
+use crate::server::kv::{self, Kv, KvError};
+use crate::server::mounts::{self, MountEntry};
+use crate::server::policy::Capability;
 
-#[derive(Debug, Default, Deserialize)]
-struct WriteRequest {
-    data: Option<Map<String, Value>>,
-    #[serde(default)]
-    options: WriteOptions,
+impl From<KvError> for ApiError {
+    fn from(e: KvError) -> Self {
+        match e {
+            KvError::InvalidPath { .. }
+            | KvError::CasMismatch
+            | KvError::CasRequired
+            | KvError::InvalidRequest(_) => Self::bad_request(e.to_string()),
+            KvError::Corrupt { .. } | KvError::Barrier(_) => {
+                tracing::error!(error = %e, "internal error");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+            }
+        }
+    }
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct WriteOptions {
-    cas: Option<u64>,
-}
-
-fn envelope(data: Value) -> Value {
+/// Vault's response envelope around `data`.
+pub(super) fn envelope(data: Value, warnings: Vec<String>) -> Value {
     json!({
         "request_id": uuid::Uuid::new_v4().to_string(),
         "lease_id": "",
@@ -31,75 +55,198 @@ fn envelope(data: Value) -> Value {
         "lease_duration": 0,
         "data": data,
         "wrap_info": null,
-        "warnings": null,
+        "warnings": if warnings.is_empty() { Value::Null } else { json!(warnings) },
         "auth": null,
+        "mount_type": "kv",
     })
 }
 
-fn query_version(query: Option<&str>) -> Result<Option<u64>, ApiError> {
-    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-        if k == "version" {
-            return v.parse().map(Some).map_err(|_| {
-                ApiError::bad_request(format!("version {v:?} is not a non-negative integer"))
-            });
-        }
-    }
-    Ok(None)
+fn ok(data: Value) -> Response {
+    Json(envelope(data, Vec::new())).into_response()
 }
 
-pub(super) async fn secret(
-    State(state): State<AppState>,
+/// A response with only warnings: 200 with the envelope, or 204 when there are none.
+fn done(warnings: Vec<String>) -> Response {
+    if warnings.is_empty() {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        Json(envelope(Value::Null, warnings)).into_response()
+    }
+}
+
+/// Vault's 404 that still carries data (a deleted or destroyed version's metadata).
+fn not_found_with(data: Value) -> Response {
+    (StatusCode::NOT_FOUND, Json(envelope(data, Vec::new()))).into_response()
+}
+
+/// Vault's 404 for a path the engine has no handler for, with its warning.
+fn invalid_path(warning: &str) -> Response {
+    not_found_with_warning(warning.to_owned())
+}
+
+fn not_found_with_warning(warning: String) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(envelope(Value::Null, vec![warning])),
+    )
+        .into_response()
+}
+
+fn no_handler(path: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no handler for route {path:?}. route entry not found."),
+    )
+}
+
+/// One request to a KV v2 mount.
+pub(super) struct Ctx<'a> {
+    state: &'a AppState,
+    caller: &'a Caller,
+    mount: &'a MountEntry,
+    kv: Kv<'a>,
     method: Method,
+    query: Option<String>,
     headers: HeaderMap,
-    Path(path): Path<String>,
-    RawQuery(query): RawQuery,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let (unsealed, _entry) = state.core.authenticate(token(&headers).as_deref()).await?;
-    let barrier = &unsealed.barrier;
-    let (op, rest) = path.split_once('/').unwrap_or((path.as_str(), ""));
-    match op {
-        "data" => match method {
-            Method::GET => {
-                let version = query_version(query.as_deref())?;
-                match kv::read(barrier, rest, version).await? {
-                    // Vault answers a deleted version with 404 and the metadata.
-                    Some((None, meta)) => Ok((
-                        StatusCode::NOT_FOUND,
-                        Json(envelope(json!({ "data": null, "metadata": meta }))),
-                    )
-                        .into_response()),
-                    Some((Some(data), meta)) => {
-                        Ok(Json(envelope(json!({ "data": data, "metadata": meta })))
-                            .into_response())
-                    }
-                    None => Err(ApiError::not_found()),
-                }
-            }
-            Method::POST | Method::PUT => {
-                let req: WriteRequest = read_json(&state, body).await?;
-                let data = req.data.ok_or_else(|| {
-                    ApiError::bad_request("no data provided: send {\"data\": {\"key\": \"value\"}}")
-                })?;
-                let meta = kv::write(barrier, rest, data, req.options.cas).await?;
-                Ok(Json(envelope(json!(meta))).into_response())
-            }
-            Method::DELETE => {
-                kv::delete_latest(barrier, rest).await?;
-                Ok(StatusCode::NO_CONTENT.into_response())
-            }
-            _ => Err(ApiError::method_not_allowed()),
-        },
-        "metadata" if is_list(&method, query.as_deref()) => {
-            let keys = kv::list(barrier, rest).await?;
-            if keys.is_empty() {
-                return Err(ApiError::not_found());
-            }
-            Ok(Json(envelope(json!({ "keys": keys }))).into_response())
+}
+
+impl Ctx<'_> {
+    /// The ACL path of `rest` inside this mount (`secret/` + `data/app/db`).
+    fn acl_path(&self, rest: &str) -> String {
+        format!("{}{rest}", self.mount.path)
+    }
+
+    async fn require(&self, rest: &str, cap: Capability) -> Result<(), ApiError> {
+        if self.caller.allows(&self.acl_path(rest), cap).await? {
+            Ok(())
+        } else {
+            Err(ApiError::permission_denied())
         }
-        _ => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no handler for route \"secret/{path}\". route entry not found."),
+    }
+
+    /// For a write: `create` when `key` does not exist yet, else `update` (Vault's existence
+    /// check).
+    async fn require_write(&self, rest: &str, key: &str) -> Result<(), ApiError> {
+        let cap = if self.kv.exists(key).await? {
+            Capability::Update
+        } else {
+            Capability::Create
+        };
+        self.require(rest, cap).await
+    }
+
+    /// The request body as a JSON object (an empty body is an empty object).
+    async fn body(&self, body: Body) -> Result<Map<String, Value>, ApiError> {
+        match read_json::<Value>(self.state, body).await? {
+            Value::Null => Ok(Map::new()),
+            Value::Object(m) => Ok(m),
+            other => Err(ApiError::bad_request(format!(
+                "request body must be a JSON object, got {}",
+                params::type_name(&other)
+            ))),
+        }
+    }
+
+    fn is_list(&self) -> bool {
+        is_list(&self.method, self.query.as_deref())
+    }
+
+    fn query_param(&self, name: &str) -> Result<Option<i64>, ApiError> {
+        params::query_int(self.query.as_deref(), name)
+    }
+}
+
+/// `/v1/{*path}`: everything not routed elsewhere. `sys/` paths keep the router's fallback.
+pub(super) async fn logical(State(state): State<AppState>, req: Request) -> Response {
+    let raw = req
+        .uri()
+        .path()
+        .strip_prefix("/v1/")
+        .unwrap_or_default()
+        .to_owned();
+    if raw.split('/').next() == Some("sys") {
+        return super::fallback(State(state), req).await;
+    }
+    serve(&state, &raw, req)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn serve(state: &AppState, raw: &str, req: Request) -> Result<Response, ApiError> {
+    let path = kv::path::decode_request_path(raw)
+        .map_err(|e| ApiError::bad_request(format!("invalid request path {raw:?}: {e}")))?;
+    let (parts, body) = req.into_parts();
+    let caller = authenticate(state, &parts.headers, &path).await?;
+    let _gate = mounts::gate().await;
+    let table = mounts::table(&caller.unsealed.barrier).await?;
+    let Some((mount, rest)) = table.route(&path) else {
+        // As Vault: the ACL is checked before the route, so a refusal is 403, not 404.
+        let cap = super::caller::capability(&parts.method, parts.uri.query());
+        if !caller.allows(&path, cap).await? {
+            return Err(ApiError::permission_denied());
+        }
+        return Err(no_handler(&path));
+    };
+    let ctx = Ctx {
+        state,
+        caller: &caller,
+        mount,
+        kv: Kv::new(&caller.unsealed.barrier, &mount.uuid),
+        method: parts.method,
+        query: parts.uri.query().map(str::to_owned),
+        headers: parts.headers,
+    };
+    dispatch(ctx, rest, body).await
+}
+
+/// Resolves the client token. ACL checks come later, once the operation is known.
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    path: &str,
+) -> Result<Caller, ApiError> {
+    let raw = token(headers);
+    let (unsealed, entry) = state.core.authenticate(raw.as_deref()).await?;
+    Ok(Caller {
+        unsealed,
+        entry,
+        token: Arc::new(Zeroizing::new(raw.unwrap_or_default())),
+        path: path.to_owned(),
+    })
+}
+
+const ROOT_WARNING: &str =
+    "Non-listing operations on the root of a K/V v2 mount are not supported.";
+
+async fn dispatch(ctx: Ctx<'_>, rest: &str, body: Body) -> Result<Response, ApiError> {
+    let (op, key) = rest.split_once('/').unwrap_or((rest, ""));
+    if ctx.is_list() {
+        return match op {
+            "metadata" => meta::list(ctx, key).await,
+            _ => Ok(not_found_with_warning(params::invalid_path_warning("list"))),
+        };
+    }
+    let known = matches!(
+        op,
+        "data" | "metadata" | "delete" | "undelete" | "destroy" | "subkeys"
+    );
+    if known && key.is_empty() {
+        return Ok(invalid_path(ROOT_WARNING));
+    }
+    match (op, &ctx.method) {
+        ("config", _) if !key.is_empty() => Ok(not_found_with_warning(
+            params::invalid_path_warning(params::subcommand(&ctx.method)),
         )),
+        ("config", _) => meta::config(ctx, body).await,
+        ("data", _) => data::data(ctx, key, body).await,
+        ("metadata", _) => meta::metadata(ctx, key, body).await,
+        ("delete" | "undelete" | "destroy", &Method::POST | &Method::PUT) => {
+            data::versions_op(ctx, op, key, body).await
+        }
+        ("subkeys", &Method::GET | &Method::HEAD) => data::subkeys(ctx, key).await,
+        ("delete" | "undelete" | "destroy" | "subkeys", _) => Err(ApiError::method_not_allowed()),
+        _ => Ok(not_found_with_warning(params::invalid_path_warning(
+            params::subcommand(&ctx.method),
+        ))),
     }
 }

@@ -6,6 +6,7 @@ mod caller;
 mod error;
 mod health;
 mod kv;
+mod mounts;
 mod policy;
 mod sys;
 mod token;
@@ -50,7 +51,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/sys/metrics", any(health::metrics))
         .route("/metrics", any(health::metrics))
-        .route("/v1/secret/{*path}", any(kv::secret))
+        .route("/v1/sys/mounts", any(mounts::list))
+        .route("/v1/sys/mounts/{*path}", any(mounts::mount_path))
+        .route("/v1/{*path}", any(kv::logical))
         .route("/v1/sys/policies/acl", any(policy::acl_list))
         .route("/v1/sys/policies/acl/", any(policy::acl_list))
         .route("/v1/sys/policies/acl/{name}", any(policy::acl_policy))

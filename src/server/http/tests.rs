@@ -373,7 +373,9 @@ async fn tampered_storage_is_an_error_not_data() {
         )
         .await;
     assert_eq!(st, StatusCode::OK);
-    let key = format!("{}t", crate::server::kv::PREFIX);
+    // The secret's metadata entry: `logical/<secret/ mount uuid>/metadata/t`.
+    let mounts = s.physical.list("logical/").await.expect("list");
+    let key = format!("logical/{}metadata/t", mounts[0]);
     let mut raw = s.physical.get(&key).await.expect("get").expect("stored");
     let last = raw.len() - 1;
     raw[last] ^= 1;

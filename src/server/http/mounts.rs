@@ -1,0 +1,258 @@
+//! HTTP layer: `sys/mounts` (list, enable, read, disable) and `sys/mounts/<path>/tune`, in
+//! Vault's shapes. Network I/O only through axum; the table lives in [`crate::server::mounts`].
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use super::{ApiError, AppState, Caller, read_json};
+use crate::server::kv::model::parse_duration;
+use crate::server::mounts::{
+    self, MountConfig, MountEntry, MountError, NewMount, SYSTEM_MAX_TTL, Tune,
+};
+
+impl From<MountError> for ApiError {
+    fn from(e: MountError) -> Self {
+        match e {
+            MountError::Kv(e) => e.into(),
+            MountError::Corrupt(_) | MountError::Barrier(_) => {
+                tracing::error!(error = %e, "internal error");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+            }
+            MountError::InvalidPath { .. }
+            | MountError::Reserved { .. }
+            | MountError::InUse { .. }
+            | MountError::UnsupportedType { .. }
+            | MountError::InvalidOption(_)
+            | MountError::NotFound { .. } => Self::bad_request(e.to_string()),
+        }
+    }
+}
+
+const RUNNING_VERSION: &str = concat!("v", env!("CARGO_PKG_VERSION"), "+builtin.sealkeep");
+
+fn entry_json(e: &MountEntry) -> Value {
+    json!({
+        "accessor": e.accessor,
+        "config": {
+            "default_lease_ttl": e.config.default_lease_ttl,
+            "force_no_cache": e.config.force_no_cache,
+            "max_lease_ttl": e.config.max_lease_ttl,
+        },
+        "deprecation_status": "supported",
+        "description": e.description,
+        "external_entropy_access": false,
+        "local": e.local,
+        "options": e.options,
+        "plugin_version": "",
+        "running_plugin_version": RUNNING_VERSION,
+        "running_sha256": "",
+        "seal_wrap": e.seal_wrap,
+        "type": e.kind,
+        "uuid": e.uuid,
+    })
+}
+
+/// Vault's sys envelope; like Vault, the fields of `data` are repeated at the top level.
+fn sys_response(data: Map<String, Value>) -> Response {
+    let mut body = data.clone();
+    body.insert("request_id".into(), json!(uuid::Uuid::new_v4().to_string()));
+    body.insert("lease_id".into(), json!(""));
+    body.insert("renewable".into(), json!(false));
+    body.insert("lease_duration".into(), json!(0));
+    body.insert("data".into(), Value::Object(data));
+    body.insert("wrap_info".into(), Value::Null);
+    body.insert("warnings".into(), Value::Null);
+    body.insert("auth".into(), Value::Null);
+    body.insert("mount_type".into(), json!("system"));
+    Json(Value::Object(body)).into_response()
+}
+
+/// `GET /v1/sys/mounts`.
+pub(super) async fn list(caller: Caller, method: Method) -> Result<Response, ApiError> {
+    if !matches!(method, Method::GET | Method::HEAD) {
+        return Err(ApiError::method_not_allowed());
+    }
+    let table = mounts::table(&caller.unsealed.barrier).await?;
+    let data = table
+        .entries
+        .iter()
+        .map(|e| (e.path.clone(), entry_json(e)))
+        .collect();
+    Ok(sys_response(data))
+}
+
+/// `/v1/sys/mounts/<path>` (GET, POST/PUT, DELETE) and `/v1/sys/mounts/<path>/tune`.
+pub(super) async fn mount_path(
+    caller: Caller,
+    State(state): State<AppState>,
+    method: Method,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let raw = caller
+        .path
+        .strip_prefix("sys/mounts/")
+        .unwrap_or_default()
+        .to_owned();
+    let (raw, is_tune) = match raw.strip_suffix("/tune") {
+        Some(p) => (p.to_owned(), true),
+        None => (raw, false),
+    };
+    let path = crate::server::kv::path::decode_request_path(&raw)
+        .map_err(|e| ApiError::bad_request(format!("invalid mount path {raw:?}: {e}")))?;
+    let barrier = &caller.unsealed.barrier;
+    match (is_tune, method) {
+        (false, Method::GET | Method::HEAD) => {
+            let entry = find(barrier, &path).await?;
+            Ok(sys_response(as_map(entry_json(&entry))))
+        }
+        (false, Method::POST | Method::PUT) => {
+            let body = body_object(&state, body).await?;
+            mounts::mount(barrier, &path, new_mount(&body)?).await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        (false, Method::DELETE) => {
+            mounts::unmount(barrier, &path).await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        (true, Method::GET | Method::HEAD) => {
+            let e = find(barrier, &path).await?;
+            let ttl = |t: u64| if t == 0 { SYSTEM_MAX_TTL } else { t };
+            Ok(sys_response(as_map(json!({
+                "default_lease_ttl": ttl(e.config.default_lease_ttl),
+                "max_lease_ttl": ttl(e.config.max_lease_ttl),
+                "force_no_cache": e.config.force_no_cache,
+                "description": e.description,
+                "options": e.options,
+            }))))
+        }
+        (true, Method::POST | Method::PUT) => {
+            let body = body_object(&state, body).await?;
+            mounts::tune(barrier, &path, tune(&body)?).await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        _ => Err(ApiError::method_not_allowed()),
+    }
+}
+
+fn as_map(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+async fn find(
+    barrier: &crate::server::barrier::Barrier,
+    path: &str,
+) -> Result<MountEntry, ApiError> {
+    let normalized = mounts::normalize_path(path)?;
+    mounts::table(barrier)
+        .await?
+        .get(&normalized)
+        .cloned()
+        .ok_or_else(|| ApiError::bad_request(format!("no mount at {normalized:?}")))
+}
+
+async fn body_object(state: &AppState, body: Body) -> Result<Map<String, Value>, ApiError> {
+    match read_json::<Value>(state, body).await? {
+        Value::Null => Ok(Map::new()),
+        Value::Object(m) => Ok(m),
+        _ => Err(ApiError::bad_request("request body must be a JSON object")),
+    }
+}
+
+fn string_field(body: &Map<String, Value>, name: &str) -> Result<Option<String>, ApiError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "{name} must be a string, got {other}"
+        ))),
+    }
+}
+
+fn bool_field(body: &Map<String, Value>, name: &str) -> Result<bool, ApiError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "{name} must be true or false, got {other}"
+        ))),
+    }
+}
+
+/// Mount options are strings in Vault; numbers and booleans are converted.
+fn options(body: &Map<String, Value>) -> Result<Option<BTreeMap<String, String>>, ApiError> {
+    match body.get("options") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(m)) => m
+            .iter()
+            .map(|(k, v)| match v {
+                Value::String(s) => Ok((k.clone(), s.clone())),
+                Value::Number(_) | Value::Bool(_) => Ok((k.clone(), v.to_string())),
+                other => Err(ApiError::bad_request(format!(
+                    "options.{k} must be a string, got {other}"
+                ))),
+            })
+            .collect::<Result<_, _>>()
+            .map(Some),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "options must be a JSON object of strings, got {other}"
+        ))),
+    }
+}
+
+fn ttl(v: Option<&Value>, name: &str) -> Result<Option<u64>, ApiError> {
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let secs = parse_duration(v).map_err(|e| ApiError::bad_request(format!("{name}: {e}")))?;
+    u64::try_from(secs)
+        .map(Some)
+        .map_err(|_| ApiError::bad_request(format!("{name} cannot be negative")))
+}
+
+fn new_mount(body: &Map<String, Value>) -> Result<NewMount, ApiError> {
+    let kind = string_field(body, "type")?
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::bad_request("backend type must be specified"))?;
+    let config = match body.get("config") {
+        Some(Value::Object(c)) => MountConfig {
+            default_lease_ttl: ttl(c.get("default_lease_ttl"), "default_lease_ttl")?.unwrap_or(0),
+            max_lease_ttl: ttl(c.get("max_lease_ttl"), "max_lease_ttl")?.unwrap_or(0),
+            force_no_cache: bool_field(c, "force_no_cache")?,
+        },
+        None | Some(Value::Null) => MountConfig::default(),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "config must be a JSON object, got {other}"
+            )));
+        }
+    };
+    Ok(NewMount {
+        kind,
+        description: string_field(body, "description")?.unwrap_or_default(),
+        options: options(body)?.unwrap_or_default(),
+        config,
+        local: bool_field(body, "local")?,
+        seal_wrap: bool_field(body, "seal_wrap")?,
+    })
+}
+
+fn tune(body: &Map<String, Value>) -> Result<Tune, ApiError> {
+    Ok(Tune {
+        description: string_field(body, "description")?,
+        default_lease_ttl: ttl(body.get("default_lease_ttl"), "default_lease_ttl")?,
+        max_lease_ttl: ttl(body.get("max_lease_ttl"), "max_lease_ttl")?,
+        options: options(body)?,
+    })
+}
