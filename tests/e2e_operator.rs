@@ -438,15 +438,35 @@ fn operator_service_account_is_not_cluster_admin() {
     );
     assert!(!can(&["delete", "statefulsets.apps", "-n", "default"]));
     assert!(
-        !can(&["patch", "secretservers.sealkeep.dev", "-n", "default"]),
-        "never writes specs"
+        !can(&["update", "secretservers.sealkeep.dev", "-n", "default"]),
+        "specs are never replaced"
     );
     assert!(!can(&[
-        "create",
-        "clusterrolebindings.rbac.authorization.k8s.io"
+        "delete",
+        "secretservers.sealkeep.dev",
+        "-n",
+        "default"
     ]));
-    let rules = std::fs::read_to_string(repo().join("charts/sealkeep/files/operator-rules.yaml"))
-        .expect("rules");
+    assert!(
+        can(&["bind", "clusterroles/system:auth-delegator"]),
+        "Kubernetes auth binding"
+    );
+    assert!(
+        !can(&["bind", "clusterroles/cluster-admin"]),
+        "may bind nothing else"
+    );
+    assert!(!can(&["escalate", "clusterroles"]));
+    assert!(!can(&[
+        "create",
+        "rolebindings.rbac.authorization.k8s.io",
+        "-n",
+        "default"
+    ]));
+    let rules = ["operator-rules.yaml", "operator-cluster-rules.yaml"]
+        .map(|f| {
+            std::fs::read_to_string(repo().join("charts/sealkeep/files").join(f)).expect("rules")
+        })
+        .join("\n");
     assert!(
         !rules
             .lines()

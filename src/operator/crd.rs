@@ -100,6 +100,30 @@ pub struct SecretServerSpec {
     /// The server's HTTP listener.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listener: Option<ListenerSpec>,
+    /// Auth methods that need cluster permissions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthSpec>,
+}
+
+/// Auth methods of the server that need Kubernetes permissions.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthSpec {
+    /// Kubernetes auth (`auth/kubernetes/login`): workloads log in with their service-account
+    /// tokens, which the server checks with the TokenReview API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesAuthSpec>,
+}
+
+/// Kubernetes auth settings.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct KubernetesAuthSpec {
+    /// Grant the server's ServiceAccount `system:auth-delegator` (a ClusterRoleBinding the
+    /// operator creates and removes with the SecretServer), so the server can review tokens.
+    /// Enable the method itself in the server with `vault auth enable kubernetes`.
+    #[serde(default)]
+    pub enabled: bool,
 }
 
 fn default_replicas() -> i32 {

@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, PersistentVolumeClaim, Pod, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, Patch, PatchParams};
@@ -165,6 +166,14 @@ async fn publish(ctx: &Context, ss: &SecretServer, warning: bool, reason: &str, 
 async fn run(ss: &SecretServer, ctx: &Context) -> Result<Action, Error> {
     let ns = ss.namespace().unwrap_or_default();
     let ss_api: Api<SecretServer> = Api::namespaced(ctx.client.clone(), &ns);
+    if ss.meta().deletion_timestamp.is_some() {
+        // Owned children go with the garbage collector; cluster-scoped ones need us.
+        if has_finalizer(ss) {
+            delete_cluster_objects(ctx, &ns, &ss.name_any()).await?;
+            set_finalizer(&ss_api, ss, false).await?;
+        }
+        return Ok(Action::await_change());
+    }
     // 1. validate
     let v = match validate::validate(ss, ctx.default_image.as_deref()) {
         Ok(v) => v,
@@ -178,6 +187,7 @@ async fn run(ss: &SecretServer, ctx: &Context) -> Result<Action, Error> {
         }
     };
     // 2. build, 3. apply
+    sync_cluster_objects(ctx, &ss_api, ss, &v).await?;
     let children = build::children(&v);
     let (sts, apply_error) = match apply_children(ctx, &v, &children).await {
         Ok(sts) => (sts, None),
@@ -242,6 +252,78 @@ async fn run(ss: &SecretServer, ctx: &Context) -> Result<Action, Error> {
 }
 
 /// Applies every child; returns the StatefulSet as it was before (for the rollout state).
+/// Finalizer guarding the cluster-scoped objects a SecretServer needs (the auth-delegator
+/// ClusterRoleBinding), which garbage collection cannot remove for a namespaced owner.
+pub const CLEANUP_FINALIZER: &str = "sealkeep.dev/cluster-cleanup";
+
+fn has_finalizer(ss: &SecretServer) -> bool {
+    ss.finalizers().iter().any(|f| f == CLEANUP_FINALIZER)
+}
+
+/// Adds or removes the cleanup finalizer (merge patch guarded by resourceVersion).
+async fn set_finalizer(
+    api: &Api<SecretServer>,
+    ss: &SecretServer,
+    present: bool,
+) -> Result<(), Error> {
+    let mut finalizers: Vec<String> = ss
+        .finalizers()
+        .iter()
+        .filter(|f| *f != CLEANUP_FINALIZER)
+        .cloned()
+        .collect();
+    if present {
+        finalizers.push(CLEANUP_FINALIZER.to_owned());
+    }
+    let patch = serde_json::json!({"metadata": {
+        "finalizers": finalizers,
+        "resourceVersion": ss.resource_version(),
+    }});
+    api.patch(
+        &ss.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map_err(kube_err(format!("updating the finalizers of {}", key(ss))))?;
+    Ok(())
+}
+
+async fn delete_cluster_objects(ctx: &Context, ns: &str, name: &str) -> Result<(), Error> {
+    let labels = build::rbac::binding_labels(ns, name)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let api: Api<ClusterRoleBinding> = Api::all(ctx.client.clone());
+    prune(&api, &labels, &[]).await.map_err(kube_err(format!(
+        "removing the ClusterRoleBindings of {ns}/{name}"
+    )))?;
+    ctx.applied.forget_prefix(&format!(":{ns}:{name}:"));
+    Ok(())
+}
+
+/// The auth-delegator binding exists exactly while `spec.auth.kubernetes.enabled`, and the
+/// finalizer exactly while the binding may exist.
+async fn sync_cluster_objects(
+    ctx: &Context,
+    api: &Api<SecretServer>,
+    ss: &SecretServer,
+    v: &Validated,
+) -> Result<(), Error> {
+    if v.kubernetes_auth {
+        if !has_finalizer(ss) {
+            set_finalizer(api, ss, true).await?;
+        }
+        let crbs: Api<ClusterRoleBinding> = Api::all(ctx.client.clone());
+        apply(&crbs, &build::rbac::auth_delegator_binding(v), &ctx.applied).await?;
+    } else if has_finalizer(ss) {
+        delete_cluster_objects(ctx, &v.namespace, &v.name).await?;
+        set_finalizer(api, ss, false).await?;
+    }
+    Ok(())
+}
+
 /// When to look again: soon while a pod starts or awaits auto-init (no event would tell),
 /// every 15 s while anything else is not Ready, every minute when Ready.
 fn requeue_after(status: &SecretServerStatus) -> Duration {

@@ -133,6 +133,8 @@ pub struct Validated {
     pub priority_class_name: Option<String>,
     pub env: Vec<EnvVar>,
     pub tls_secret: Option<String>,
+    /// Grant the server's ServiceAccount `system:auth-delegator` for Kubernetes auth.
+    pub kubernetes_auth: bool,
 }
 
 impl Validated {
@@ -252,6 +254,11 @@ pub fn validate(
         priority_class_name: non_empty(&spec.pod.priority_class_name),
         env: spec.env.clone(),
         tls_secret,
+        kubernetes_auth: spec
+            .auth
+            .as_ref()
+            .and_then(|a| a.kubernetes.as_ref())
+            .is_some_and(|k| k.enabled),
         name,
         namespace,
     })

@@ -63,15 +63,26 @@ pub fn operator_kubeconfig() -> &'static PathBuf {
         if !kubectl(&["get", "namespace", OPERATOR_NS]).0 {
             kubectl_ok(&["create", "namespace", OPERATOR_NS]);
         }
-        let rules = std::fs::read_to_string(repo().join("charts/sealkeep/files/operator-rules.yaml"))
-            .expect("rules file");
-        let rules: String = rules.lines().filter(|l| !l.trim_start().starts_with('#')).map(|l| format!("{l}\n")).collect();
+        let rules_of = |file: &str| -> String {
+            std::fs::read_to_string(repo().join("charts/sealkeep/files").join(file))
+                .expect("rules file")
+                .lines()
+                .filter(|l| !l.trim_start().starts_with('#'))
+                .map(|l| format!("{l}\n"))
+                .collect()
+        };
+        let role = |name: &str, rules: &str| {
+            format!(
+                "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {{ name: {name} }}\n{rules}---\n\
+                 apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {{ name: {name} }}\n\
+                 roleRef: {{ apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {name} }}\n\
+                 subjects: [{{ kind: ServiceAccount, name: {OPERATOR_SA}, namespace: {OPERATOR_NS} }}]\n---\n"
+            )
+        };
         apply(&format!(
-            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{ name: {OPERATOR_SA}, namespace: {OPERATOR_NS} }}\n---\n\
-             apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {{ name: sealkeep-operator-e2e }}\n{rules}---\n\
-             apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {{ name: sealkeep-operator-e2e }}\n\
-             roleRef: {{ apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: sealkeep-operator-e2e }}\n\
-             subjects: [{{ kind: ServiceAccount, name: {OPERATOR_SA}, namespace: {OPERATOR_NS} }}]\n"
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{ name: {OPERATOR_SA}, namespace: {OPERATOR_NS} }}\n---\n{}{}",
+            role("sealkeep-operator-e2e", &rules_of("operator-rules.yaml")),
+            role("sealkeep-operator-e2e-cluster", &rules_of("operator-cluster-rules.yaml")),
         ));
         let token = kubectl_ok(&["-n", OPERATOR_NS, "create", "token", OPERATOR_SA, "--duration=3h"]);
         let server = kubectl_ok(&["config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}"]);

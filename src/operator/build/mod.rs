@@ -3,6 +3,7 @@
 
 pub mod configmap;
 pub mod pdb;
+pub mod rbac;
 pub mod service;
 pub mod serviceaccount;
 pub mod statefulset;
