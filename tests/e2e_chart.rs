@@ -135,8 +135,7 @@ fn chart_lints_renders_and_refuses_wrong_value_types() {
     );
 
     // Server-side validation of the rendered chart, cluster-wide and single-namespace.
-    let crd = repo().join("crds/secretservers.sealkeep.dev.yaml");
-    kubectl_ok(&["apply", "--server-side", "-f", &crd.display().to_string()]);
+    apply_crd();
     ensure_namespace(OPNS);
     ensure_namespace("e2e-chart-team");
     for extra in [

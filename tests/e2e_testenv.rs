@@ -447,15 +447,7 @@ fn pod_sees_rbac_tokens_hostname_peers_and_moto() {
 #[test]
 #[ignore = "needs testenv (root, Go-built control plane): scripts/test-all.sh runs it"]
 fn secretserver_crd_validates_in_the_api_server() {
-    let crd = repo().join("crds/secretservers.sealkeep.dev.yaml");
-    kubectl_ok(&["apply", "--server-side", "-f", &crd.display().to_string()]);
-    kubectl_ok(&[
-        "wait",
-        "--for",
-        "condition=established",
-        "crd/secretservers.sealkeep.dev",
-        "--timeout=30s",
-    ]);
+    apply_crd();
     let ns = format!("e2e-crd-{}", std::process::id());
     namespace(&ns);
     let object = |spec: &str| {

@@ -2,6 +2,7 @@
 //! Does I/O (files, sockets, KMS).
 
 pub mod audit;
+pub mod auth;
 pub mod barrier;
 pub mod config;
 pub mod core;

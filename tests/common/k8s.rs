@@ -132,3 +132,26 @@ pub fn namespace(name: &str) {
         kubectl(&["-n", name, "get", "serviceaccount", "default"]).0
     });
 }
+
+/// Applies the committed SecretServer CRD and waits until the API server serves it.
+/// (`kubectl wait --for condition=established` fails at once while the CRD has no conditions.)
+pub fn apply_crd() {
+    let crd = repo().join("crds/secretservers.sealkeep.dev.yaml");
+    kubectl_ok(&["apply", "--server-side", "-f", &crd.display().to_string()]);
+    wait_for(
+        "SecretServer CRD established",
+        Duration::from_secs(30),
+        || {
+            kubectl(&[
+                "get",
+                "crd",
+                "secretservers.sealkeep.dev",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Established\")].status}",
+            ])
+            .1
+            .trim()
+                == "True"
+        },
+    );
+}

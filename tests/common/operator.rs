@@ -51,15 +51,7 @@ pub fn scratch_dir() -> PathBuf {
 pub fn operator_kubeconfig() -> &'static PathBuf {
     static KC: OnceLock<PathBuf> = OnceLock::new();
     KC.get_or_init(|| {
-        let crd = repo().join("crds/secretservers.sealkeep.dev.yaml");
-        kubectl_ok(&["apply", "--server-side", "-f", &crd.display().to_string()]);
-        kubectl_ok(&[
-            "wait",
-            "--for",
-            "condition=established",
-            "crd/secretservers.sealkeep.dev",
-            "--timeout=30s",
-        ]);
+        apply_crd();
         if !kubectl(&["get", "namespace", OPERATOR_NS]).0 {
             kubectl_ok(&["create", "namespace", OPERATOR_NS]);
         }

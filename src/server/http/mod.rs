@@ -2,6 +2,7 @@
 //! through axum; all state lives in the core.
 
 mod audit;
+mod auth_kubernetes;
 mod caller;
 mod error;
 mod health;
@@ -62,6 +63,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sys/policy/{name}", any(policy::legacy_policy))
         .route("/v1/sys/capabilities-self", any(policy::capabilities_self))
         .route("/v1/auth/token/{*op}", any(token::route))
+        .route("/v1/sys/auth", any(auth_kubernetes::list_methods))
+        .route("/v1/sys/auth/{*path}", any(auth_kubernetes::method))
+        .route("/v1/auth/kubernetes/config", any(auth_kubernetes::config))
+        .route("/v1/auth/kubernetes/role", any(auth_kubernetes::roles))
+        .route("/v1/auth/kubernetes/role/", any(auth_kubernetes::roles))
+        .route("/v1/auth/kubernetes/role/{name}", any(auth_kubernetes::role))
+        .route("/v1/auth/kubernetes/login", any(auth_kubernetes::login))
         .route("/v1/sys/audit", any(audit::list))
         .route("/v1/sys/audit/{*path}", any(audit::device))
         .fallback(fallback)
