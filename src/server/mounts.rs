@@ -15,15 +15,19 @@
 //! unmount (exclusive) waits for in-flight requests before its data goes. Table changes hold
 //! `TABLE_LOCK`. Order: gate before table lock, never the reverse.
 
+mod cache;
+mod purge;
+
 use std::collections::BTreeMap;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, RwLock, RwLockReadGuard};
 
 use crate::server::barrier::{Barrier, BarrierError};
 use crate::server::kv::{self, Kv, KvError, PathError};
-use crate::server::physical::TxnOp;
+
+pub use purge::{resume_purges, unmount};
 
 /// Storage path of the mount table (barrier-encrypted).
 pub const MOUNT_TABLE_PATH: &str = "core/mounts";
@@ -195,6 +199,7 @@ async fn load(barrier: &Barrier) -> Result<Option<MountTable>, MountError> {
 async fn store(barrier: &Barrier, table: &MountTable) -> Result<(), MountError> {
     let raw = serde_json::to_vec(table).map_err(|e| MountError::Corrupt(e.to_string()))?;
     barrier.put(MOUNT_TABLE_PATH, &raw).await?;
+    cache::stored(barrier, Arc::new(table.clone()));
     Ok(())
 }
 
@@ -208,13 +213,22 @@ async fn load_or_create_locked(barrier: &Barrier) -> Result<MountTable, MountErr
     Ok(table)
 }
 
-/// The mount table, created with its defaults on first access.
-pub async fn table(barrier: &Barrier) -> Result<MountTable, MountError> {
-    if let Some(t) = load(barrier).await? {
+/// The mount table (cached), created with its defaults on first access.
+pub async fn table(barrier: &Barrier) -> Result<Arc<MountTable>, MountError> {
+    if let Some(t) = cache::get(barrier) {
         return Ok(t);
     }
-    let _lock = TABLE_LOCK.lock().await;
-    load_or_create_locked(barrier).await
+    let generation = cache::generation();
+    let table = match load(barrier).await? {
+        Some(t) => t,
+        None => {
+            let _lock = TABLE_LOCK.lock().await;
+            load_or_create_locked(barrier).await?
+        }
+    };
+    let table = Arc::new(table);
+    cache::offer(barrier, generation, Arc::clone(&table));
+    Ok(table)
 }
 
 /// A mount request, as `POST sys/mounts/<path>` carries it.
@@ -295,78 +309,6 @@ pub async fn mount(barrier: &Barrier, path: &str, req: NewMount) -> Result<Mount
     };
     resume_purges(barrier).await?;
     Ok(entry)
-}
-
-/// Unmounts `path` and deletes all of its data. `Ok(false)` when nothing is mounted there
-/// (Vault answers success either way).
-pub async fn unmount(barrier: &Barrier, path: &str) -> Result<bool, MountError> {
-    let path = normalize_path(path)?;
-    check_not_reserved(&path)?;
-    {
-        let _gate = GATE.write().await;
-        let _lock = TABLE_LOCK.lock().await;
-        let mut table = load_or_create_locked(barrier).await?;
-        let Some(pos) = table.entries.iter().position(|e| e.path == path) else {
-            return Ok(false);
-        };
-        let entry = table.entries.remove(pos);
-        table.purging.push(entry.uuid);
-        store(barrier, &table).await?;
-    }
-    resume_purges(barrier).await?;
-    Ok(true)
-}
-
-/// Finishes the data deletion of every unmounted engine listed in `purging`.
-pub async fn resume_purges(barrier: &Barrier) -> Result<(), MountError> {
-    let pending = match load(barrier).await? {
-        Some(t) => t.purging,
-        None => return Ok(()),
-    };
-    for uuid in pending {
-        purge(barrier, &format!("{}{uuid}/", kv::LOGICAL_PREFIX)).await?;
-        let _lock = TABLE_LOCK.lock().await;
-        let mut table = load_or_create_locked(barrier).await?;
-        table.purging.retain(|u| *u != uuid);
-        store(barrier, &table).await?;
-    }
-    Ok(())
-}
-
-/// Deletes every key under `prefix`, [`PURGE_BATCH`] keys per transaction.
-async fn purge(barrier: &Barrier, prefix: &str) -> Result<(), MountError> {
-    loop {
-        let keys = collect_keys(barrier, prefix, PURGE_BATCH).await?;
-        if keys.is_empty() {
-            return Ok(());
-        }
-        let ops = keys.into_iter().map(|key| TxnOp::Delete { key }).collect();
-        barrier.transaction(ops).await?;
-    }
-}
-
-/// Up to `limit` keys under `prefix`, depth first.
-async fn collect_keys(
-    barrier: &Barrier,
-    prefix: &str,
-    limit: usize,
-) -> Result<Vec<String>, MountError> {
-    let mut folders = vec![prefix.to_owned()];
-    let mut keys = Vec::new();
-    while let Some(folder) = folders.pop() {
-        for child in barrier.list(&folder).await? {
-            let full = format!("{folder}{child}");
-            if child.ends_with('/') {
-                folders.push(full);
-            } else {
-                keys.push(full);
-                if keys.len() >= limit {
-                    return Ok(keys);
-                }
-            }
-        }
-    }
-    Ok(keys)
 }
 
 /// Settings `POST sys/mounts/<path>/tune` may change; `None` leaves a setting as it is.

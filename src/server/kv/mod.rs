@@ -164,3 +164,5 @@ fn encode<T: Serialize>(storage_key: &str, value: &T) -> Result<Zeroizing<Vec<u8
 mod tests;
 #[cfg(test)]
 mod tests_meta;
+#[cfg(test)]
+mod tests_patch;
