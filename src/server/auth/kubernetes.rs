@@ -132,10 +132,9 @@ pub async fn read_config(barrier: &Barrier) -> Result<Option<Config>, K8sAuthErr
 pub async fn write_config(barrier: &Barrier, mut cfg: Config) -> Result<(), K8sAuthError> {
     require_enabled(barrier).await?;
     cfg.kubernetes_host = cfg.kubernetes_host.trim().trim_end_matches('/').to_owned();
-    if !cfg.kubernetes_host.is_empty()
-        && !(cfg.kubernetes_host.starts_with("https://")
-            || cfg.kubernetes_host.starts_with("http://"))
-    {
+    let is_url =
+        cfg.kubernetes_host.starts_with("https://") || cfg.kubernetes_host.starts_with("http://");
+    if !cfg.kubernetes_host.is_empty() && !is_url {
         return Err(K8sAuthError::Invalid(format!(
             "kubernetes_host {:?} must be a URL such as https://kubernetes.default.svc:443",
             cfg.kubernetes_host
@@ -237,12 +236,12 @@ pub fn admits(role: &Role, sa: &ServiceAccount) -> bool {
         && matches(&role.bound_service_account_namespaces, &sa.namespace)
 }
 
+/// API server URL, CA bundle (PEM) and reviewer JWT.
+type Effective = (String, Option<Vec<u8>>, Zeroizing<String>);
+
 /// The effective API server, CA and reviewer JWT: the stored config, completed from the pod's
 /// own service account unless `disable_local_ca_jwt`.
-fn effective(
-    cfg: &Config,
-    jwt: &str,
-) -> Result<(String, Option<Vec<u8>>, Zeroizing<String>), K8sAuthError> {
+fn effective(cfg: &Config, jwt: &str) -> Result<Effective, K8sAuthError> {
     let host = if cfg.kubernetes_host.is_empty() {
         match (
             std::env::var("KUBERNETES_SERVICE_HOST"),

@@ -47,6 +47,52 @@ pub fn capability(method: &Method, query: Option<&str>) -> Capability {
     }
 }
 
+/// The logical path the ACL checks: `/v1/` stripped, percent-decoded (as axum decodes the
+/// path handlers see, so an encoded `%61pp` cannot slip past a deny on `app`). Encoded
+/// slashes, `.`/`..` segments and control characters are refused.
+pub fn logical_path(raw: &str) -> Result<String, ApiError> {
+    let raw = raw
+        .strip_prefix("/v1/")
+        .unwrap_or(raw)
+        .trim_end_matches('/');
+    let lower = raw.to_ascii_lowercase();
+    if lower.contains("%2f") || lower.contains("%5c") {
+        return Err(ApiError::bad_request(
+            "encoded slashes (%2F, %5C) are not allowed in paths; use plain '/' between segments",
+        ));
+    }
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| ApiError::bad_request("invalid percent-encoding in the path"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    let path =
+        String::from_utf8(out).map_err(|_| ApiError::bad_request("the path is not valid UTF-8"))?;
+    if path.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "control characters are not allowed in paths",
+        ));
+    }
+    if path.split('/').any(|seg| seg == ".." || seg == ".") {
+        return Err(ApiError::bad_request(
+            "path segments '.' and '..' are not allowed; use the full path",
+        ));
+    }
+    Ok(path)
+}
+
 impl Caller {
     /// Whether the caller's policies grant `cap` on `path` (for finer checks in handlers).
     pub async fn allows(&self, path: &str, cap: Capability) -> Result<bool, ApiError> {
@@ -60,12 +106,7 @@ impl FromRequestParts<AppState> for Caller {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let raw = token(&parts.headers);
         let (unsealed, entry) = state.core.authenticate(raw.as_deref()).await?;
-        let path = parts
-            .uri
-            .path()
-            .trim_start_matches("/v1/")
-            .trim_end_matches('/')
-            .to_owned();
+        let path = logical_path(parts.uri.path())?;
         let cap = capability(&parts.method, parts.uri.query());
         if !policy::check(&unsealed.barrier, &entry, &path, cap).await? {
             return Err(ApiError::permission_denied());
@@ -76,5 +117,34 @@ impl FromRequestParts<AppState> for Caller {
             token: Arc::new(Zeroizing::new(raw.unwrap_or_default())),
             path,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::logical_path;
+
+    #[test]
+    fn acl_paths_are_decoded_and_traversal_is_refused() {
+        assert_eq!(
+            logical_path("/v1/secret/data/app/").expect("ok"),
+            "secret/data/app"
+        );
+        assert_eq!(
+            logical_path("/v1/secret/data/%61pp").expect("ok"),
+            "secret/data/app"
+        );
+        for bad in [
+            "/v1/secret/data/a%2Fb",
+            "/v1/secret/data/a%2fb",
+            "/v1/secret/data/../sys/policy",
+            "/v1/secret/data/%2e%2e/x",
+            "/v1/secret/data/./x",
+            "/v1/secret/data/%00",
+            "/v1/secret/data/%zz",
+            "/v1/secret/data/%ff",
+        ] {
+            assert!(logical_path(bad).is_err(), "{bad} must be refused");
+        }
     }
 }

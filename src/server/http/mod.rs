@@ -68,7 +68,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/auth/kubernetes/config", any(auth_kubernetes::config))
         .route("/v1/auth/kubernetes/role", any(auth_kubernetes::roles))
         .route("/v1/auth/kubernetes/role/", any(auth_kubernetes::roles))
-        .route("/v1/auth/kubernetes/role/{name}", any(auth_kubernetes::role))
+        .route(
+            "/v1/auth/kubernetes/role/{name}",
+            any(auth_kubernetes::role),
+        )
         .route("/v1/auth/kubernetes/login", any(auth_kubernetes::login))
         .route("/v1/sys/audit", any(audit::list))
         .route("/v1/sys/audit/{*path}", any(audit::device))
