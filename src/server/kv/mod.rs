@@ -139,6 +139,29 @@ impl<'a> Kv<'a> {
     }
 }
 
+/// Writes `data` as the next version of `key` in the KV mount with UUID `mount_uuid`: what
+/// `POST <mount>/data/<key>` does once routed and authorized (for benchmarks and tools; find a
+/// mount's UUID with [`crate::server::mounts::table`]).
+pub async fn write(
+    barrier: &Barrier,
+    mount_uuid: &str,
+    key: &str,
+    data: serde_json::Map<String, serde_json::Value>,
+    cas: Option<u64>,
+) -> Result<VersionInfo, KvError> {
+    Kv::new(barrier, mount_uuid).write(key, data, cas).await
+}
+
+/// Reads `version` of `key` (the current one when `None`) in the KV mount `mount_uuid`.
+pub async fn read(
+    barrier: &Barrier,
+    mount_uuid: &str,
+    key: &str,
+    version: Option<u64>,
+) -> Result<ReadOutcome, KvError> {
+    Kv::new(barrier, mount_uuid).read(key, version).await
+}
+
 fn check(key: &str) -> Result<(), KvError> {
     path::check_key(key).map_err(|source| KvError::InvalidPath {
         path: key.to_owned(),

@@ -313,7 +313,7 @@ async fn invalid_paths_are_refused_before_storage() {
 async fn a_key_and_its_sub_keys_never_collide() {
     let (b, _) = setup();
     let kv = Kv::new(&b, MOUNT);
-    kv.write("a", obj(json!({"top": true})), None)
+    super::write(&b, MOUNT, "a", obj(json!({"top": true})), None)
         .await
         .expect("write");
     kv.write("a/1", obj(json!({"sub": true})), None)
@@ -325,9 +325,10 @@ async fn a_key_and_its_sub_keys_never_collide() {
         obj(json!({"sub": true}))
     );
     // Another mount's engine sees nothing of this one.
-    let other = Kv::new(&b, "another-mount");
     assert_eq!(
-        other.read("a", None).await.expect("read"),
+        super::read(&b, "another-mount", "a", None)
+            .await
+            .expect("read"),
         ReadOutcome::NotFound
     );
 }
