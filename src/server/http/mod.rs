@@ -54,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", any(health::metrics))
         .route("/v1/sys/mounts", any(mounts::list))
         .route("/v1/sys/mounts/{*path}", any(mounts::mount_path))
+        .route("/v1/sys/internal/ui/mounts/{*path}", any(mounts::ui_mount))
         .route("/v1/{*path}", any(kv::logical))
         .route("/v1/sys/policies/acl", any(policy::acl_list))
         .route("/v1/sys/policies/acl/", any(policy::acl_list))

@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use super::{ApiError, AppState, Caller, read_json};
+use super::{ApiError, AppState, Caller, read_json, token};
 use crate::server::kv::model::parse_duration;
 use crate::server::mounts::{
     self, MountConfig, MountEntry, MountError, NewMount, SYSTEM_MAX_TTL, Tune,
@@ -141,6 +141,54 @@ pub(super) async fn mount_path(
         }
         _ => Err(ApiError::method_not_allowed()),
     }
+}
+
+/// `GET /v1/sys/internal/ui/mounts/<path>`: the mount serving `path`, which the `vault kv`
+/// CLI reads first to learn that the engine is KV version 2. The token must have some
+/// capability on the path, its `data/` or `metadata/` form, or the mount itself (Vault looks
+/// at every path under the mount; these are the ones a KV client uses).
+pub(super) async fn ui_mount(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    if !matches!(method, Method::GET | Method::HEAD) {
+        return Err(ApiError::method_not_allowed());
+    }
+    let raw = uri
+        .path()
+        .strip_prefix("/v1/sys/internal/ui/mounts/")
+        .unwrap_or_default();
+    let path = crate::server::kv::path::decode_request_path(raw)
+        .map_err(|e| ApiError::bad_request(format!("invalid path {raw:?}: {e}")))?;
+    let (unsealed, entry) = state.core.authenticate(token(&headers).as_deref()).await?;
+    let barrier = &unsealed.barrier;
+    let table = mounts::table(barrier).await?;
+    let Some((mount, rest)) = table.route(&path) else {
+        return Err(ApiError::permission_denied());
+    };
+    let rest = rest.trim_end_matches('/');
+    let candidates = [
+        mount.path.clone(),
+        format!("{}{rest}", mount.path),
+        format!("{}data/{rest}", mount.path),
+        format!("{}metadata/{rest}", mount.path),
+    ];
+    let mut allowed = false;
+    for p in &candidates {
+        let caps = crate::server::policy::capabilities(barrier, &entry, p).await?;
+        if caps.iter().any(|c| *c != "deny") {
+            allowed = true;
+            break;
+        }
+    }
+    if !allowed {
+        return Err(ApiError::permission_denied());
+    }
+    let mut data = as_map(entry_json(mount));
+    data.insert("path".into(), json!(mount.path));
+    Ok(sys_response(data))
 }
 
 fn as_map(v: Value) -> Map<String, Value> {

@@ -229,3 +229,52 @@ async fn unmounting_secret_routes_it_nowhere() {
     );
     assert!(s.logical_keys().await.is_empty());
 }
+
+#[tokio::test]
+async fn ui_mount_preflight_tells_the_cli_it_is_kv_v2() {
+    let s = srv().await;
+    let (st, v) = s
+        .call("GET", "/v1/sys/internal/ui/mounts/secret/app/db", None)
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["data"]["path"], "secret/");
+    assert_eq!(v["data"]["type"], "kv");
+    assert_eq!(v["data"]["options"]["version"], "2");
+    let (st, _) = s
+        .call("GET", "/v1/sys/internal/ui/mounts/nomount/x", None)
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _) = s
+        .send(
+            "GET",
+            "/v1/sys/internal/ui/mounts/secret/x",
+            None,
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+
+    // A token with access to secret/data/app/* may see the mount; one without may not.
+    let hcl = "path \"secret/data/app/*\" { capabilities = [\"read\"] }";
+    let (st, _) = s
+        .call(
+            "PUT",
+            "/v1/sys/policies/acl/app",
+            Some(json!({ "policy": hcl })),
+        )
+        .await;
+    assert!(st.is_success());
+    let create = json!({"policies": ["app"], "no_default_policy": true});
+    let (_, v) = s.call("POST", "/v1/auth/token/create", Some(create)).await;
+    let app = v["auth"]["client_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let uri = "/v1/sys/internal/ui/mounts/secret/app/db";
+    let (st, v) = s.send("GET", uri, Some(&app), None, &[]).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let uri = "/v1/sys/internal/ui/mounts/secret/other";
+    let (st, _) = s.send("GET", uri, Some(&app), None, &[]).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+}
