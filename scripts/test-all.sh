@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 export SEALKEEP_CACHE="${SEALKEEP_CACHE:-/var/cache/sealkeep}"
 MOTO_VERSION=5.2.5
+HVAC_VERSION=2.4.0
 PATH="$HOME/.cargo/bin:/usr/local/go/bin:$PATH"
 mkdir -p "$SEALKEEP_CACHE"
 step() { printf '\n==> %s\n' "$*"; }
@@ -16,13 +17,18 @@ for tool in cargo go python3; do
   command -v "$tool" >/dev/null || { echo "error: $tool is required but not on PATH" >&2; exit 1; }
 done
 
-step "moto[server]==$MOTO_VERSION in $SEALKEEP_CACHE/venv"
+step "moto[server]==$MOTO_VERSION and hvac==$HVAC_VERSION in $SEALKEEP_CACHE/venv"
 VENV="$SEALKEEP_CACHE/venv"
 if ! "$VENV/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
 fi
+# hvac, the Python Vault client, for tests/client_hvac.rs (tests/clients/test_hvac.py).
+if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('hvac') != '$HVAC_VERSION')" 2>/dev/null; then
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "hvac==$HVAC_VERSION"
+fi
 export SEALKEEP_MOTO_SERVER="$VENV/bin/moto_server"
+export SEALKEEP_HVAC_PYTHON="$VENV/bin/python"
 
 step "Vault's Shamir reference (tests/vault_shamir, Go)"
 VS="$SEALKEEP_CACHE/bin/vaultshamir-$(sha256sum tests/vault_shamir/go.sum | cut -c1-12)"
