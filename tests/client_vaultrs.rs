@@ -305,7 +305,11 @@ async fn token_flow(addr: &str, root: &VaultClient) {
         .expect("renew self");
     assert_eq!(renewed.lease_duration, 2700);
 
-    // What the policy allows, and what it refuses.
+    // What the policy allows, and what it refuses. Each refused call has a client (so a
+    // connection) of its own: the server closes a keep-alive connection after refusing a request
+    // before reading its body (see a_refusal_before_the_body_keeps_the_connection_usable in
+    // tests/client_hvac.rs, ignored until the server is fixed).
+    let fresh = || vault(addr, &tok);
     let got: Db = kv2::read(&limited, "secret", "app/db")
         .await
         .expect("allowed read");
@@ -314,25 +318,25 @@ async fn token_flow(addr: &str, root: &VaultClient) {
         .await
         .expect("set other");
     expect_denied(
-        kv2::read::<Db>(&limited, "secret", "other/x").await,
+        kv2::read::<Db>(&fresh(), "secret", "other/x").await,
         "read outside app/",
     );
     expect_denied(
-        kv2::set(&limited, "secret", "app/db", &db("hacked")).await,
+        kv2::set(&fresh(), "secret", "app/db", &db("hacked")).await,
         "write",
     );
-    expect_denied(kv2::list(&limited, "secret", "app").await, "list");
+    expect_denied(kv2::list(&fresh(), "secret", "app").await, "list");
     expect_denied(
-        kv2::read_metadata(&limited, "secret", "app/db").await,
+        kv2::read_metadata(&fresh(), "secret", "app/db").await,
         "metadata",
     );
     expect_denied(
-        kv2::delete_latest(&limited, "secret", "app/db").await,
+        kv2::delete_latest(&fresh(), "secret", "app/db").await,
         "delete",
     );
     expect_denied(
         sys::policy::set(
-            &limited,
+            &fresh(),
             "app-read",
             "path \"*\" { capabilities = [\"sudo\"] }",
         )
@@ -344,11 +348,11 @@ async fn token_flow(addr: &str, root: &VaultClient) {
 
     token::revoke(root, &tok).await.expect("revoke");
     expect_denied(
-        token::lookup_self(&limited).await,
+        token::lookup_self(&fresh()).await,
         "lookup-self after revoke",
     );
     expect_denied(
-        kv2::read::<Db>(&limited, "secret", "app/db").await,
+        kv2::read::<Db>(&fresh(), "secret", "app/db").await,
         "read after revoke",
     );
 

@@ -338,26 +338,30 @@ def step_restricted_token():
     eq(data["pass"], "p4", "allowed read under secret/data/app/")
     data, _ = read_data("app/sub/one", c=limited)
     eq(data, {"a": "1"}, "allowed read deeper under secret/data/app/")
+    # Each refused call gets a client (so a connection) of its own: the server closes the
+    # keep-alive connection after refusing a request before reading its body, and the next
+    # request on it fails (a_refusal_before_the_body_keeps_the_connection_usable in
+    # tests/client_hvac.rs, ignored until the server is fixed).
     refused = [
-        ("read outside app/", lambda: read_data("other/x", c=limited)),
-        ("read of a missing key outside", lambda: read_data("nope", c=limited)),
+        ("read outside app/", lambda lc: read_data("other/x", c=lc)),
+        ("read of a missing key outside", lambda lc: read_data("nope", c=lc)),
         ("write an existing app key",
-         lambda: kv(limited).create_or_update_secret("app/db", {"pass": "hacked"})),
-        ("create an app key", lambda: kv(limited).create_or_update_secret("app/x", {"a": "b"})),
-        ("patch", lambda: kv(limited).patch("app/db", {"pass": "hacked"})),
-        ("soft delete", lambda: kv(limited).delete_latest_version_of_secret("app/db")),
-        ("destroy", lambda: kv(limited).destroy_secret_versions("app/db", [4])),
-        ("list", lambda: kv(limited).list_secrets("app")),
-        ("metadata", lambda: kv(limited).read_secret_metadata("app/db")),
-        ("delete metadata", lambda: kv(limited).delete_metadata_and_all_versions("app/db")),
-        ("policy write", lambda: limited.sys.create_or_update_acl_policy("x", APP_READ_HCL)),
-        ("policy read", lambda: limited.sys.read_acl_policy("app-read")),
-        ("mount", lambda: limited.sys.enable_secrets_engine("kv", path="evil",
-                                                             options={"version": "2"})),
-        ("token with root policy", lambda: limited.auth.token.create(policies=["root"])),
+         lambda lc: kv(lc).create_or_update_secret("app/db", {"pass": "hacked"})),
+        ("create an app key", lambda lc: kv(lc).create_or_update_secret("app/x", {"a": "b"})),
+        ("patch", lambda lc: kv(lc).patch("app/db", {"pass": "hacked"})),
+        ("soft delete", lambda lc: kv(lc).delete_latest_version_of_secret("app/db")),
+        ("destroy", lambda lc: kv(lc).destroy_secret_versions("app/db", [4])),
+        ("list", lambda lc: kv(lc).list_secrets("app")),
+        ("metadata", lambda lc: kv(lc).read_secret_metadata("app/db")),
+        ("delete metadata", lambda lc: kv(lc).delete_metadata_and_all_versions("app/db")),
+        ("policy write", lambda lc: lc.sys.create_or_update_acl_policy("x", APP_READ_HCL)),
+        ("policy read", lambda lc: lc.sys.read_acl_policy("app-read")),
+        ("mount", lambda lc: lc.sys.enable_secrets_engine("kv", path="evil",
+                                                          options={"version": "2"})),
+        ("token with root policy", lambda lc: lc.auth.token.create(policies=["root"])),
     ]
     for what, call in refused:
-        e = raises(exc.Forbidden, call)
+        e = raises(exc.Forbidden, call, client(token))
         assert any("permission denied" in m for m in e.errors), (what, e.errors)
     data, meta = read_data("app/db")
     eq((data["pass"], meta["version"]), ("p4", 4), "nothing changed by the refused calls")
