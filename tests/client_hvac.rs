@@ -169,7 +169,6 @@ async fn read_response(conn: &mut tokio::net::TcpStream) -> std::io::Result<(u16
 /// request, or say `Connection: close`. Vault (Go's net/http) reads the rest of a small body
 /// after the handler returns, so hvac's pooled connections keep working there.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "BUG: a 403 sent before the request body is read (Caller extractor in src/server/http/caller.rs, kv serve() in src/server/http/kv.rs) closes the keep-alive connection, without Connection: close, when the body arrives after the response; the client's next request on it fails (hvac: RemoteDisconnected)"]
 async fn a_refusal_before_the_body_keeps_the_connection_usable() {
     let dir = tempfile::tempdir().expect("tempdir");
     let spec = ServerSpec {

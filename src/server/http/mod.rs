@@ -85,8 +85,34 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             count_requests,
         ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            read_body_first,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Reads the whole request body (up to `max_request_size`) before any handler runs. A handler
+/// that refuses a request early (a 403 from the ACL) would otherwise answer before the body
+/// arrived, and hyper would drop the keep-alive connection under the client, which Vault
+/// clients do not expect (Go's server drains unread bodies). Too large: 413 and close.
+async fn read_body_first(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    match axum::body::to_bytes(body, state.max_body).await {
+        Ok(bytes) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Err(_) => {
+            let mut resp = too_large(&state).into_response();
+            resp.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+            resp
+        }
+    }
 }
 
 async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
