@@ -33,6 +33,13 @@ helm upgrade --install "$RELEASE" charts/sealkeep -n "$OPNS" --create-namespace 
 kubectl -n "$OPNS" get deploy,pods -o wide
 
 step "apply examples/local-kms.yaml (awskms seal, IRSA web identity, moto as KMS and STS)"
+# A namespace left Terminating by an earlier run must be gone before it is created again.
+for _ in $(seq 1 240); do
+  [ "$(kubectl get namespace "$NS" -o jsonpath='{.status.phase}' 2>/dev/null || true)" = Terminating ] || break
+  sleep 0.5
+done
+[ "$(kubectl get namespace "$NS" -o jsonpath='{.status.phase}' 2>/dev/null || true)" != Terminating ] \
+  || die "namespace $NS is still terminating after 120 s; check: kubectl get namespace $NS -o yaml"
 kubectl get namespace "$NS" >/dev/null 2>&1 || kubectl create namespace "$NS"
 kubectl apply -f examples/local-kms.yaml
 sleep 1

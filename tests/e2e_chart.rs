@@ -415,7 +415,14 @@ fn helm_install_runs_the_examples_upgrade_rolls_uninstall_keeps_data() {
     }
     let (_, out, _) = kubectl(&["get", "clusterrole", RELEASE]);
     assert!(out.is_empty(), "ClusterRole removed");
-    for ns in [ns_kms, ns_sh, "secrets"] {
-        let _ = kubectl(&["delete", "namespace", ns, "--wait=false"]);
-    }
+    // Wait for the namespaces to go: the demo, run next, uses `demo` too.
+    let _ = kubectl(&[
+        "delete",
+        "namespace",
+        ns_kms,
+        ns_sh,
+        "secrets",
+        "--wait=true",
+        "--timeout=120s",
+    ]);
 }
