@@ -34,6 +34,9 @@ cargo test --locked --test e2e_testenv -- --ignored --test-threads=1
 step "operator end-to-end tests on testenv (operator with the chart's RBAC, moto for KMS and STS)"
 cargo test --locked --test e2e_operator -- --ignored --test-threads=1
 
+step "Kubernetes auth on testenv (auth-delegator binding, pod login with its projected token)"
+cargo test --locked --test e2e_k8s_auth -- --ignored --test-threads=1
+
 step "operator benchmark on testenv (figures printed, never asserted)"
 cargo bench --locked --bench operator -- --quick
 
