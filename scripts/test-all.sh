@@ -64,3 +64,4 @@ bash scripts/e2e.sh
 step "benchmarks, run once in release (figures are printed, never asserted)"
 cargo bench --locked --bench barrier -- --quick
 cargo bench --locked --bench unseal -- --runs 5
+cargo bench --locked --bench kv -- --quick

@@ -1,0 +1,224 @@
+//! The HTTP side of the KV benchmark: the real server process and keep-alive clients.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::{Figures, MANY, VALUE_LEN, phase, value_text};
+
+/// User plus system CPU time of process `pid` so far (all threads), from `/proc`; Linux
+/// reports it in USER_HZ (100) ticks.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesized command name; utime and stime are fields 14 and 15.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: u64 = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 10)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// The server child process, killed when dropped (also when the bench panics).
+struct Server {
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn start(dir: &Path, port: u16) -> Self {
+        let config = dir.join("server.hcl");
+        std::fs::write(
+            &config,
+            format!(
+                "storage \"file\" {{ path = \"{}\" }}\nlistener \"tcp\" {{ address = \"127.0.0.1:{port}\" tls_disable = 1 }}\nseal \"shamir\" {{}}\n",
+                dir.join("data").display()
+            ),
+        )
+        .expect("write server config");
+        let log = dir.join("server.log");
+        let logf = std::fs::File::create(&log).expect("server log");
+        let child = Command::new(env!("CARGO_BIN_EXE_sealkeep"))
+            .args(["server", "--config"])
+            .arg(&config)
+            .env_clear()
+            .env("HOME", "/nonexistent")
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(logf)
+            .spawn()
+            .expect("spawn sealkeep server");
+        Self { child, log }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// Initializes (one share) and unseals the server; returns the root token.
+async fn init_unseal(http: &reqwest::Client, addr: &str, server: &Server) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let init: Value = loop {
+        match http
+            .put(format!("{addr}/v1/sys/init"))
+            .json(&json!({"secret_shares": 1, "secret_threshold": 1}))
+            .send()
+            .await
+        {
+            Ok(r) if r.status().is_success() => break r.json().await.expect("init JSON"),
+            Ok(r) => panic!("init failed: {} {}", r.status(), server.log_text()),
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("server never answered: {e}; log:\n{}", server.log_text()),
+        }
+    };
+    let key = init["keys_base64"][0]
+        .as_str()
+        .expect("unseal key")
+        .to_owned();
+    let unseal: Value = http
+        .put(format!("{addr}/v1/sys/unseal"))
+        .json(&json!({ "key": key }))
+        .send()
+        .await
+        .expect("unseal")
+        .json()
+        .await
+        .expect("unseal JSON");
+    assert_eq!(unseal["sealed"], json!(false), "unseal: {unseal}");
+    init["root_token"].as_str().expect("root token").to_owned()
+}
+
+fn keep_alive_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("http client")
+}
+
+/// One HTTP client per worker, sharing the target address and token.
+struct Http {
+    clients: Vec<reqwest::Client>,
+    addr: String,
+    token: String,
+    body: Vec<u8>,
+}
+
+impl Http {
+    async fn write(&self, w: usize, j: u64) {
+        let resp = self.clients[w]
+            .post(format!("{}/v1/secret/data/bench/c{w}/k{j}", self.addr))
+            .header("X-Vault-Token", &self.token)
+            .header("Content-Type", "application/json")
+            .body(self.body.clone())
+            .send()
+            .await
+            .expect("write request");
+        let status = resp.status();
+        let text = resp.text().await.expect("write response");
+        assert!(status.is_success(), "write c{w}/k{j}: {status} {text}");
+    }
+
+    async fn read(&self, w: usize, j: u64) {
+        let resp = self.clients[w]
+            .get(format!("{}/v1/secret/data/bench/c{w}/k{j}", self.addr))
+            .header("X-Vault-Token", &self.token)
+            .send()
+            .await
+            .expect("read request");
+        let status = resp.status();
+        let body = resp.bytes().await.expect("read response");
+        assert!(
+            status.is_success() && body.len() > VALUE_LEN,
+            "read c{w}/k{j}: {status} {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+}
+
+/// The running server, its clients, and how many keys each worker has written so far.
+pub(super) struct HttpBench {
+    http: Arc<Http>,
+    written: Vec<u64>,
+    server: Server,
+    _dir: tempfile::TempDir,
+}
+
+impl HttpBench {
+    pub(super) async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let server = Server::start(dir.path(), port);
+        let addr = format!("http://127.0.0.1:{port}");
+        let token = init_unseal(&keep_alive_client(), &addr, &server).await;
+        let http = Arc::new(Http {
+            clients: (0..MANY).map(|_| keep_alive_client()).collect(),
+            addr,
+            token,
+            body: serde_json::to_vec(&json!({"data": {"value": value_text()}})).expect("body"),
+        });
+        // Warm-up outside the clock: opens every keep-alive connection, creates the lazily
+        // mounted `secret/` and writes key 0 of every worker.
+        for w in 0..MANY {
+            http.write(w, 0).await;
+        }
+        Self {
+            http,
+            written: vec![1; MANY],
+            server,
+            _dir: dir,
+        }
+    }
+
+    /// Worker `w` writes new keys `bench/c<w>/k<n>` after the ones it already wrote.
+    pub(super) async fn writes(&mut self, workers: usize, budget: Duration) -> Figures {
+        let (h, base) = (Arc::clone(&self.http), Arc::new(self.written.clone()));
+        let cpu = cpu_time(self.server.child.id());
+        let mut f = phase(workers, budget, move |w, j| {
+            let (h, base) = (Arc::clone(&h), Arc::clone(&base));
+            async move { h.write(w, base[w] + j).await }
+        })
+        .await;
+        f.server_cpu = Some(cpu_time(self.server.child.id()).saturating_sub(cpu));
+        for (w, n) in f.per_worker.iter().enumerate() {
+            self.written[w] += n;
+        }
+        f
+    }
+
+    /// Worker `w` reads its own keys in turn.
+    pub(super) async fn reads(&self, workers: usize, budget: Duration) -> Figures {
+        let (h, n) = (Arc::clone(&self.http), Arc::new(self.written.clone()));
+        let cpu = cpu_time(self.server.child.id());
+        let mut f = phase(workers, budget, move |w, j| {
+            let (h, n) = (Arc::clone(&h), Arc::clone(&n));
+            async move { h.read(w, j % n[w]).await }
+        })
+        .await;
+        f.server_cpu = Some(cpu_time(self.server.child.id()).saturating_sub(cpu));
+        f
+    }
+}
