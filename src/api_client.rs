@@ -163,9 +163,15 @@ impl Client {
 
     async fn get<T: for<'de> Deserialize<'de>>(&self, path: &str) -> Result<T, ClientError> {
         let url = format!("{}{path}", self.addr);
-        let resp = self
-            .http
-            .get(&url)
+        self.send(self.http.get(&url)).await
+    }
+
+    /// Sends a request; a non-2xx status is [`ClientError::Status`], the body is decoded as `T`.
+    async fn send<T: for<'de> Deserialize<'de>>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
+        let resp = req
             .send()
             .await
             .map_err(|source| ClientError::Unreachable {
@@ -227,29 +233,7 @@ impl Client {
             }
         };
         let url = format!("{}/v1/sys/init", self.addr);
-        let resp = self
-            .http
-            .put(&url)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|source| ClientError::Unreachable {
-                addr: self.addr.clone(),
-                source,
-            })?;
-        let status = resp.status();
-        if !status.is_success() {
-            let body = resp.text().await.unwrap_or_default();
-            return Err(ClientError::Status {
-                addr: self.addr.clone(),
-                status: status.as_u16(),
-                body,
-            });
-        }
-        resp.json().await.map_err(|source| ClientError::Decode {
-            addr: self.addr.clone(),
-            source,
-        })
+        self.send(self.http.put(&url).json(&body)).await
     }
 
     pub async fn leader(&self) -> Result<Leader, ClientError> {
