@@ -12,7 +12,8 @@
 //! time per operation is shown too (from `/proc`), since the clients share the machine. Prints
 //! figures and ratios next to the targets of issue 6; asserts nothing about time.
 //!
-//! `cargo bench --bench kv [-- --quick]` (`--quick`: short phases, for CI).
+//! `cargo bench --bench kv [-- --quick] [-- --no-cache]` (`--quick`: short phases, for CI;
+//! `--no-cache`: the server runs with `disable_cache = true`, to measure the read cache).
 
 #[path = "kv/http.rs"]
 mod http;
@@ -126,21 +127,23 @@ fn ratio(label: &str, num: &Figures, den: &Figures, target: &str) {
 async fn main() {
     // Any other argument (cargo passes `--bench`) is ignored.
     let quick = std::env::args().any(|a| a == "--quick");
+    let cache = !std::env::args().any(|a| a == "--no-cache");
     let budget = if quick {
         Duration::from_millis(1500)
     } else {
         Duration::from_secs(6)
     };
     println!(
-        "KV v2 benchmark ({} mode: {:.1} s per phase, 1 KiB values, {} cores)",
+        "KV v2 benchmark ({} mode: {:.1} s per phase, 1 KiB values, {} cores, read cache {})",
         if quick { "quick" } else { "full" },
         budget.as_secs_f64(),
-        std::thread::available_parallelism().map_or(0, usize::from)
+        std::thread::available_parallelism().map_or(0, usize::from),
+        if cache { "on" } else { "off" },
     );
 
     // Each raw phase runs right before the HTTP phase it is compared with, so both see the
     // same disk (fsync latency drifts when other work shares the machine).
-    let mut http = HttpBench::start().await;
+    let mut http = HttpBench::start(cache).await;
     let mut raw = RawBench::open();
     let (put1, batch1) = raw.puts(1, budget).await;
     let write1 = http.writes(1, budget).await;

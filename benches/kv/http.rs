@@ -45,13 +45,14 @@ impl Drop for Server {
 }
 
 impl Server {
-    fn start(dir: &Path, port: u16) -> Self {
+    fn start(dir: &Path, port: u16, cache: bool) -> Self {
         let config = dir.join("server.hcl");
         std::fs::write(
             &config,
             format!(
-                "storage \"file\" {{ path = \"{}\" }}\nlistener \"tcp\" {{ address = \"127.0.0.1:{port}\" tls_disable = 1 }}\nseal \"shamir\" {{}}\n",
-                dir.join("data").display()
+                "storage \"file\" {{ path = \"{}\" }}\nlistener \"tcp\" {{ address = \"127.0.0.1:{port}\" tls_disable = 1 }}\nseal \"shamir\" {{}}\ndisable_cache = {}\n",
+                dir.join("data").display(),
+                !cache,
             ),
         )
         .expect("write server config");
@@ -168,10 +169,10 @@ pub(super) struct HttpBench {
 }
 
 impl HttpBench {
-    pub(super) async fn start() -> Self {
+    pub(super) async fn start(cache: bool) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
-        let server = Server::start(dir.path(), port);
+        let server = Server::start(dir.path(), port, cache);
         let addr = format!("http://127.0.0.1:{port}");
         let token = init_unseal(&keep_alive_client(), &addr, &server).await;
         let http = Arc::new(Http {

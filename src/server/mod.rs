@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use self::config::{ListenerConfig, SealConfig, ServerConfig, StorageConfig};
 use self::core::{Core, InitRequest, SealBackend};
-use self::physical::{FileBackend, InmemBackend, Physical};
+use self::physical::{CachedBackend, FileBackend, InmemBackend, Physical};
 use crate::telemetry::ServerMetrics;
 
 #[derive(Debug, thiserror::Error)]
@@ -51,7 +51,13 @@ impl Server {
     pub async fn build(config: ServerConfig) -> Result<Self, ServerError> {
         let metrics = ServerMetrics::new();
         let physical: Arc<dyn Physical> = match &config.storage {
-            StorageConfig::File { path } => Arc::new(FileBackend::open(path)?),
+            StorageConfig::File { path } => {
+                let file: Arc<dyn Physical> = Arc::new(FileBackend::open(path)?);
+                match config.read_cache {
+                    Some(entries) => Arc::new(CachedBackend::new(file, entries)),
+                    None => file,
+                }
+            }
             StorageConfig::Inmem => Arc::new(InmemBackend::new()),
         };
         let seal = match &config.seal {

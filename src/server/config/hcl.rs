@@ -12,6 +12,7 @@ use super::{
     AwsKmsConfig, DEFAULT_MAX_BACKOFF, DEFAULT_MAX_REQUEST_SIZE, Env, ListenerConfig, LogLevel,
     SealConfig, ServerConfig, StorageConfig, TlsConfig,
 };
+use crate::server::physical::DEFAULT_CACHE_SIZE;
 use crate::telemetry::LogFormat;
 
 /// A configuration error that names where it is and how to fix it.
@@ -188,6 +189,8 @@ const TOP_KEYS: &[&str] = &[
     "log_format",
     "disable_mlock",
     "ui",
+    "cache_size",
+    "disable_cache",
 ];
 const TOP_BLOCKS: &[&str] = &["storage", "listener", "seal"];
 
@@ -221,7 +224,9 @@ pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<ServerConfi
         cluster_name: None,
         log_level: None,
         log_format: None,
+        read_cache: Some(DEFAULT_CACHE_SIZE),
     };
+    let mut disable_cache = false;
     let mut seen = HashSet::new();
 
     for s in &body.items {
@@ -270,6 +275,12 @@ pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<ServerConfi
                             }
                         });
                     }
+                    // Vault's semantics: a number of entries, 0 meaning the default.
+                    "cache_size" => {
+                        let n = usize::try_from(ctx.uint(a)?).unwrap_or(usize::MAX);
+                        cfg.read_cache = Some(if n == 0 { DEFAULT_CACHE_SIZE } else { n });
+                    }
+                    "disable_cache" => disable_cache = ctx.boolean(a)?,
                     // Accepted for compatibility with Vault configs; they change nothing here.
                     "disable_mlock" | "ui" => {
                         ctx.boolean(a)?;
@@ -341,6 +352,9 @@ pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<ServerConfi
         }
         None => SealConfig::Shamir,
     };
+    if disable_cache {
+        cfg.read_cache = None;
+    }
     Ok(cfg)
 }
 

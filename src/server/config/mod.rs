@@ -25,6 +25,8 @@ pub struct ServerConfig {
     pub cluster_name: Option<String>,
     pub log_level: Option<LogLevel>,
     pub log_format: Option<crate::telemetry::LogFormat>,
+    /// Entries of the physical read cache (Vault's `cache_size`); `None` with `disable_cache`.
+    pub read_cache: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,6 +163,7 @@ impl ServerConfig {
             cluster_name: None,
             log_level: None,
             log_format: None,
+            read_cache: Some(crate::server::physical::DEFAULT_CACHE_SIZE),
         }
     }
 }

@@ -204,3 +204,34 @@ fn duplicates_are_rejected() {
     );
     assert_eq!(e.line, 4);
 }
+
+#[test]
+fn read_cache_follows_vaults_cache_size_and_disable_cache() {
+    let base = "storage \"inmem\" {}\nlistener \"tcp\" { tls_disable = true }\n";
+    let cfg = ServerConfig::parse("f.hcl", base, &env(&[])).expect("parse");
+    assert_eq!(
+        cfg.read_cache,
+        Some(crate::server::physical::DEFAULT_CACHE_SIZE)
+    );
+    let sized = format!("{base}cache_size = \"5000\"\n");
+    let cfg = ServerConfig::parse("f.hcl", &sized, &env(&[])).expect("parse");
+    assert_eq!(cfg.read_cache, Some(5000));
+    let zero = format!("{base}cache_size = 0\n");
+    let cfg = ServerConfig::parse("f.hcl", &zero, &env(&[])).expect("parse");
+    assert_eq!(
+        cfg.read_cache,
+        Some(crate::server::physical::DEFAULT_CACHE_SIZE),
+        "0 means the default, as in Vault"
+    );
+    let off = format!("{base}cache_size = 5000\ndisable_cache = true\n");
+    let cfg = ServerConfig::parse("f.hcl", &off, &env(&[])).expect("parse");
+    assert_eq!(cfg.read_cache, None);
+    let bad = error_of(&format!("{base}cache_size = \"lots\"\n"));
+    assert!(
+        bad.message
+            .contains("\"cache_size\" must be a non-negative integer"),
+        "{}",
+        bad.message
+    );
+    assert_eq!(bad.line, 3);
+}

@@ -4,9 +4,11 @@
 //! The trait is deliberately small and transactional so that a replicated backend (Raft) can
 //! implement it later without changes to the barrier or the core above it.
 
+mod cache;
 mod file;
 mod inmem;
 
+pub use cache::{CachedBackend, DEFAULT_CACHE_SIZE};
 pub use file::FileBackend;
 pub use inmem::InmemBackend;
 
