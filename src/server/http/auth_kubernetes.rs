@@ -8,7 +8,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use super::{ApiError, AppState, Caller, is_list, read_json};
+use super::{ApiError, AppState, Caller, Envelope, is_list, read_json};
 use crate::server::auth::kubernetes::{self as k8s, Config, K8sAuthError, Role};
 use crate::server::token::fields::{parse_bool, parse_duration, parse_string, parse_string_list};
 use crate::server::token::{IssueRequest, TokenError};
@@ -39,17 +39,7 @@ fn field_err(e: TokenError) -> ApiError {
 }
 
 fn envelope(data: Value) -> Response {
-    Json(json!({
-        "request_id": uuid::Uuid::new_v4().to_string(),
-        "lease_id": "",
-        "renewable": false,
-        "lease_duration": 0,
-        "data": data,
-        "wrap_info": null,
-        "warnings": null,
-        "auth": null,
-    }))
-    .into_response()
+    Envelope::new(data).into_response()
 }
 
 fn method_entry(kind: &str, accessor: &str) -> Value {
@@ -309,17 +299,9 @@ pub(super) async fn login(
     issue.max_ttl = role.token_max_ttl;
     issue.meta = k8s::login_meta(&role_name, &sa);
     let issued = unsealed.tokens.issue(barrier, &issue).await?;
-    Ok(Json(json!({
-        "request_id": uuid::Uuid::new_v4().to_string(),
-        "lease_id": "",
-        "renewable": false,
-        "lease_duration": 0,
-        "data": null,
-        "wrap_info": null,
-        "warnings": null,
-        "auth": issued.auth(),
-    }))
-    .into_response())
+    Ok(Envelope::new(Value::Null)
+        .auth(json!(issued.auth()))
+        .into_response())
 }
 
 #[cfg(test)]

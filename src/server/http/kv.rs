@@ -23,10 +23,10 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
-use super::{ApiError, AppState, Caller, is_list, read_json, token};
+use super::{ApiError, AppState, Caller, Envelope, is_list, read_json, token};
 use crate::server::kv::{self, Kv, KvError};
 use crate::server::mounts::{self, MountEntry};
 use crate::server::policy::Capability;
@@ -48,17 +48,10 @@ impl From<KvError> for ApiError {
 
 /// Vault's response envelope around `data`.
 pub(super) fn envelope(data: Value, warnings: Vec<String>) -> Value {
-    json!({
-        "request_id": uuid::Uuid::new_v4().to_string(),
-        "lease_id": "",
-        "renewable": false,
-        "lease_duration": 0,
-        "data": data,
-        "wrap_info": null,
-        "warnings": if warnings.is_empty() { Value::Null } else { json!(warnings) },
-        "auth": null,
-        "mount_type": "kv",
-    })
+    Envelope::new(data)
+        .warnings(warnings)
+        .mount_type("kv")
+        .into_value()
 }
 
 fn ok(data: Value) -> Response {

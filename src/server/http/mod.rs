@@ -4,6 +4,7 @@
 mod audit;
 mod auth_kubernetes;
 mod caller;
+mod envelope;
 mod error;
 mod health;
 mod kv;
@@ -24,6 +25,7 @@ use axum::routing::any;
 use serde::de::DeserializeOwned;
 
 pub use caller::Caller;
+pub(crate) use envelope::Envelope;
 pub use error::ApiError;
 
 use crate::server::core::Core;

@@ -6,14 +6,13 @@ mod tests;
 
 use std::collections::BTreeMap;
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use super::{ApiError, AppState, Caller, read_json, token};
+use super::{ApiError, AppState, Caller, Envelope, read_json, token};
 use crate::server::kv::model::parse_duration;
 use crate::server::mounts::{
     self, MountConfig, MountEntry, MountError, NewMount, SYSTEM_MAX_TTL, Tune,
@@ -63,17 +62,10 @@ fn entry_json(e: &MountEntry) -> Value {
 
 /// Vault's sys envelope; like Vault, the fields of `data` are repeated at the top level.
 fn sys_response(data: Map<String, Value>) -> Response {
-    let mut body = data.clone();
-    body.insert("request_id".into(), json!(uuid::Uuid::new_v4().to_string()));
-    body.insert("lease_id".into(), json!(""));
-    body.insert("renewable".into(), json!(false));
-    body.insert("lease_duration".into(), json!(0));
-    body.insert("data".into(), Value::Object(data));
-    body.insert("wrap_info".into(), Value::Null);
-    body.insert("warnings".into(), Value::Null);
-    body.insert("auth".into(), Value::Null);
-    body.insert("mount_type".into(), json!("system"));
-    Json(Value::Object(body)).into_response()
+    Envelope::new(Value::Object(data))
+        .mount_type("system")
+        .inject_data()
+        .into_response()
 }
 
 /// `GET /v1/sys/mounts`.

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::caller::capability;
-use super::{ApiError, AppState, Caller, is_list, read_json};
+use super::{ApiError, AppState, Caller, Envelope, is_list, read_json};
 use crate::server::policy::{self, PolicyError};
 
 impl From<PolicyError> for ApiError {
@@ -26,27 +26,12 @@ impl From<PolicyError> for ApiError {
 }
 
 /// Vault's response envelope.
-fn envelope(data: Value, warnings: Option<Vec<String>>) -> Value {
-    json!({
-        "request_id": uuid::Uuid::new_v4().to_string(),
-        "lease_id": "",
-        "renewable": false,
-        "lease_duration": 0,
-        "data": data,
-        "wrap_info": null,
-        "warnings": warnings,
-        "auth": null,
-    })
-}
-
 /// The envelope with `data`'s fields also at the top level, as Vault answers the legacy
-/// `sys/policy` and `sys/capabilities*` routes (its `injectDataIntoTopRoutes`).
+/// `sys/policy` and `sys/capabilities*` routes.
 fn injected(data: Map<String, Value>) -> Value {
-    let mut top = data.clone();
-    if let Value::Object(env) = envelope(Value::Object(data), None) {
-        top.extend(env);
-    }
-    Value::Object(top)
+    Envelope::new(Value::Object(data))
+        .inject_data()
+        .into_value()
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -73,7 +58,7 @@ pub(super) async fn acl_list(
         return Err(ApiError::method_not_allowed());
     }
     let keys = policy::list(&caller.unsealed.barrier).await?;
-    Ok(Json(envelope(json!({ "keys": keys }), None)).into_response())
+    Ok(Envelope::new(json!({ "keys": keys })).into_response())
 }
 
 /// `GET` or `LIST /v1/sys/policy`: the names as both `policies` and `keys`.
@@ -160,7 +145,7 @@ async fn named(
             };
             let name = name.to_ascii_lowercase();
             Ok(Json(match flavor {
-                Flavor::Acl => envelope(json!({ "name": name, "policy": text }), None),
+                Flavor::Acl => Envelope::new(json!({ "name": name, "policy": text })).into_value(),
                 Flavor::Legacy => {
                     let mut data = Map::new();
                     data.insert("name".into(), json!(name));
@@ -194,7 +179,9 @@ async fn named(
             if warnings.is_empty() {
                 Ok(StatusCode::NO_CONTENT.into_response())
             } else {
-                Ok(Json(envelope(Value::Null, Some(warnings))).into_response())
+                Ok(Envelope::new(Value::Null)
+                    .warnings(warnings)
+                    .into_response())
             }
         }
         Method::DELETE => {

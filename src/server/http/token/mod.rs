@@ -4,14 +4,13 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use super::{ApiError, AppState, Caller, read_json};
+use super::{ApiError, AppState, Caller, Envelope, read_json};
 use crate::server::policy::{self, Capability};
 use crate::server::token::fields::{parse_duration, parse_string};
 use crate::server::token::{
@@ -33,18 +32,11 @@ impl From<TokenError> for ApiError {
 
 /// Vault's response envelope, with `mount_type` as the token store reports it.
 fn envelope(data: Option<Value>, auth: Option<&AuthBlock>, warnings: &[String]) -> Response {
-    Json(json!({
-        "request_id": uuid::Uuid::new_v4().to_string(),
-        "lease_id": "",
-        "renewable": false,
-        "lease_duration": 0,
-        "data": data,
-        "wrap_info": null,
-        "warnings": if warnings.is_empty() { Value::Null } else { json!(warnings) },
-        "auth": auth,
-        "mount_type": "token",
-    }))
-    .into_response()
+    Envelope::new(data.unwrap_or(Value::Null))
+        .auth(json!(auth))
+        .warnings(warnings.to_vec())
+        .mount_type("token")
+        .into_response()
 }
 
 fn no_content() -> Response {
