@@ -13,31 +13,52 @@ use crate::server::core::{Core, SealBackend};
 use crate::server::physical::{InmemBackend, Physical};
 use crate::telemetry::ServerMetrics;
 
+/// Largest request body of the test servers.
+pub(crate) const MAX_BODY: usize = 64 * 1024;
+
+/// The router over a fresh core (shamir seal, in-memory storage), called with `oneshot`. The
+/// one harness of the HTTP router tests.
 pub(crate) struct TestServer {
     pub(crate) app: axum::Router,
+    pub(crate) core: Arc<Core>,
     pub(crate) physical: Arc<dyn Physical>,
 }
 
-pub(crate) async fn server() -> TestServer {
-    let physical: Arc<dyn Physical> = Arc::new(InmemBackend::new());
-    let core = Core::new(
-        Arc::clone(&physical),
-        SealBackend::Shamir,
-        ServerMetrics::new(),
-        None,
-    )
-    .await
-    .expect("core");
-    TestServer {
-        app: router(AppState {
-            core,
-            max_body: 64 * 1024,
-        }),
-        physical,
-    }
-}
-
 impl TestServer {
+    /// An uninitialized server.
+    pub(crate) async fn new() -> Self {
+        let physical: Arc<dyn Physical> = Arc::new(InmemBackend::new());
+        let core = Core::new(
+            Arc::clone(&physical),
+            SealBackend::Shamir,
+            ServerMetrics::new(),
+            None,
+        )
+        .await
+        .expect("core");
+        let app = router(AppState {
+            core: Arc::clone(&core),
+            max_body: MAX_BODY,
+        });
+        Self {
+            app,
+            core,
+            physical,
+        }
+    }
+
+    /// A server initialized with one key share and unsealed, and its root token.
+    pub(crate) async fn unsealed() -> (Self, String) {
+        let s = Self::new().await;
+        let init = s.init(1, 1).await;
+        let (st, v) = s.unseal(&key(&init, 0)).await;
+        assert_eq!((st, v["sealed"].clone()), (StatusCode::OK, json!(false)));
+        let root = init["root_token"].as_str().expect("root token").to_owned();
+        (s, root)
+    }
+
+    /// One request: `token` as `X-Vault-Token`, `body` as sent. Returns the status and the
+    /// body as JSON (`Null` when empty, a JSON string when it is not JSON).
     pub(crate) async fn call(
         &self,
         method: &str,
@@ -45,9 +66,24 @@ impl TestServer {
         token: Option<&str>,
         body: Option<&str>,
     ) -> (StatusCode, Value) {
+        self.call_with_headers(method, uri, token, body, &[]).await
+    }
+
+    /// [`TestServer::call`] with extra request headers.
+    pub(crate) async fn call_with_headers(
+        &self,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
         let mut req = Request::builder().method(method).uri(uri);
         if let Some(t) = token {
             req = req.header("X-Vault-Token", t);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
         }
         let req = req
             .body(body.map_or_else(Body::empty, |b| Body::from(b.to_owned())))
@@ -62,6 +98,23 @@ impl TestServer {
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
         };
         (status, value)
+    }
+
+    /// Every key in physical storage under `prefix`, folders walked.
+    pub(crate) async fn stored_keys(&self, prefix: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut folders = vec![prefix.to_owned()];
+        while let Some(folder) = folders.pop() {
+            for k in self.physical.list(&folder).await.expect("list") {
+                let full = format!("{folder}{k}");
+                if full.ends_with('/') {
+                    folders.push(full);
+                } else {
+                    out.push(full);
+                }
+            }
+        }
+        out
     }
 
     async fn init(&self, shares: u32, threshold: u32) -> Value {
@@ -94,7 +147,7 @@ fn key(v: &Value, i: usize) -> String {
 
 #[tokio::test]
 async fn shamir_init_unseal_progress_wrong_share_and_reset() {
-    let s = server().await;
+    let s = TestServer::new().await;
     let (st, v) = s.call("GET", "/v1/sys/init", None, None).await;
     assert_eq!((st, v), (StatusCode::OK, json!({"initialized": false})));
     let (st, v) = s.call("GET", "/v1/sys/health", None, None).await;
@@ -181,17 +234,9 @@ async fn shamir_init_unseal_progress_wrong_share_and_reset() {
     assert_eq!(v["sealed"], false);
 }
 
-pub(crate) async fn unsealed_server() -> (TestServer, String) {
-    let s = server().await;
-    let init = s.init(1, 1).await;
-    let (st, v) = s.unseal(&key(&init, 0)).await;
-    assert_eq!((st, v["sealed"].clone()), (StatusCode::OK, json!(false)));
-    (s, init["root_token"].as_str().expect("token").to_owned())
-}
-
 #[tokio::test]
 async fn seal_needs_root_token_and_blocks_secrets() {
-    let (s, root) = unsealed_server().await;
+    let (s, root) = TestServer::unsealed().await;
     let (st, _) = s
         .call(
             "POST",
@@ -233,7 +278,7 @@ async fn seal_needs_root_token_and_blocks_secrets() {
 
 #[tokio::test]
 async fn health_parameters_and_head() {
-    let s = server().await;
+    let s = TestServer::new().await;
     let (st, _) = s
         .call(
             "GET",
@@ -268,7 +313,7 @@ async fn health_parameters_and_head() {
 
 #[tokio::test]
 async fn bad_bodies_get_clear_errors() {
-    let s = server().await;
+    let s = TestServer::new().await;
     let (st, v) = s.call("PUT", "/v1/sys/init", None, Some("{not json")).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     assert!(
@@ -363,7 +408,7 @@ async fn bad_bodies_get_clear_errors() {
 
 #[tokio::test]
 async fn tampered_storage_is_an_error_not_data() {
-    let (s, root) = unsealed_server().await;
+    let (s, root) = TestServer::unsealed().await;
     let (st, _) = s
         .call(
             "POST",
@@ -396,7 +441,7 @@ async fn tampered_storage_is_an_error_not_data() {
 
 #[tokio::test]
 async fn kv_list_verb_rotate_and_key_status() {
-    let (s, root) = unsealed_server().await;
+    let (s, root) = TestServer::unsealed().await;
     for p in ["app/a", "app/b"] {
         let (st, _) = s
             .call(

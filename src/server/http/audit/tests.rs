@@ -1,7 +1,7 @@
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::server::http::tests::unsealed_server;
+use crate::server::http::tests::TestServer;
 
 fn lines(path: &std::path::Path) -> Vec<Value> {
     std::fs::read_to_string(path)
@@ -13,7 +13,7 @@ fn lines(path: &std::path::Path) -> Vec<Value> {
 
 #[tokio::test]
 async fn file_device_records_hashed_requests_and_is_fail_closed() {
-    let (s, root) = unsealed_server().await;
+    let (s, root) = TestServer::unsealed().await;
     let dir = tempfile::tempdir().expect("tmp");
     let log = dir.path().join("logs/audit.log");
     std::fs::create_dir_all(log.parent().expect("parent")).expect("mkdir");
@@ -121,7 +121,7 @@ async fn file_device_records_hashed_requests_and_is_fail_closed() {
 
 #[tokio::test]
 async fn audit_endpoints_need_a_valid_request() {
-    let (s, root) = unsealed_server().await;
+    let (s, root) = TestServer::unsealed().await;
     let (st, v) = s
         .call(
             "PUT",

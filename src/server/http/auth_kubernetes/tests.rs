@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use serde_json::{Value, json};
 
-use crate::server::http::tests::unsealed_server;
+use crate::server::http::tests::TestServer;
 
 /// A TokenReview endpoint: JWT "ns/name" is that service account; anything else is refused.
 async fn fake_api_server() -> String {
@@ -37,7 +37,7 @@ async fn fake_api_server() -> String {
 
 #[tokio::test]
 async fn kubernetes_login_issues_role_tokens_and_refuses_others() {
-    let (s, root) = unsealed_server().await;
+    let (s, root) = TestServer::unsealed().await;
     let host = fake_api_server().await;
     let (st, v) = s
         .call(

@@ -1,102 +1,25 @@
 //! Router tests for mounted KV v2 engines with `oneshot`: the harness, routing, ACL and bad
 //! input. Shamir seal, in-memory storage, the root token from init.
 
-use std::sync::Arc;
-
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
-use crate::server::core::{Core, SealBackend};
-use crate::server::http::{AppState, router};
-use crate::server::physical::{InmemBackend, Physical};
-use crate::telemetry::ServerMetrics;
+use crate::server::http::tests::MAX_BODY;
+use crate::server::http::tests::TestServer;
 
-/// Largest request body of the test servers.
-pub(crate) const MAX_BODY: usize = 64 * 1024;
-
+/// A test server and its root token.
 pub(crate) struct Srv {
-    pub(crate) app: axum::Router,
-    pub(crate) physical: Arc<dyn Physical>,
+    pub(crate) server: TestServer,
     pub(crate) root: String,
 }
 
 /// An initialized, unsealed server and its root token.
 pub(crate) async fn srv() -> Srv {
-    let physical: Arc<dyn Physical> = Arc::new(InmemBackend::new());
-    let core = Core::new(
-        Arc::clone(&physical),
-        SealBackend::Shamir,
-        ServerMetrics::new(),
-        None,
-    )
-    .await
-    .expect("core");
-    let mut s = Srv {
-        app: router(AppState {
-            core,
-            max_body: MAX_BODY,
-        }),
-        physical,
-        root: String::new(),
-    };
-    let init = json!({"secret_shares": 1, "secret_threshold": 1});
-    let (st, init) = s
-        .send("PUT", "/v1/sys/init", None, Some(&init.to_string()), &[])
-        .await;
-    assert_eq!(st, StatusCode::OK, "{init}");
-    let unseal = json!({ "key": init["keys"][0] });
-    let (st, v) = s
-        .send(
-            "PUT",
-            "/v1/sys/unseal",
-            None,
-            Some(&unseal.to_string()),
-            &[],
-        )
-        .await;
-    assert_eq!((st, v["sealed"].clone()), (StatusCode::OK, json!(false)));
-    s.root = init["root_token"].as_str().expect("root token").to_owned();
-    s
+    let (server, root) = TestServer::unsealed().await;
+    Srv { server, root }
 }
 
 impl Srv {
-    /// One request with a raw body and extra headers.
-    pub(crate) async fn send(
-        &self,
-        method: &str,
-        uri: &str,
-        token: Option<&str>,
-        body: Option<&str>,
-        headers: &[(&str, &str)],
-    ) -> (StatusCode, Value) {
-        let mut req = Request::builder().method(method).uri(uri);
-        if let Some(t) = token {
-            req = req.header("X-Vault-Token", t);
-        }
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let body = body.map_or_else(Body::empty, |b| Body::from(b.to_owned()));
-        let resp = self
-            .app
-            .clone()
-            .oneshot(req.body(body).expect("request"))
-            .await
-            .expect("response");
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-        let value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
-        };
-        (status, value)
-    }
-
     /// A request with the root token and an optional JSON body.
     pub(crate) async fn call(
         &self,
@@ -105,24 +28,27 @@ impl Srv {
         body: Option<Value>,
     ) -> (StatusCode, Value) {
         let body = body.map(|b| b.to_string());
-        self.send(method, uri, Some(&self.root), body.as_deref(), &[])
+        self.server
+            .call(method, uri, Some(&self.root), body.as_deref())
+            .await
+    }
+
+    /// A request with the root token, a raw body and extra headers.
+    pub(crate) async fn send_raw(
+        &self,
+        method: &str,
+        uri: &str,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        self.server
+            .call_with_headers(method, uri, Some(&self.root), body, headers)
             .await
     }
 
     /// Keys stored under `logical/` (every engine's data).
     pub(crate) async fn logical_keys(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut folders = vec!["logical/".to_owned()];
-        while let Some(f) = folders.pop() {
-            for c in self.physical.list(&f).await.expect("list") {
-                if c.ends_with('/') {
-                    folders.push(format!("{f}{c}"));
-                } else {
-                    out.push(format!("{f}{c}"));
-                }
-            }
-        }
-        out
+        self.server.stored_keys("logical/").await
     }
 }
 
@@ -144,13 +70,14 @@ async fn routing_unknown_mounts_sealed_and_unauthenticated() {
     assert_eq!(st, StatusCode::NOT_FOUND);
     assert!(error(&v).starts_with("no handler for route"), "{v}");
     // No token: 403 before anything is looked up, as Vault.
-    let (st, v) = s.send("GET", "/v1/secret/data/x", None, None, &[]).await;
+    let (st, v) = s.server.call("GET", "/v1/secret/data/x", None, None).await;
     assert_eq!(
         (st, error(&v)),
         (StatusCode::FORBIDDEN, "permission denied".into())
     );
     let (st, _) = s
-        .send("GET", "/v1/nomount/x", Some("hvs.bogus"), None, &[])
+        .server
+        .call("GET", "/v1/nomount/x", Some("hvs.bogus"), None)
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     // Sealed: 503 for engines, as for every non-sys path.
@@ -228,24 +155,24 @@ async fn bad_bodies_are_refused_and_nothing_is_stored() {
         ),
     ];
     for (body, msg) in cases {
-        let (st, v) = s.send("POST", uri, Some(&s.root), Some(body), &[]).await;
+        let (st, v) = s.send_raw("POST", uri, Some(body), &[]).await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{body}: {v}");
         assert!(error(&v).starts_with(msg), "{body}: {v}");
     }
-    let (st, v) = s.send("POST", uri, Some(&s.root), None, &[]).await;
+    let (st, v) = s.send_raw("POST", uri, None, &[]).await;
     assert_eq!(
         (st, error(&v)),
         (StatusCode::BAD_REQUEST, "no data provided".to_owned())
     );
     // Oversized: 413 from the body limit.
     let big = json!({"data": {"blob": "x".repeat(MAX_BODY)}}).to_string();
-    let (st, v) = s.send("POST", uri, Some(&s.root), Some(&big), &[]).await;
+    let (st, v) = s.send_raw("POST", uri, Some(&big), &[]).await;
     assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
     assert!(error(&v).contains("max_request_size"), "{v}");
     assert!(s.logical_keys().await.is_empty(), "nothing stored");
     // Just under the limit is accepted.
     let fits = json!({"data": {"blob": "x".repeat(MAX_BODY - 100)}}).to_string();
-    let (st, _) = s.send("POST", uri, Some(&s.root), Some(&fits), &[]).await;
+    let (st, _) = s.send_raw("POST", uri, Some(&fits), &[]).await;
     assert_eq!(st, StatusCode::OK);
 }
 
@@ -276,7 +203,10 @@ async fn token_with_policy(s: &Srv, name: &str, hcl: &str) -> String {
 async fn put(s: &Srv, token: &str, key: &str) -> StatusCode {
     let body = json!({"data": {"a": "1"}}).to_string();
     let uri = format!("/v1/secret/data/{key}");
-    s.send("POST", &uri, Some(token), Some(&body), &[]).await.0
+    s.server
+        .call("POST", &uri, Some(token), Some(&body))
+        .await
+        .0
 }
 
 #[tokio::test]
@@ -299,11 +229,13 @@ async fn writes_need_create_for_new_keys_and_update_for_existing_ones() {
     assert_eq!(put(&s, &creator, "new").await, StatusCode::FORBIDDEN);
     assert_eq!(put(&s, &updater, "new").await, StatusCode::OK);
     let (st, _) = s
-        .send("GET", "/v1/secret/data/new", Some(&updater), None, &[])
+        .server
+        .call("GET", "/v1/secret/data/new", Some(&updater), None)
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     let (st, v) = s
-        .send("GET", "/v1/secret/data/new", Some(&creator), None, &[])
+        .server
+        .call("GET", "/v1/secret/data/new", Some(&creator), None)
         .await;
     assert_eq!(
         (st, v["data"]["metadata"]["version"].clone()),
@@ -311,16 +243,19 @@ async fn writes_need_create_for_new_keys_and_update_for_existing_ones() {
     );
     // LIST needs list on the folder; the creator has none.
     let (st, _) = s
-        .send("LIST", "/v1/secret/metadata/", Some(&updater), None, &[])
+        .server
+        .call("LIST", "/v1/secret/metadata/", Some(&updater), None)
         .await;
     assert_eq!(st, StatusCode::OK);
     let (st, _) = s
-        .send("LIST", "/v1/secret/metadata/", Some(&creator), None, &[])
+        .server
+        .call("LIST", "/v1/secret/metadata/", Some(&creator), None)
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     // A refused request to an unknown mount is 403 too, not 404.
     let (st, _) = s
-        .send("GET", "/v1/nomount/x", Some(&creator), None, &[])
+        .server
+        .call("GET", "/v1/nomount/x", Some(&creator), None)
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
 }

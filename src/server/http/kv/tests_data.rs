@@ -156,9 +156,7 @@ async fn patch_needs_merge_patch_and_an_existing_secret() {
     let s = srv().await;
     let body = json!({"data": {"b": {"c": null}, "d": 4}}).to_string();
     let uri = "/v1/secret/data/p";
-    let (st, v) = s
-        .send("PATCH", uri, Some(&s.root), Some(&body), &[MERGE])
-        .await;
+    let (st, v) = s.send_raw("PATCH", uri, Some(&body), &[MERGE]).await;
     assert_eq!((st, v), (StatusCode::NOT_FOUND, json!({"errors": []})));
     s.call(
         "POST",
@@ -167,18 +165,14 @@ async fn patch_needs_merge_patch_and_an_existing_secret() {
     )
     .await;
 
-    let (st, v) = s.send("PATCH", uri, Some(&s.root), Some(&body), &[]).await;
+    let (st, v) = s.send_raw("PATCH", uri, Some(&body), &[]).await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
     let json_ct = [("Content-Type", "application/json")];
-    let (st, v) = s
-        .send("PATCH", uri, Some(&s.root), Some(&body), &json_ct)
-        .await;
+    let (st, v) = s.send_raw("PATCH", uri, Some(&body), &json_ct).await;
     assert_eq!(st, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{v}");
     assert!(error(&v).contains("application/merge-patch+json"), "{v}");
 
-    let (st, v) = s
-        .send("PATCH", uri, Some(&s.root), Some(&body), &[MERGE])
-        .await;
+    let (st, v) = s.send_raw("PATCH", uri, Some(&body), &[MERGE]).await;
     assert_eq!(
         (st, v["data"]["version"].clone()),
         (StatusCode::OK, json!(2)),
@@ -187,15 +181,11 @@ async fn patch_needs_merge_patch_and_an_existing_secret() {
     let (_, v) = s.call("GET", uri, None).await;
     assert_eq!(v["data"]["data"], json!({"a": 1, "b": {"x": 3}, "d": 4}));
     let stale = json!({"data": {"a": 9}, "options": {"cas": 1}}).to_string();
-    let (st, v) = s
-        .send("PATCH", uri, Some(&s.root), Some(&stale), &[MERGE])
-        .await;
+    let (st, v) = s.send_raw("PATCH", uri, Some(&stale), &[MERGE]).await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
     // A deleted current version cannot be patched: 404 with its metadata.
     s.call("DELETE", uri, None).await;
-    let (st, v) = s
-        .send("PATCH", uri, Some(&s.root), Some(&body), &[MERGE])
-        .await;
+    let (st, v) = s.send_raw("PATCH", uri, Some(&body), &[MERGE]).await;
     assert_eq!(
         (st, v["data"]["version"].clone()),
         (StatusCode::NOT_FOUND, json!(2)),

@@ -54,14 +54,9 @@ async fn metadata_read_write_patch_delete() {
 
     let patch = json!({"custom_metadata": {"owner": null, "env": "prod"}, "max_versions": 3});
     let ct = [("Content-Type", "application/merge-patch+json")];
+    let uri = "/v1/secret/metadata/m";
     let (st, _) = s
-        .send(
-            "PATCH",
-            "/v1/secret/metadata/m",
-            Some(&s.root),
-            Some(&patch.to_string()),
-            &ct,
-        )
+        .send_raw("PATCH", uri, Some(&patch.to_string()), &ct)
         .await;
     assert_eq!(st, StatusCode::NO_CONTENT);
     let (_, v) = s.call("GET", "/v1/secret/metadata/m", None).await;
@@ -70,14 +65,9 @@ async fn metadata_read_write_patch_delete() {
         json!({"env": "prod", "n": "7"})
     );
     assert_eq!(v["data"]["max_versions"], 3);
+    let uri = "/v1/secret/metadata/none";
     let (st, _) = s
-        .send(
-            "PATCH",
-            "/v1/secret/metadata/none",
-            Some(&s.root),
-            Some(&patch.to_string()),
-            &ct,
-        )
+        .send_raw("PATCH", uri, Some(&patch.to_string()), &ct)
         .await;
     assert_eq!(st, StatusCode::NOT_FOUND);
 

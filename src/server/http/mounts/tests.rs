@@ -41,7 +41,7 @@ async fn list_mounts_in_vaults_shape() {
     // Vault repeats the mounts at the top level.
     assert_eq!(v["secret/"], *secret);
     assert_eq!(v["request_id"].as_str().map(str::len), Some(36));
-    let (st, _) = s.send("GET", "/v1/sys/mounts", None, None, &[]).await;
+    let (st, _) = s.server.call("GET", "/v1/sys/mounts", None, None).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     let (st, _) = s.call("DELETE", "/v1/sys/mounts", None).await;
     assert_eq!(st, StatusCode::METHOD_NOT_ALLOWED);
@@ -144,9 +144,7 @@ async fn mount_requests_are_validated() {
         assert_eq!(st, StatusCode::BAD_REQUEST, "{path}: {v}");
         assert!(error(&v).contains(msg), "{path}: {v}");
     }
-    let (st, v) = s
-        .send("POST", "/v1/sys/mounts/x", Some(&s.root), Some("{"), &[])
-        .await;
+    let (st, v) = s.send_raw("POST", "/v1/sys/mounts/x", Some("{"), &[]).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     assert!(error(&v).contains("failed to parse JSON input"), "{v}");
     let (st, v) = s.call("DELETE", "/v1/sys/mounts/sys", None).await;
@@ -245,13 +243,8 @@ async fn ui_mount_preflight_tells_the_cli_it_is_kv_v2() {
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     let (st, _) = s
-        .send(
-            "GET",
-            "/v1/sys/internal/ui/mounts/secret/x",
-            None,
-            None,
-            &[],
-        )
+        .server
+        .call("GET", "/v1/sys/internal/ui/mounts/secret/x", None, None)
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
 
@@ -272,9 +265,9 @@ async fn ui_mount_preflight_tells_the_cli_it_is_kv_v2() {
         .expect("token")
         .to_owned();
     let uri = "/v1/sys/internal/ui/mounts/secret/app/db";
-    let (st, v) = s.send("GET", uri, Some(&app), None, &[]).await;
+    let (st, v) = s.server.call("GET", uri, Some(&app), None).await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let uri = "/v1/sys/internal/ui/mounts/secret/other";
-    let (st, _) = s.send("GET", uri, Some(&app), None, &[]).await;
+    let (st, _) = s.server.call("GET", uri, Some(&app), None).await;
     assert_eq!(st, StatusCode::FORBIDDEN);
 }

@@ -22,6 +22,7 @@ async fn a_limited_token_is_refused_outside_its_policy() {
 
     // Inside the policy: reading policies it may read.
     let (st, v) = s
+        .server
         .call("GET", "/v1/sys/policies/acl/app-extra", Some(&token), None)
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
@@ -40,7 +41,7 @@ async fn a_limited_token_is_refused_outside_its_policy() {
         ("PUT", "/v1/sys/seal", None),
     ] {
         assert_eq!(
-            s.call(method, uri, Some(&token), body).await,
+            s.server.call(method, uri, Some(&token), body).await,
             denied,
             "{method} {uri}"
         );
@@ -51,6 +52,7 @@ async fn a_limited_token_is_refused_outside_its_policy() {
     assert_eq!(st, StatusCode::NOT_FOUND, "nothing was written");
     // Without default, not even capabilities-self.
     let (st, _) = s
+        .server
         .call(
             "POST",
             "/v1/sys/capabilities-self",
@@ -67,10 +69,12 @@ async fn a_limited_token_is_refused_outside_its_policy() {
     )
     .await;
     let (st, v) = s
+        .server
         .call("LIST", "/v1/sys/policies/acl", Some(&token), None)
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let (st, _) = s
+        .server
         .call("GET", "/v1/sys/policies/acl/app-extra", Some(&token), None)
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
@@ -84,6 +88,7 @@ async fn capabilities_self_reports_per_path() {
     let body =
         json!({"paths": ["secret/data/app/db", "secret/data/other", "sys/capabilities-self"]});
     let (st, v) = s
+        .server
         .call(
             "POST",
             "/v1/sys/capabilities-self",
@@ -98,6 +103,7 @@ async fn capabilities_self_reports_per_path() {
     assert!(v.get("capabilities").is_none());
 
     let (_, v) = s
+        .server
         .call(
             "PUT",
             "/v1/sys/capabilities-self",
@@ -129,7 +135,10 @@ async fn capabilities_self_reports_per_path() {
 #[tokio::test]
 async fn sealed_and_anonymous_requests() {
     let s = Server::new().await;
-    let (st, _) = s.call("LIST", "/v1/sys/policies/acl", None, None).await;
+    let (st, _) = s
+        .server
+        .call("LIST", "/v1/sys/policies/acl", None, None)
+        .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     let (st, _) = s.root_call("PUT", "/v1/sys/seal", None).await;
     assert_eq!(st, StatusCode::NO_CONTENT);
@@ -160,12 +169,13 @@ async fn case_and_percent_encoding_cannot_bypass_a_deny() {
         "/v1/sys/policies/acl/ADMIN",
         "/v1/sys/policies/acl/%61dmin",
     ] {
-        let (st, _) = s.call("PUT", uri, Some(&token), Some(&body)).await;
+        let (st, _) = s.server.call("PUT", uri, Some(&token), Some(&body)).await;
         assert_eq!(st, StatusCode::FORBIDDEN, "{uri}");
-        let (st, _) = s.call("GET", uri, Some(&token), None).await;
+        let (st, _) = s.server.call("GET", uri, Some(&token), None).await;
         assert_eq!(st, StatusCode::FORBIDDEN, "{uri}");
     }
     let (st, _) = s
+        .server
         .call("GET", "/v1/sys/policies/acl/default", Some(&token), None)
         .await;
     assert_eq!(st, StatusCode::OK);

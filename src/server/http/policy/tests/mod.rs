@@ -2,75 +2,22 @@
 
 mod access;
 
-use std::sync::Arc;
-
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
-use super::super::{AppState, router};
-use crate::server::core::{Core, SealBackend};
-use crate::server::physical::{InmemBackend, Physical};
-use crate::telemetry::ServerMetrics;
+use crate::server::http::tests::TestServer;
 
+/// A test server and its root token.
 pub(super) struct Server {
-    app: axum::Router,
-    core: Arc<Core>,
+    pub(super) server: TestServer,
     root: String,
 }
 
 impl Server {
     /// An initialized, unsealed server and its root token.
     pub(super) async fn new() -> Self {
-        let physical: Arc<dyn Physical> = Arc::new(InmemBackend::new());
-        let core = Core::new(physical, SealBackend::Shamir, ServerMetrics::new(), None)
-            .await
-            .expect("core");
-        let app = router(AppState {
-            core: Arc::clone(&core),
-            max_body: 64 * 1024,
-        });
-        let mut s = Self {
-            app,
-            core,
-            root: String::new(),
-        };
-        let init = json!({"secret_shares": 1, "secret_threshold": 1}).to_string();
-        let (st, v) = s.call("PUT", "/v1/sys/init", None, Some(&init)).await;
-        assert_eq!(st, StatusCode::OK, "{v}");
-        let key = json!({ "key": v["keys"][0] }).to_string();
-        let (st, u) = s.call("PUT", "/v1/sys/unseal", None, Some(&key)).await;
-        assert_eq!((st, u["sealed"].clone()), (StatusCode::OK, json!(false)));
-        s.root = v["root_token"].as_str().expect("root token").to_owned();
-        s
-    }
-
-    pub(super) async fn call(
-        &self,
-        method: &str,
-        uri: &str,
-        token: Option<&str>,
-        body: Option<&str>,
-    ) -> (StatusCode, Value) {
-        let mut req = Request::builder().method(method).uri(uri);
-        if let Some(t) = token {
-            req = req.header("X-Vault-Token", t);
-        }
-        let req = req
-            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_owned())))
-            .expect("request");
-        let resp = self.app.clone().oneshot(req).await.expect("response");
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-        let value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
-        };
-        (status, value)
+        let (server, root) = TestServer::unsealed().await;
+        Self { server, root }
     }
 
     pub(super) async fn root_call(
@@ -79,7 +26,7 @@ impl Server {
         uri: &str,
         body: Option<&str>,
     ) -> (StatusCode, Value) {
-        self.call(method, uri, Some(&self.root), body).await
+        self.server.call(method, uri, Some(&self.root), body).await
     }
 
     pub(super) async fn put_policy(&self, name: &str, text: &str) {
@@ -105,7 +52,7 @@ impl Server {
                 .expect("client_token")
                 .to_owned();
         }
-        let unsealed = self.core.unsealed().await.expect("unsealed");
+        let unsealed = self.server.core.unsealed().await.expect("unsealed");
         let token = format!("hvs.policytest{}", uuid::Uuid::new_v4().simple());
         let hash = unsealed.tokens.hash(&token);
         let entry = json!({

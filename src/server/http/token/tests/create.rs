@@ -1,11 +1,9 @@
 //! Router tests: create and create-orphan (auth block, bad input) and the lookups.
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
-use super::{call_app, errors, server};
+use super::{errors, server};
 
 #[tokio::test]
 async fn create_returns_vaults_auth_block() {
@@ -133,14 +131,16 @@ async fn create_refuses_bad_input_with_the_field_named() {
         assert_eq!(st, StatusCode::BAD_REQUEST, "{body}: {v}");
         assert!(errors(&v).starts_with(expected), "{body}: {v}");
     }
-    let req = Request::builder()
-        .method("POST")
-        .uri("/v1/auth/token/create")
-        .header("X-Vault-Token", &t.root)
-        .body(Body::from("{not json"))
-        .expect("request");
-    let resp = t.app.clone().oneshot(req).await.expect("response");
-    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let (st, _) = t
+        .server
+        .call(
+            "POST",
+            "/v1/auth/token/create",
+            Some(&t.root),
+            Some("{not json"),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
 
     // A limited-use parent cannot create children.
     let (limited, _) = t.create(&t.root, json!({"num_uses": 5})).await;
@@ -153,7 +153,7 @@ async fn create_refuses_bad_input_with_the_field_named() {
         )
     );
     // Nothing was stored for the refused requests: only root and the limited token exist.
-    let ids = t.physical.list("sys/token/id/").await.expect("list");
+    let ids = t.server.physical.list("sys/token/id/").await.expect("list");
     assert_eq!(ids.len(), 2, "{ids:?}");
 }
 
@@ -234,7 +234,7 @@ async fn lookup_self_lookup_and_lookup_accessor() {
     assert_eq!(d["policies"], json!(["default", "web"]));
     // GET with a query parameter, as Vault reads GET parameters.
     let uri = format!("/v1/auth/token/lookup?token={child}");
-    let (st, v) = call_app(&t.app, "GET", &uri, Some(&t.root), None).await;
+    let (st, v) = t.server.call("GET", &uri, Some(&t.root), None).await;
     assert_eq!(
         (st, v["data"]["accessor"].clone()),
         (StatusCode::OK, auth["accessor"].clone())

@@ -4,7 +4,7 @@
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use super::{call_app, errors, server};
+use super::{errors, server};
 
 #[tokio::test]
 async fn renew_renew_self_and_renew_accessor() {
@@ -210,20 +210,19 @@ async fn routing_methods_auth_and_sealed() {
     let (st, v) = t.post("frobnicate", &t.root, json!({})).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
     assert!(errors(&v).contains("auth/token/frobnicate"), "{v}");
-    let (st, _) = call_app(
-        &t.app,
-        "POST",
-        "/v1/auth/token/create",
-        None,
-        Some(json!({})),
-    )
-    .await;
+    let (st, _) = t
+        .server
+        .call("POST", "/v1/auth/token/create", None, Some("{}"))
+        .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
     let (st, _) = t
         .post("create", "hvs.wrongwrongwrongwrongwron", json!({}))
         .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
-    let (st, _) = call_app(&t.app, "PUT", "/v1/sys/seal", Some(&t.root), None).await;
+    let (st, _) = t
+        .server
+        .call("PUT", "/v1/sys/seal", Some(&t.root), None)
+        .await;
     assert_eq!(st, StatusCode::NO_CONTENT);
     let (st, v) = t.call("GET", "lookup-self", &t.root, Value::Null).await;
     assert_eq!(
@@ -240,23 +239,21 @@ async fn no_token_reaches_physical_storage() {
     let t = server().await;
     let (child, _) = t.create(&t.root, json!({"meta": {"note": "x"}})).await;
     let (grandchild, _) = t.create(&child, json!({})).await;
-    let mut dirs = vec![String::new()];
     let mut scanned = 0;
-    while let Some(dir) = dirs.pop() {
-        for k in t.physical.list(&dir).await.expect("list") {
-            let full = format!("{dir}{k}");
-            if full.ends_with('/') {
-                dirs.push(full);
-                continue;
-            }
-            let raw = t.physical.get(&full).await.expect("get").expect("value");
-            for token in [&t.root, &child, &grandchild] {
-                let secret = &token.as_bytes()[4..];
-                assert!(!full.as_bytes().windows(secret.len()).any(|w| w == secret));
-                assert!(!raw.windows(secret.len()).any(|w| w == secret), "{full}");
-            }
-            scanned += 1;
+    for full in t.server.stored_keys("").await {
+        let raw = t
+            .server
+            .physical
+            .get(&full)
+            .await
+            .expect("get")
+            .expect("value");
+        for token in [&t.root, &child, &grandchild] {
+            let secret = &token.as_bytes()[4..];
+            assert!(!full.as_bytes().windows(secret.len()).any(|w| w == secret));
+            assert!(!raw.windows(secret.len()).any(|w| w == secret), "{full}");
         }
+        scanned += 1;
     }
     assert!(scanned >= 10, "scanned {scanned} entries");
 }
