@@ -82,12 +82,14 @@ pub fn decide(v: &Validated, pods: &[PodObservation], secret: SecretState) -> De
     if !v.init.auto {
         return Decision::Report(InitState::Manual);
     }
-    // A KMS the server already reports broken would fail init's preflight: wait for it.
+    // With awskms, init wraps the root key with the KMS key: wait until every pod has proven
+    // the key usable. A server that has not finished its first check yet reports unhealthy
+    // with no error; initializing then would create the marker Secret and fail on a key that
+    // is missing or unreachable.
     if matches!(v.seal, Seal::AwsKms { .. })
-        && answered.iter().any(|p| {
-            p.backend()
-                .is_some_and(|b| !b.healthy && !b.last_error_class.is_empty())
-        })
+        && !answered
+            .iter()
+            .all(|p| p.backend().is_some_and(|b| b.healthy))
     {
         return Decision::Report(InitState::Pending);
     }

@@ -2,7 +2,7 @@ use super::*;
 
 use kube::Resource;
 
-use crate::api_client::SealStatus;
+use crate::api_client::{SealBackendStatus, SealStatus};
 use crate::operator::crd::SecretServer;
 use crate::operator::observe::{Answer, PodView};
 use crate::operator::validate::validate;
@@ -58,15 +58,33 @@ fn pod(name: &str, ip: Option<&str>, answer: Answer) -> PodObservation {
 }
 
 fn answering(name: &str, ip: &str, initialized: bool) -> PodObservation {
+    answering_with(name, ip, initialized, Some(kms_backend(true, "")))
+}
+
+fn answering_with(
+    name: &str,
+    ip: &str,
+    initialized: bool,
+    backend: Option<SealBackendStatus>,
+) -> PodObservation {
     pod(
         name,
         Some(ip),
         Answer::Answered {
             seal: seal(initialized),
             health: None,
-            backend: None,
+            backend,
         },
     )
+}
+
+/// `sys/seal-backend-status` of an awskms server.
+fn kms_backend(healthy: bool, last_error_class: &str) -> SealBackendStatus {
+    SealBackendStatus {
+        healthy,
+        last_error_class: last_error_class.into(),
+        ..SealBackendStatus::default()
+    }
 }
 
 fn uninitialized() -> Vec<PodObservation> {
@@ -143,6 +161,44 @@ fn uninitialized_pod_with_absent_secret_is_initialized_through_it() {
         Decision::Initialize {
             pod: "vault-0".into(),
             ip: "198.18.9.5".into()
+        }
+    );
+}
+
+#[test]
+fn awskms_waits_until_every_pod_has_proven_its_key() {
+    let v = awskms();
+    let initialize = Decision::Initialize {
+        pod: "vault-0".into(),
+        ip: "198.18.9.5".into(),
+    };
+    let with = |backend| vec![answering_with("vault-0", "198.18.9.5", false, backend)];
+    for (backend, why) in [
+        (None, "backend status not read"),
+        (Some(kms_backend(false, "")), "first key check not finished"),
+        (Some(kms_backend(false, "KMSKeyNotFound")), "key missing"),
+        (
+            Some(kms_backend(false, "KMSUnreachable")),
+            "KMS unreachable",
+        ),
+    ] {
+        assert_eq!(
+            decide(&v, &with(backend), SecretState::Absent),
+            Decision::Report(InitState::Pending),
+            "{why}"
+        );
+    }
+    assert_eq!(
+        decide(&v, &with(Some(kms_backend(true, ""))), SecretState::Absent),
+        initialize
+    );
+    // Shamir has no key to prove: a missing backend status does not hold it back.
+    let pods = vec![answering_with("shamir-0", "198.18.9.7", false, None)];
+    assert_eq!(
+        decide(&shamir(), &pods, SecretState::Absent),
+        Decision::Initialize {
+            pod: "shamir-0".into(),
+            ip: "198.18.9.7".into(),
         }
     );
 }
