@@ -13,7 +13,9 @@ use sealkeep::telemetry::{self, LogFormat};
 
 /// mimalloc instead of glibc's malloc: under many threads allocating and freeing small
 /// buffers (requests, cache entries) glibc's arenas spent up to 15 % of the server's CPU in
-/// `_int_malloc`/`malloc_consolidate` (see `benches/kv.rs`).
+/// `_int_malloc`/`malloc_consolidate` (see `benches/kv.rs`). Built with `no_thp`: with
+/// transparent huge pages its eagerly committed arena raised an idle server's RSS from
+/// ~17 MiB to ~29 MiB (`benches/unseal.rs` reports it).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
