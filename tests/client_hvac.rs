@@ -44,12 +44,7 @@ fn hvac_drives_init_unseal_kv2_tokens_policies_and_mounts() {
     );
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let spec = ServerSpec {
-        dir: dir.path(),
-        port: free_port(),
-        extra_hcl: String::new(),
-        env: vec![],
-    };
+    let spec = ServerSpec::plain(dir.path());
     let server = ServerProc::start(&spec);
 
     let out_path = dir.path().join("hvac.out");
@@ -171,12 +166,7 @@ async fn read_response(conn: &mut tokio::net::TcpStream) -> std::io::Result<(u16
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refusal_before_the_body_keeps_the_connection_usable() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let spec = ServerSpec {
-        dir: dir.path(),
-        port: free_port(),
-        extra_hcl: String::new(),
-        env: vec![],
-    };
+    let spec = ServerSpec::plain(dir.path());
     let server = ServerProc::start(&spec);
     let (_, init) = put(
         &server.addr,

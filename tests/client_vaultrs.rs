@@ -420,12 +420,7 @@ async fn mount_flow(root: &VaultClient) {
 #[tokio::test(flavor = "multi_thread")]
 async fn vaultrs_drives_init_unseal_kv2_tokens_policies_and_mounts() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let spec = ServerSpec {
-        dir: dir.path(),
-        port: free_port(),
-        extra_hcl: String::new(),
-        env: vec![],
-    };
+    let spec = ServerSpec::plain(dir.path());
     let server = ServerProc::start(&spec);
     let root_token = init_and_unseal(&server.addr).await;
     let mut root = vault(&server.addr, "");

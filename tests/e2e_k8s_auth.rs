@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -76,27 +75,7 @@ echo DONE
         }
     });
     apply(&pod.to_string());
-    let mut uid = String::new();
-    wait_for(
-        &format!("client pod in {ns} finished"),
-        Duration::from_secs(90),
-        || {
-            let p = json(&["-n", ns, "get", "pod", "client"]);
-            uid = p["metadata"]["uid"].as_str().unwrap_or("").to_owned();
-            p["status"]["phase"] == "Succeeded" || p["status"]["phase"] == "Failed"
-        },
-    );
-    let state = testenv()
-        .get("SEALKEEP_TESTENV_DIR")
-        .cloned()
-        .unwrap_or_else(|| "/var/lib/sealkeep-testenv".into());
-    let log = std::fs::read_to_string(
-        PathBuf::from(state)
-            .join("kubelet/pods")
-            .join(&uid)
-            .join("logs/client.log"),
-    )
-    .expect("client log");
+    let log = finished_pod_log(ns, "client", "client", Duration::from_secs(90));
     assert!(log.contains("DONE"), "{log}");
     log
 }

@@ -384,23 +384,7 @@ fn pod_sees_rbac_tokens_hostname_peers_and_moto() {
         json(&["-n", &ns, "get", "statefulset", "peer"])["status"]["readyReplicas"] == 2
     });
     apply(probe);
-    let mut uid = String::new();
-    wait_for("probe finished", Duration::from_secs(120), || {
-        let p = json(&["-n", &ns, "get", "pod", "probe"]);
-        uid = p["metadata"]["uid"].as_str().unwrap_or("").to_owned();
-        p["status"]["phase"] == "Succeeded" || p["status"]["phase"] == "Failed"
-    });
-    let state = testenv()
-        .get("SEALKEEP_TESTENV_DIR")
-        .cloned()
-        .unwrap_or_else(|| "/var/lib/sealkeep-testenv".into());
-    let log = std::fs::read_to_string(
-        PathBuf::from(state)
-            .join("kubelet/pods")
-            .join(&uid)
-            .join("logs/probe.log"),
-    )
-    .expect("probe log");
+    let log = finished_pod_log(&ns, "probe", "probe", Duration::from_secs(120));
     let vars: HashMap<&str, &str> = log.lines().filter_map(|l| l.split_once('=')).collect();
     assert!(log.contains("DONE"), "{log}");
     assert_eq!(vars.get("HOSTNAME"), Some(&"probe"), "{log}");

@@ -31,12 +31,7 @@ fn row(out: &str, key: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn status_exit_codes_0_2_1() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let spec = ServerSpec {
-        dir: dir.path(),
-        port: free_port(),
-        extra_hcl: String::new(),
-        env: vec![],
-    };
+    let spec = ServerSpec::plain(dir.path());
     let server = ServerProc::start(&spec);
 
     // Uninitialized counts as sealed.

@@ -168,12 +168,7 @@ async fn read(
 async fn acknowledged_writes_survive_sigkill_and_restart() {
     let started = Instant::now();
     let dir = tempfile::tempdir().expect("tempdir");
-    let spec = ServerSpec {
-        dir: dir.path(),
-        port: free_port(),
-        extra_hcl: String::new(),
-        env: vec![],
-    };
+    let spec = ServerSpec::plain(dir.path());
     let mut server = ServerProc::start(&spec);
     let addr = server.addr.clone();
     let (status, init) = put(

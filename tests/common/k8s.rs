@@ -155,3 +155,24 @@ pub fn apply_crd() {
         },
     );
 }
+
+/// Waits (up to `limit`) for the run-once pod `ns/pod` to succeed or fail, and returns the log
+/// of its container `container`, as the process kubelet keeps it under its state directory.
+pub fn finished_pod_log(ns: &str, pod: &str, container: &str, limit: Duration) -> String {
+    let mut uid = String::new();
+    wait_for(&format!("pod {ns}/{pod} finished"), limit, || {
+        let p = json(&["-n", ns, "get", "pod", pod]);
+        uid = p["metadata"]["uid"].as_str().unwrap_or("").to_owned();
+        p["status"]["phase"] == "Succeeded" || p["status"]["phase"] == "Failed"
+    });
+    let state = testenv()
+        .get("SEALKEEP_TESTENV_DIR")
+        .cloned()
+        .unwrap_or_else(|| "/var/lib/sealkeep-testenv".into());
+    let path = PathBuf::from(state)
+        .join("kubelet/pods")
+        .join(&uid)
+        .join(format!("logs/{container}.log"));
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("log of {ns}/{pod} at {}: {e}", path.display()))
+}

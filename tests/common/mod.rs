@@ -124,7 +124,17 @@ pub struct ServerSpec<'a> {
     pub env: Vec<(String, String)>,
 }
 
-impl ServerSpec<'_> {
+impl<'a> ServerSpec<'a> {
+    /// A file-storage server in `dir` on a free loopback port, with no extra config or env.
+    pub fn plain(dir: &'a Path) -> Self {
+        Self {
+            dir,
+            port: free_port(),
+            extra_hcl: String::new(),
+            env: vec![],
+        }
+    }
+
     pub fn config_text(&self) -> String {
         format!(
             "storage \"file\" {{ path = \"{}\" }}\nlistener \"tcp\" {{ address = \"127.0.0.1:{}\" tls_disable = 1 }}\n{}\n",
