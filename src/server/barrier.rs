@@ -365,11 +365,13 @@ fn b64(bytes: &[u8]) -> String {
     base64::Engine::encode(&base64::engine::general_purpose::STANDARD, bytes)
 }
 
-/// An unsealed barrier: the keyring paired with the physical backend it protects.
+/// An unsealed barrier: the keyring paired with the physical backend it protects. Clones share
+/// one keyring slot, so a rotation is seen by every holder at once (Vault's barrier keeps its
+/// keyring behind one lock the same way).
 #[derive(Clone)]
 pub struct Barrier {
     physical: Arc<dyn Physical>,
-    keyring: Arc<Keyring>,
+    keyring: Arc<std::sync::RwLock<Arc<Keyring>>>,
 }
 
 impl std::fmt::Debug for Barrier {
@@ -382,22 +384,45 @@ impl std::fmt::Debug for Barrier {
 
 impl Barrier {
     pub fn new(physical: Arc<dyn Physical>, keyring: Arc<Keyring>) -> Self {
-        Self { physical, keyring }
+        Self {
+            physical,
+            keyring: Arc::new(std::sync::RwLock::new(keyring)),
+        }
     }
 
-    pub fn keyring(&self) -> &Arc<Keyring> {
-        &self.keyring
+    /// The current keyring (a snapshot: a rotation after this call is not seen by it).
+    pub fn keyring(&self) -> Arc<Keyring> {
+        Arc::clone(
+            &self
+                .keyring
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// Adds a keyring term, persists the keyring at [`KEYRING_PATH`] and makes it current.
+    /// The caller serializes rotations; writes racing one use either term, and both decrypt.
+    pub async fn rotate(&self) -> Result<Arc<Keyring>, BarrierError> {
+        let next = Arc::new(self.keyring().rotated()?);
+        self.physical
+            .put(KEYRING_PATH, next.to_ciphertext()?)
+            .await?;
+        *self
+            .keyring
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::clone(&next);
+        Ok(next)
     }
 
     pub async fn get(&self, path: &str) -> Result<Option<Zeroizing<Vec<u8>>>, BarrierError> {
         match self.physical.get(path).await? {
-            Some(blob) => Ok(Some(self.keyring.decrypt(path, &blob)?)),
+            Some(blob) => Ok(Some(self.keyring().decrypt(path, &blob)?)),
             None => Ok(None),
         }
     }
 
     pub async fn put(&self, path: &str, plaintext: &[u8]) -> Result<(), BarrierError> {
-        let blob = self.keyring.encrypt(path, plaintext)?;
+        let blob = self.keyring().encrypt(path, plaintext)?;
         Ok(self.physical.put(path, blob).await?)
     }
 
@@ -411,11 +436,12 @@ impl Barrier {
 
     /// Encrypts every put and applies the batch atomically.
     pub async fn transaction(&self, ops: Vec<TxnOp>) -> Result<(), BarrierError> {
+        let keyring = self.keyring();
         let mut sealed = Vec::with_capacity(ops.len());
         for op in ops {
             sealed.push(match op {
                 TxnOp::Put { key, value } => {
-                    let value = self.keyring.encrypt(&key, &value)?;
+                    let value = keyring.encrypt(&key, &value)?;
                     TxnOp::Put { key, value }
                 }
                 del @ TxnOp::Delete { .. } => del,

@@ -11,23 +11,24 @@
 //! mount's data in transactions of at most [`PURGE_BATCH`] keys, then clears `purging`. A purge
 //! cut short by a crash is finished by the next mount or unmount.
 //!
-//! Locks (process-wide): KV requests hold [`gate`] (shared) for their whole duration, so an
-//! unmount (exclusive) waits for in-flight requests before its data goes. Table changes hold
-//! `TABLE_LOCK`. Order: gate before table lock, never the reverse.
+//! State: a [`MountStore`] per unsealed server (a field of the core's unsealed state, dropped
+//! on seal) holds the locks and the cached table; [`Mounts`] is the short-lived view that pairs
+//! it with the barrier and the KV key locks. KV requests hold [`Mounts::gate`] (shared) for
+//! their whole duration, so an unmount (exclusive) waits for in-flight requests before its
+//! data goes. Table changes hold the table lock. Order: gate before table lock, never the
+//! reverse. The cached table is replaced by every write through the store, so routing a
+//! request reads no storage; one server process owns its storage, so this is coherent.
 
-mod cache;
 mod purge;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, PoisonError};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, RwLock, RwLockReadGuard};
 
 use crate::server::barrier::{Barrier, BarrierError};
-use crate::server::kv::{self, Kv, KvError, PathError};
-
-pub use purge::{resume_purges, unmount};
+use crate::server::kv::{self, KeyLocks, Kv, KvError, PathError};
 
 /// Storage path of the mount table (barrier-encrypted).
 pub const MOUNT_TABLE_PATH: &str = "core/mounts";
@@ -40,12 +41,28 @@ pub const PURGE_BATCH: usize = 256;
 /// Vault's system-wide default and maximum lease TTL (32 days), reported by `tune`.
 pub const SYSTEM_MAX_TTL: u64 = 2_764_800;
 
-static GATE: LazyLock<RwLock<()>> = LazyLock::new(|| RwLock::new(()));
-static TABLE_LOCK: LazyLock<Mutex<()>> = LazyLock::new(|| Mutex::new(()));
+/// The mount state of one unsealed server: the request gate, the table lock and the cached
+/// table.
+#[derive(Debug, Default)]
+pub struct MountStore {
+    gate: RwLock<()>,
+    table_lock: Mutex<()>,
+    cached: std::sync::RwLock<Cached>,
+}
 
-/// Held (shared) by every request served by a mounted engine.
-pub async fn gate() -> RwLockReadGuard<'static, ()> {
-    GATE.read().await
+#[derive(Debug, Default)]
+struct Cached {
+    /// Bumped by every write through the store.
+    generation: u64,
+    table: Option<Arc<MountTable>>,
+}
+
+/// The mount table of one unsealed server: its store, its barrier and its KV key locks.
+#[derive(Debug, Clone, Copy)]
+pub struct Mounts<'a> {
+    barrier: &'a Barrier,
+    store: &'a MountStore,
+    locks: &'a KeyLocks,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -196,39 +213,80 @@ async fn load(barrier: &Barrier) -> Result<Option<MountTable>, MountError> {
     }
 }
 
-async fn store(barrier: &Barrier, table: &MountTable) -> Result<(), MountError> {
-    let raw = serde_json::to_vec(table).map_err(|e| MountError::Corrupt(e.to_string()))?;
-    barrier.put(MOUNT_TABLE_PATH, &raw).await?;
-    cache::stored(barrier, Arc::new(table.clone()));
-    Ok(())
-}
-
-/// Loads the table, creating the initial one; the caller holds `TABLE_LOCK`.
-async fn load_or_create_locked(barrier: &Barrier) -> Result<MountTable, MountError> {
-    if let Some(t) = load(barrier).await? {
-        return Ok(t);
-    }
-    let table = MountTable::initial();
-    store(barrier, &table).await?;
-    Ok(table)
-}
-
-/// The mount table (cached), created with its defaults on first access.
-pub async fn table(barrier: &Barrier) -> Result<Arc<MountTable>, MountError> {
-    if let Some(t) = cache::get(barrier) {
-        return Ok(t);
-    }
-    let generation = cache::generation();
-    let table = match load(barrier).await? {
-        Some(t) => t,
-        None => {
-            let _lock = TABLE_LOCK.lock().await;
-            load_or_create_locked(barrier).await?
+impl<'a> Mounts<'a> {
+    pub fn new(barrier: &'a Barrier, store: &'a MountStore, locks: &'a KeyLocks) -> Self {
+        Self {
+            barrier,
+            store,
+            locks,
         }
-    };
-    let table = Arc::new(table);
-    cache::offer(barrier, generation, Arc::clone(&table));
-    Ok(table)
+    }
+
+    /// Held (shared) by every request served by a mounted engine.
+    pub async fn gate(&self) -> RwLockReadGuard<'a, ()> {
+        self.store.gate.read().await
+    }
+
+    /// The KV engine of the mount with this UUID.
+    pub fn kv(&self, uuid: &'a str) -> Kv<'a> {
+        Kv::new(self.barrier, self.locks, uuid)
+    }
+
+    async fn store(&self, table: &MountTable) -> Result<(), MountError> {
+        let raw = serde_json::to_vec(table).map_err(|e| MountError::Corrupt(e.to_string()))?;
+        self.barrier.put(MOUNT_TABLE_PATH, &raw).await?;
+        let mut cached = self
+            .store
+            .cached
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        cached.generation += 1;
+        cached.table = Some(Arc::new(table.clone()));
+        Ok(())
+    }
+
+    /// Loads the table, creating the initial one; the caller holds the table lock.
+    async fn load_or_create_locked(&self) -> Result<MountTable, MountError> {
+        if let Some(t) = load(self.barrier).await? {
+            return Ok(t);
+        }
+        let table = MountTable::initial();
+        self.store(&table).await?;
+        Ok(table)
+    }
+
+    /// The mount table (cached), created with its defaults on first access.
+    pub async fn table(&self) -> Result<Arc<MountTable>, MountError> {
+        let generation = {
+            let cached = self
+                .store
+                .cached
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(t) = &cached.table {
+                return Ok(Arc::clone(t));
+            }
+            cached.generation
+        };
+        let table = match load(self.barrier).await? {
+            Some(t) => t,
+            None => {
+                let _lock = self.store.table_lock.lock().await;
+                self.load_or_create_locked().await?
+            }
+        };
+        let table = Arc::new(table);
+        let mut cached = self
+            .store
+            .cached
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        // A write since the read above has cached a newer table: keep that one.
+        if cached.generation == generation && cached.table.is_none() {
+            cached.table = Some(Arc::clone(&table));
+        }
+        Ok(table)
+    }
 }
 
 /// A mount request, as `POST sys/mounts/<path>` carries it.
@@ -276,39 +334,41 @@ fn kv_type(
     Ok((options, max_versions))
 }
 
-/// Mounts KV v2 at `path`. Fails when the path is invalid, reserved, or overlaps a mount.
-pub async fn mount(barrier: &Barrier, path: &str, req: NewMount) -> Result<MountEntry, MountError> {
-    let path = normalize_path(path)?;
-    check_not_reserved(&path)?;
-    let (options, max_versions) = kv_type(&req.kind, req.options)?;
-    let entry = {
-        let _lock = TABLE_LOCK.lock().await;
-        let mut table = load_or_create_locked(barrier).await?;
-        if let Some(existing) = table
-            .entries
-            .iter()
-            .find(|e| e.path.starts_with(&path) || path.starts_with(&e.path))
-        {
-            return Err(MountError::InUse {
-                existing: existing.path.clone(),
-            });
-        }
-        let mut entry = MountEntry::new(&path, "kv", &req.description);
-        entry.options = Some(options);
-        entry.config = req.config;
-        entry.local = req.local;
-        entry.seal_wrap = req.seal_wrap;
-        if let Some(m) = max_versions {
-            Kv::new(barrier, &entry.uuid)
-                .update_config(|c| c.max_versions = m)
-                .await?;
-        }
-        table.entries.push(entry.clone());
-        store(barrier, &table).await?;
-        entry
-    };
-    resume_purges(barrier).await?;
-    Ok(entry)
+impl Mounts<'_> {
+    /// Mounts KV v2 at `path`. Fails when the path is invalid, reserved, or overlaps a mount.
+    pub async fn mount(&self, path: &str, req: NewMount) -> Result<MountEntry, MountError> {
+        let path = normalize_path(path)?;
+        check_not_reserved(&path)?;
+        let (options, max_versions) = kv_type(&req.kind, req.options)?;
+        let entry = {
+            let _lock = self.store.table_lock.lock().await;
+            let mut table = self.load_or_create_locked().await?;
+            if let Some(existing) = table
+                .entries
+                .iter()
+                .find(|e| e.path.starts_with(&path) || path.starts_with(&e.path))
+            {
+                return Err(MountError::InUse {
+                    existing: existing.path.clone(),
+                });
+            }
+            let mut entry = MountEntry::new(&path, "kv", &req.description);
+            entry.options = Some(options);
+            entry.config = req.config;
+            entry.local = req.local;
+            entry.seal_wrap = req.seal_wrap;
+            if let Some(m) = max_versions {
+                self.kv(&entry.uuid)
+                    .update_config(|c| c.max_versions = m)
+                    .await?;
+            }
+            table.entries.push(entry.clone());
+            self.store(&table).await?;
+            entry
+        };
+        self.resume_purges().await?;
+        Ok(entry)
+    }
 }
 
 /// Settings `POST sys/mounts/<path>/tune` may change; `None` leaves a setting as it is.
@@ -320,39 +380,41 @@ pub struct Tune {
     pub options: Option<BTreeMap<String, String>>,
 }
 
-/// Tunes the KV mount at `path`. Options other than `version` and `max_versions` are kept as
-/// given, as Vault keeps them; `version` must stay `"2"`.
-pub async fn tune(barrier: &Barrier, path: &str, tune: Tune) -> Result<MountEntry, MountError> {
-    let path = normalize_path(path)?;
-    check_not_reserved(&path)?;
-    let _lock = TABLE_LOCK.lock().await;
-    let mut table = load_or_create_locked(barrier).await?;
-    let Some(entry) = table.entries.iter_mut().find(|e| e.path == path) else {
-        return Err(MountError::NotFound { path });
-    };
-    if let Some(options) = tune.options {
-        let mut merged = entry.options.clone().unwrap_or_default();
-        merged.extend(options);
-        let (merged, max_versions) = kv_type("kv", merged)?;
-        if let Some(m) = max_versions {
-            Kv::new(barrier, &entry.uuid)
-                .update_config(|c| c.max_versions = m)
-                .await?;
+impl Mounts<'_> {
+    /// Tunes the KV mount at `path`. Options other than `version` and `max_versions` are kept as
+    /// given, as Vault keeps them; `version` must stay `"2"`.
+    pub async fn tune(&self, path: &str, tune: Tune) -> Result<MountEntry, MountError> {
+        let path = normalize_path(path)?;
+        check_not_reserved(&path)?;
+        let _lock = self.store.table_lock.lock().await;
+        let mut table = self.load_or_create_locked().await?;
+        let Some(entry) = table.entries.iter_mut().find(|e| e.path == path) else {
+            return Err(MountError::NotFound { path });
+        };
+        if let Some(options) = tune.options {
+            let mut merged = entry.options.clone().unwrap_or_default();
+            merged.extend(options);
+            let (merged, max_versions) = kv_type("kv", merged)?;
+            if let Some(m) = max_versions {
+                self.kv(&entry.uuid)
+                    .update_config(|c| c.max_versions = m)
+                    .await?;
+            }
+            entry.options = Some(merged);
         }
-        entry.options = Some(merged);
+        if let Some(d) = tune.description {
+            entry.description = d;
+        }
+        if let Some(t) = tune.default_lease_ttl {
+            entry.config.default_lease_ttl = t;
+        }
+        if let Some(t) = tune.max_lease_ttl {
+            entry.config.max_lease_ttl = t;
+        }
+        let entry = entry.clone();
+        self.store(&table).await?;
+        Ok(entry)
     }
-    if let Some(d) = tune.description {
-        entry.description = d;
-    }
-    if let Some(t) = tune.default_lease_ttl {
-        entry.config.default_lease_ttl = t;
-    }
-    if let Some(t) = tune.max_lease_ttl {
-        entry.config.max_lease_ttl = t;
-    }
-    let entry = entry.clone();
-    store(barrier, &table).await?;
-    Ok(entry)
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod entry;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::{Arc, PoisonError};
 
 use aws_lc_rs::hmac;
 use serde::{Deserialize, Serialize};
@@ -161,50 +162,86 @@ impl Device {
     }
 }
 
-/// The enabled devices, in path order.
-pub async fn devices(barrier: &Barrier) -> Result<Vec<Device>, AuditError> {
+/// The audit state of one unsealed server (a field of the core's unsealed state): the enabled
+/// devices, cached, and the HMAC key, created once.
+#[derive(Debug, Default)]
+pub struct AuditStore {
+    /// Serializes changes to the device table.
+    writes: tokio::sync::Mutex<()>,
+    devices: std::sync::RwLock<Option<Arc<Vec<Device>>>>,
+    /// Loaded or created exactly once, so two first requests cannot create two keys.
+    hasher: tokio::sync::OnceCell<Hasher>,
+}
+
+async fn load_devices(barrier: &Barrier) -> Result<Vec<Device>, AuditError> {
     match barrier.get(TABLE_PATH).await? {
         None => Ok(Vec::new()),
         Some(raw) => serde_json::from_slice(&raw).map_err(|e| AuditError::Corrupt(e.to_string())),
     }
 }
 
-/// Enables a device; refuses a path in use. The device must be writable now.
-pub async fn enable(barrier: &Barrier, device: Device) -> Result<(), AuditError> {
-    let mut table = devices(barrier).await?;
-    if table.iter().any(|d| d.path == device.path) {
-        return Err(AuditError::Invalid(format!(
-            "path already in use: audit device {:?} is enabled; disable it first",
-            device.path
-        )));
+impl AuditStore {
+    /// The enabled devices, in path order (read from storage once, then cached).
+    pub async fn devices(&self, barrier: &Barrier) -> Result<Arc<Vec<Device>>, AuditError> {
+        if let Some(d) = &*self.devices.read().unwrap_or_else(PoisonError::into_inner) {
+            return Ok(Arc::clone(d));
+        }
+        let _writes = self.writes.lock().await;
+        if let Some(d) = &*self.devices.read().unwrap_or_else(PoisonError::into_inner) {
+            return Ok(Arc::clone(d));
+        }
+        let loaded = Arc::new(load_devices(barrier).await?);
+        *self.devices.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&loaded));
+        Ok(loaded)
     }
-    if let Err(e) = device.check() {
-        return Err(AuditError::Invalid(format!(
-            "cannot write to {:?}: {e}; check that the directory exists and is writable",
-            device.options.get("file_path")
-        )));
-    }
-    table.push(device);
-    table.sort_by(|a, b| a.path.cmp(&b.path));
-    save(barrier, &table).await
-}
 
-/// Disables a device; disabling one that is not enabled is not an error (as in Vault).
-pub async fn disable(barrier: &Barrier, path: &str) -> Result<(), AuditError> {
-    let path = format!("{}/", path.trim_matches('/'));
-    let mut table = devices(barrier).await?;
-    let before = table.len();
-    table.retain(|d| d.path != path);
-    if table.len() != before {
-        save(barrier, &table).await?;
+    /// Enables a device; refuses a path in use. The device must be writable now.
+    pub async fn enable(&self, barrier: &Barrier, device: Device) -> Result<(), AuditError> {
+        let _writes = self.writes.lock().await;
+        let mut table = load_devices(barrier).await?;
+        if table.iter().any(|d| d.path == device.path) {
+            return Err(AuditError::Invalid(format!(
+                "path already in use: audit device {:?} is enabled; disable it first",
+                device.path
+            )));
+        }
+        if let Err(e) = device.check() {
+            return Err(AuditError::Invalid(format!(
+                "cannot write to {:?}: {e}; check that the directory exists and is writable",
+                device.options.get("file_path")
+            )));
+        }
+        table.push(device);
+        table.sort_by(|a, b| a.path.cmp(&b.path));
+        self.save(barrier, table).await
     }
-    Ok(())
-}
 
-async fn save(barrier: &Barrier, table: &[Device]) -> Result<(), AuditError> {
-    let raw = serde_json::to_vec(table).map_err(|e| AuditError::Corrupt(e.to_string()))?;
-    barrier.put(TABLE_PATH, &raw).await?;
-    Ok(())
+    /// Disables a device; disabling one that is not enabled is not an error (as in Vault).
+    pub async fn disable(&self, barrier: &Barrier, path: &str) -> Result<(), AuditError> {
+        let path = format!("{}/", path.trim_matches('/'));
+        let _writes = self.writes.lock().await;
+        let mut table = load_devices(barrier).await?;
+        let before = table.len();
+        table.retain(|d| d.path != path);
+        if table.len() != before {
+            self.save(barrier, table).await?;
+        }
+        Ok(())
+    }
+
+    /// Stores the table and caches it; the caller holds `writes`.
+    async fn save(&self, barrier: &Barrier, table: Vec<Device>) -> Result<(), AuditError> {
+        let raw = serde_json::to_vec(&table).map_err(|e| AuditError::Corrupt(e.to_string()))?;
+        barrier.put(TABLE_PATH, &raw).await?;
+        *self.devices.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(table));
+        Ok(())
+    }
+
+    /// The audit HMAC key: read from storage, or created and stored on first use. Created at
+    /// most once per unsealed server, however many requests ask at the same time.
+    pub async fn hasher(&self, barrier: &Barrier) -> Result<&Hasher, AuditError> {
+        self.hasher.get_or_try_init(|| Hasher::load(barrier)).await
+    }
 }
 
 /// The audit HMAC key, created on first use.
@@ -220,7 +257,9 @@ impl std::fmt::Debug for Hasher {
 }
 
 impl Hasher {
-    pub async fn load(barrier: &Barrier) -> Result<Self, AuditError> {
+    /// Reads the key, or creates and stores one. Use [`AuditStore::hasher`], which calls this
+    /// once per unsealed server.
+    async fn load(barrier: &Barrier) -> Result<Self, AuditError> {
         let salt = match barrier.get(SALT_PATH).await? {
             Some(s) => s,
             None => {

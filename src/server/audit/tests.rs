@@ -39,6 +39,7 @@ fn device_validation_names_the_fix() {
 #[tokio::test]
 async fn enable_list_disable_round_trip_and_refuse_duplicates() {
     let (_, barrier) = barrier();
+    let store = AuditStore::default();
     let dir = tempfile::tempdir().expect("tmp");
     let log = dir.path().join("audit.log");
     let d = Device::new(
@@ -49,19 +50,23 @@ async fn enable_list_disable_round_trip_and_refuse_duplicates() {
         false,
     )
     .expect("device");
-    enable(&barrier, d.clone()).await.expect("enable");
+    store.enable(&barrier, d.clone()).await.expect("enable");
     assert!(log.exists(), "enable creates the file");
     assert_eq!(
         std::fs::read_to_string(&log).expect("read"),
         "",
         "and writes nothing"
     );
-    let err = enable(&barrier, d.clone()).await.expect_err("duplicate");
+    let err = store
+        .enable(&barrier, d.clone())
+        .await
+        .expect_err("duplicate");
     assert!(err.to_string().contains("already in use"), "{err}");
-    assert_eq!(devices(&barrier).await.expect("list"), vec![d]);
-    disable(&barrier, "file").await.expect("disable");
-    assert!(devices(&barrier).await.expect("list").is_empty());
-    disable(&barrier, "file")
+    assert_eq!(*store.devices(&barrier).await.expect("list"), vec![d]);
+    store.disable(&barrier, "file").await.expect("disable");
+    assert!(store.devices(&barrier).await.expect("list").is_empty());
+    store
+        .disable(&barrier, "file")
         .await
         .expect("disabling again is fine");
 }
@@ -77,10 +82,11 @@ async fn enabling_an_unwritable_path_is_refused() {
         false,
     )
     .expect("device");
-    let err = enable(&barrier, d).await.expect_err("unwritable");
+    let store = AuditStore::default();
+    let err = store.enable(&barrier, d).await.expect_err("unwritable");
     assert!(err.to_string().contains("cannot write"), "{err}");
     assert!(
-        devices(&barrier).await.expect("list").is_empty(),
+        store.devices(&barrier).await.expect("list").is_empty(),
         "nothing stored"
     );
 }
@@ -121,8 +127,17 @@ fn record_is_fail_closed() {
 #[tokio::test]
 async fn hasher_is_stable_per_server_and_secret_free() {
     let (physical, barrier) = barrier();
-    let h1 = Hasher::load(&barrier).await.expect("salt");
-    let h2 = Hasher::load(&barrier).await.expect("salt again");
+    let h1 = AuditStore::default()
+        .hasher(&barrier)
+        .await
+        .expect("salt")
+        .clone();
+    // Another unsealed state over the same storage reads the same key.
+    let h2 = AuditStore::default()
+        .hasher(&barrier)
+        .await
+        .expect("salt again")
+        .clone();
     let a = h1.hash("s3cr3t");
     assert_eq!(a, h2.hash("s3cr3t"));
     assert!(
@@ -187,4 +202,75 @@ fn entries_hash_every_secret_value_and_token() {
     assert_eq!(v["type"], "response");
     assert_eq!(v["response"]["status_code"], 200);
     assert_eq!(v["auth"]["client_token"], h.hash("hvs.TOPSECRETTOKEN"));
+}
+
+/// Storage whose reads are slow, so concurrent first requests overlap.
+struct SlowReads(InmemBackend);
+
+#[async_trait::async_trait]
+impl Physical for SlowReads {
+    async fn get(
+        &self,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, crate::server::physical::PhysicalError> {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        self.0.get(key).await
+    }
+    async fn put(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+    ) -> Result<(), crate::server::physical::PhysicalError> {
+        self.0.put(key, value).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), crate::server::physical::PhysicalError> {
+        self.0.delete(key).await
+    }
+    async fn list(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<String>, crate::server::physical::PhysicalError> {
+        self.0.list(prefix).await
+    }
+    async fn transaction(
+        &self,
+        ops: Vec<crate::server::physical::TxnOp>,
+    ) -> Result<(), crate::server::physical::PhysicalError> {
+        self.0.transaction(ops).await
+    }
+    fn kind(&self) -> &'static str {
+        "inmem"
+    }
+}
+
+/// Regression (issue 11): two first audited requests at once each created an HMAC key, so
+/// entries of one of them were hashed with a key that was then overwritten.
+#[tokio::test]
+async fn concurrent_first_requests_create_one_hmac_key() {
+    let physical: Arc<dyn Physical> = Arc::new(SlowReads(InmemBackend::new()));
+    let barrier = Barrier::new(
+        Arc::clone(&physical),
+        Arc::new(Keyring::new(Key::generate().expect("key")).expect("keyring")),
+    );
+    let store = Arc::new(AuditStore::default());
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (store, barrier) = (Arc::clone(&store), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            store.hasher(&barrier).await.expect("hasher").hash("v")
+        }));
+    }
+    let mut hashes = Vec::new();
+    for t in tasks {
+        hashes.push(t.await.expect("task"));
+    }
+    let stored = AuditStore::default()
+        .hasher(&barrier)
+        .await
+        .expect("stored")
+        .hash("v");
+    assert!(
+        hashes.iter().all(|h| *h == stored),
+        "every request must hash with the one stored key"
+    );
 }

@@ -253,14 +253,13 @@ impl Core {
         *state = match self.seal {
             SealBackend::AwsKms(_) => {
                 self.metrics.sealed.set(0);
-                State::Unsealed(Arc::new(Unsealed {
-                    barrier: Barrier::new(Arc::clone(&self.physical), Arc::new(keyring)),
+                State::Unsealed(Arc::new(Unsealed::new(
+                    Barrier::new(Arc::clone(&self.physical), Arc::new(keyring)),
                     seal_config,
                     recovery,
                     cluster,
                     tokens,
-                    unsealed_at: std::time::SystemTime::now(),
-                }))
+                )))
             }
             SealBackend::Shamir => State::Sealed(SealedState {
                 seal_config,

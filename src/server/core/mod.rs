@@ -16,8 +16,12 @@ use zeroize::Zeroizing;
 
 pub use init::{InitRequest, InitResponse};
 
+use super::audit::AuditStore;
 use super::barrier::{Barrier, BarrierError, KEYRING_PATH, Key, Keyring};
+use super::kv::KeyLocks;
+use super::mounts::{MountStore, Mounts};
 use super::physical::{Physical, PhysicalError};
+use super::policy::PolicyStore;
 use super::seal::shamir::ShamirError;
 use super::seal::{AwsKmsSeal, SealError, SealType, WrappedRootKey};
 use super::token::{TokenEntry, TokenStore};
@@ -111,7 +115,10 @@ struct SealedState {
     manual: bool,
 }
 
-/// Everything that exists only while unsealed.
+/// Everything that exists only while unsealed, loaded in one place ([`Unsealed::new`]) and
+/// dropped together when the server seals: the barrier (keys), the token store, the mount
+/// table, the policy store and its compiled ACLs, the audit devices and their HMAC key, and
+/// the KV key locks. Nothing of it lives anywhere else (no statics, no side caches).
 #[derive(Debug)]
 pub struct Unsealed {
     pub barrier: Barrier,
@@ -119,7 +126,40 @@ pub struct Unsealed {
     pub recovery: Option<RecoveryConfigRecord>,
     pub cluster: ClusterInfo,
     pub tokens: TokenStore,
+    pub policies: PolicyStore,
+    pub mount_store: MountStore,
+    pub audit: AuditStore,
+    pub kv_locks: KeyLocks,
     pub unsealed_at: SystemTime,
+}
+
+impl Unsealed {
+    /// The unsealed state over an open barrier; the stores start empty and load lazily.
+    pub fn new(
+        barrier: Barrier,
+        seal_config: SealConfigRecord,
+        recovery: Option<RecoveryConfigRecord>,
+        cluster: ClusterInfo,
+        tokens: TokenStore,
+    ) -> Self {
+        Self {
+            barrier,
+            seal_config,
+            recovery,
+            cluster,
+            tokens,
+            policies: PolicyStore::default(),
+            mount_store: MountStore::default(),
+            audit: AuditStore::default(),
+            kv_locks: KeyLocks::default(),
+            unsealed_at: SystemTime::now(),
+        }
+    }
+
+    /// The mount table, with this server's barrier and KV key locks.
+    pub fn mounts(&self) -> Mounts<'_> {
+        Mounts::new(&self.barrier, &self.mount_store, &self.kv_locks)
+    }
 }
 
 enum State {
@@ -278,21 +318,15 @@ impl Core {
         Ok((unsealed, entry))
     }
 
-    /// Like [`Self::authenticate`], and the token must carry the `root` policy.
-    pub async fn authenticate_root(&self, token: Option<&str>) -> Result<Arc<Unsealed>, CoreError> {
-        let (u, entry) = self.authenticate(token).await?;
-        if entry.policies.iter().any(|p| p == "root") {
-            Ok(u)
-        } else {
-            Err(CoreError::PermissionDenied)
-        }
-    }
-
-    /// `sys/seal`: drops the keyring. With awskms the server then stays sealed until a restart
-    /// or an unseal with recovery keys.
-    pub async fn seal(&self, token: Option<&str>) -> Result<(), CoreError> {
-        let unsealed = self.authenticate_root(token).await?;
+    /// `sys/seal`: drops the unsealed state (keys, tokens, mounts, policies, audit, locks).
+    /// With awskms the server then stays sealed until a restart or an unseal with recovery
+    /// keys. The caller has checked the token (`update` and `sudo` on `sys/seal`).
+    pub async fn seal(&self) -> Result<(), CoreError> {
         let mut state = self.state.write().await;
+        let State::Unsealed(unsealed) = &*state else {
+            return Err(CoreError::Sealed);
+        };
+        let unsealed = Arc::clone(unsealed);
         *state = State::Sealed(SealedState {
             seal_config: unsealed.seal_config.clone(),
             recovery: unsealed.recovery.clone(),
@@ -304,26 +338,16 @@ impl Core {
         Ok(())
     }
 
-    /// `sys/rotate`: adds a keyring term and persists the keyring.
-    pub async fn rotate(&self, token: Option<&str>) -> Result<(u32, u64), CoreError> {
-        self.authenticate_root(token).await?;
-        let mut state = self.state.write().await;
+    /// `sys/rotate`: adds a keyring term and persists the keyring. The caller has checked
+    /// the token (`update` and `sudo` on `sys/rotate`).
+    pub async fn rotate(&self) -> Result<(u32, u64), CoreError> {
+        // The write lock serializes rotations and keeps a seal from racing one.
+        let state = self.state.write().await;
         let State::Unsealed(current) = &*state else {
             return Err(CoreError::Sealed);
         };
-        let keyring = current.barrier.keyring().rotated()?;
-        let blob = keyring.to_ciphertext()?;
-        self.physical.put(KEYRING_PATH, blob).await?;
+        let keyring = current.barrier.rotate().await?;
         let (term, installed) = (keyring.active_term(), keyring.install_time());
-        let next = Unsealed {
-            barrier: Barrier::new(Arc::clone(&self.physical), Arc::new(keyring)),
-            seal_config: current.seal_config.clone(),
-            recovery: current.recovery.clone(),
-            cluster: current.cluster.clone(),
-            tokens: current.tokens.clone(),
-            unsealed_at: current.unsealed_at,
-        };
-        *state = State::Unsealed(Arc::new(next));
         tracing::info!(term, "rotated the barrier key");
         Ok((term, installed))
     }
@@ -358,14 +382,13 @@ impl Core {
             }
         };
         let tokens = TokenStore::load(&barrier).await?;
-        Ok(Unsealed {
+        Ok(Unsealed::new(
             barrier,
             seal_config,
             recovery,
             cluster,
             tokens,
-            unsealed_at: SystemTime::now(),
-        })
+        ))
     }
 
     /// Installs an unsealed state if the server is still sealed (and, for the auto-unseal

@@ -5,17 +5,16 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, AppState, Caller, is_list, read_json, token};
+use super::{ApiError, AppState, Authenticated, Caller, RequestPath, is_list, read_json, token};
 use crate::server::audit::entry::{self, AuthInfo, RequestInfo};
-use crate::server::audit::{self, AuditError, Device, Hasher};
-use crate::server::policy::Capability;
+use crate::server::audit::{self, AuditError, Device};
 
 impl From<AuditError> for ApiError {
     fn from(e: AuditError) -> Self {
@@ -54,54 +53,61 @@ fn operation(method: &Method, query: Option<&str>) -> &'static str {
     }
 }
 
+/// Login endpoints: audited, but the request carries no token to resolve.
+fn is_login(path: &str) -> bool {
+    path.starts_with("auth/") && path.ends_with("/login")
+}
+
 /// Records the request before the handler runs and the response after it. A request that no
-/// enabled device can record is refused with 500, as Vault does.
+/// enabled device can record is refused with 500, as Vault does. The path recorded is the one
+/// the front door decoded and the ACL checks; the token is resolved by the one resolver
+/// ([`Authenticated::resolve`]), whose answer the handler then reuses.
 pub(super) async fn middleware(
     State(state): State<AppState>,
     req: Request,
     next: Next,
 ) -> Response {
-    let path = req.uri().path().to_owned();
-    let Some(logical) = path.strip_prefix("/v1/") else {
+    let Some(logical) = req
+        .extensions()
+        .get::<RequestPath>()
+        .map(|p| p.as_str().to_owned())
+    else {
         return next.run(req).await;
     };
-    let logical = logical.trim_end_matches('/').to_owned();
     if unaudited(&logical) {
         return next.run(req).await;
     }
     let Ok(unsealed) = state.core.unsealed().await else {
         return next.run(req).await;
     };
-    let devices = match audit::devices(&unsealed.barrier).await {
+    let devices = match unsealed.audit.devices(&unsealed.barrier).await {
         Ok(d) if d.is_empty() => return next.run(req).await,
         Ok(d) => d,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let hasher = match Hasher::load(&unsealed.barrier).await {
-        Ok(h) => h,
+    let hasher = match unsealed.audit.hasher(&unsealed.barrier).await {
+        Ok(h) => h.clone(),
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let bytes = match axum::body::to_bytes(body, state.max_body).await {
         Ok(b) => b,
         Err(_) => return super::too_large(&state).into_response(),
     };
     let data: Option<Value> = serde_json::from_slice(&bytes).ok();
     let client_token = token(&parts.headers);
-    let auth = match &client_token {
-        Some(t) => unsealed
-            .tokens
-            .lookup(&unsealed.barrier, t)
+    let auth = if is_login(&logical) {
+        None
+    } else {
+        Authenticated::resolve(&mut parts, &state)
             .await
             .ok()
-            .flatten()
-            .map(|e| AuthInfo {
-                accessor: e.accessor.clone(),
-                display_name: e.display_name.clone(),
-                policies: e.policies.clone(),
+            .map(|who| AuthInfo {
+                accessor: who.entry.accessor.clone(),
+                display_name: who.entry.display_name.clone(),
+                policies: who.entry.policies.clone(),
                 metadata: json!({}),
-            }),
-        None => None,
+            })
     };
     let id = uuid::Uuid::new_v4().to_string();
     let info = RequestInfo {
@@ -162,8 +168,12 @@ pub(super) async fn list(caller: Caller, method: Method) -> Result<Response, Api
     if method != Method::GET {
         return Err(ApiError::method_not_allowed());
     }
-    require_sudo(&caller).await?;
-    let devices = audit::devices(&caller.unsealed.barrier).await?;
+    // `sudo` on sys/audit is required by the front door (SUDO_PATHS), as in Vault.
+    let devices = caller
+        .unsealed
+        .audit
+        .devices(&caller.unsealed.barrier)
+        .await?;
     let map: serde_json::Map<String, Value> = devices
         .iter()
         .map(|d| (d.path.clone(), device_json(d)))
@@ -185,37 +195,28 @@ struct EnableRequest {
     local: bool,
 }
 
-/// Vault requires `sudo` on `sys/audit` paths.
-async fn require_sudo(caller: &Caller) -> Result<(), ApiError> {
-    if caller.allows(&caller.path, Capability::Sudo).await? {
-        Ok(())
-    } else {
-        Err(ApiError::permission_denied())
-    }
-}
-
 /// `PUT/POST /v1/sys/audit/:path` enables, `DELETE` disables.
 pub(super) async fn device(
     State(state): State<AppState>,
     caller: Caller,
     method: Method,
-    Path(path): Path<String>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    require_sudo(&caller).await?;
+    let path = caller.path.strip_prefix("sys/audit/").unwrap_or_default();
     let barrier = &caller.unsealed.barrier;
+    let store = &caller.unsealed.audit;
     match method {
         Method::PUT | Method::POST => {
             let req: EnableRequest = read_json(&state, body).await?;
             let device_type = req
                 .device_type
                 .ok_or_else(|| ApiError::bad_request("type is required: set \"type\": \"file\""))?;
-            let device = Device::new(&path, &device_type, req.description, req.options, req.local)?;
-            audit::enable(barrier, device).await?;
+            let device = Device::new(path, &device_type, req.description, req.options, req.local)?;
+            store.enable(barrier, device).await?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         Method::DELETE => {
-            audit::disable(barrier, &path).await?;
+            store.disable(barrier, path).await?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         _ => Err(ApiError::method_not_allowed()),

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
@@ -78,10 +78,9 @@ pub(super) async fn method(
     State(state): State<AppState>,
     caller: Caller,
     method: Method,
-    Path(path): Path<String>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let path = path.trim_matches('/');
+    let path = caller.path.strip_prefix("sys/auth/").unwrap_or_default();
     let barrier = &caller.unsealed.barrier;
     match method {
         Method::POST | Method::PUT => {
@@ -101,6 +100,16 @@ pub(super) async fn method(
         }
         Method::DELETE if path == "kubernetes" => {
             k8s::disable(barrier).await?;
+            // As Vault: disabling a method revokes every token it issued.
+            let revoked = caller
+                .unsealed
+                .tokens
+                .revoke_issued_by(barrier, "auth/kubernetes/")
+                .await?;
+            tracing::info!(
+                revoked,
+                "disabled auth method kubernetes/ and revoked its tokens"
+            );
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         Method::DELETE => Ok(StatusCode::NO_CONTENT.into_response()),
@@ -195,9 +204,13 @@ pub(super) async fn role(
     State(state): State<AppState>,
     caller: Caller,
     method: Method,
-    Path(name): Path<String>,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let name = caller
+        .path
+        .strip_prefix("auth/kubernetes/role/")
+        .unwrap_or_default()
+        .to_owned();
     let barrier = &caller.unsealed.barrier;
     match method {
         Method::GET => {

@@ -1,41 +1,66 @@
-//! HTTP layer: the authenticated caller of a request, as an axum extractor. Every handler that
-//! serves a protected path takes a [`Caller`]: extracting it resolves the client token and
-//! checks the ACL for the request's path and capability, so no handler can forget the check.
+//! HTTP layer: who is calling. The one place a client token is resolved ([`Authenticated`],
+//! once per request, cached in the request's extensions so the audit log and the handler see
+//! the same answer and a limited-use token loses exactly one use) and the one ACL check
+//! ([`Authenticated::allows`]) on the path the front door decoded, with `sudo` required on
+//! Vault's root-protected paths ([`SUDO_PATHS`]). Handlers of protected paths take a
+//! [`Caller`], whose extraction checks the ACL for the request's path and method, so no handler
+//! can forget the check.
 
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
-use axum::http::Method;
 use axum::http::request::Parts;
+use axum::http::{Method, StatusCode};
 use zeroize::Zeroizing;
 
+use super::path::RequestPath;
 use super::{ApiError, AppState, is_list, token};
 use crate::server::core::Unsealed;
-use crate::server::policy::{self, Capability};
+use crate::server::policy::Capability;
 use crate::server::token::TokenEntry;
 
-/// An authenticated, authorized request.
-#[derive(Clone)]
-pub struct Caller {
-    pub unsealed: Arc<Unsealed>,
-    pub entry: TokenEntry,
-    /// The client token as sent (for `*-self` endpoints); zeroized on drop, never logged.
-    pub token: Arc<Zeroizing<String>>,
-    /// The request path without `/v1/`, as the ACL saw it.
-    pub path: String,
-}
+/// Paths that need `sudo` besides the operation's capability, as Vault's root-protected paths
+/// (`PathsSpecial.Root` of the system and token backends, and `sys/seal`/`sys/step-down`). A
+/// trailing `*` matches any rest. The list covers what Sealkeep serves or will serve.
+pub const SUDO_PATHS: &[&str] = &[
+    "sys/auth/*",
+    "sys/audit",
+    "sys/audit/*",
+    "sys/rotate",
+    "sys/rotate/*",
+    "sys/seal",
+    "sys/step-down",
+    "sys/key-status",
+    "sys/raw",
+    "sys/raw/*",
+    "sys/remount",
+    "sys/revoke-prefix/*",
+    "sys/revoke-force/*",
+    "sys/leases/revoke-prefix/*",
+    "sys/leases/revoke-force/*",
+    "sys/leases/lookup/*",
+    "sys/storage/raft/*",
+    "sys/config/cors",
+    "sys/config/auditing/*",
+    "sys/config/ui/headers/*",
+    "sys/plugins/catalog/*",
+    "auth/token/revoke-orphan",
+    "auth/token/revoke-orphan/*",
+    "auth/token/accessors",
+    "auth/token/accessors/*",
+];
 
-impl std::fmt::Debug for Caller {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Caller")
-            .field("accessor", &self.entry.accessor)
-            .field("path", &self.path)
-            .finish_non_exhaustive()
-    }
+/// Whether `path` (decoded, no `/v1/`) is root-protected.
+pub fn needs_sudo(path: &str) -> bool {
+    SUDO_PATHS.iter().any(|p| match p.strip_suffix('*') {
+        Some(prefix) => path.starts_with(prefix),
+        None => path == *p,
+    })
 }
 
 /// The capability a request needs, from its method. Writes need `update`; handlers that can
-/// tell a create from an update (KV) check `create` themselves through [`Caller::allows`].
+/// tell a create from an update (KV) check `create` themselves through
+/// [`Authenticated::require`].
 pub fn capability(method: &Method, query: Option<&str>) -> Capability {
     match method.as_str() {
         "LIST" => Capability::List,
@@ -47,56 +72,98 @@ pub fn capability(method: &Method, query: Option<&str>) -> Capability {
     }
 }
 
-/// The logical path the ACL checks: `/v1/` stripped, percent-decoded (as axum decodes the
-/// path handlers see, so an encoded `%61pp` cannot slip past a deny on `app`). Encoded
-/// slashes, `.`/`..` segments and control characters are refused.
-pub fn logical_path(raw: &str) -> Result<String, ApiError> {
-    let raw = raw
-        .strip_prefix("/v1/")
-        .unwrap_or(raw)
-        .trim_end_matches('/');
-    let lower = raw.to_ascii_lowercase();
-    if lower.contains("%2f") || lower.contains("%5c") {
-        return Err(ApiError::bad_request(
-            "encoded slashes (%2F, %5C) are not allowed in paths; use plain '/' between segments",
-        ));
-    }
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| ApiError::bad_request("invalid percent-encoding in the path"))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    let path =
-        String::from_utf8(out).map_err(|_| ApiError::bad_request("the path is not valid UTF-8"))?;
-    if path.chars().any(char::is_control) {
-        return Err(ApiError::bad_request(
-            "control characters are not allowed in paths",
-        ));
-    }
-    if path.split('/').any(|seg| seg == ".." || seg == ".") {
-        return Err(ApiError::bad_request(
-            "path segments '.' and '..' are not allowed; use the full path",
-        ));
-    }
-    Ok(path)
+/// A request whose token was resolved (not yet authorized for anything).
+#[derive(Clone)]
+pub struct Authenticated {
+    pub unsealed: Arc<Unsealed>,
+    pub entry: TokenEntry,
+    /// The client token as sent (for `*-self` endpoints); zeroized on drop, never logged.
+    pub token: Arc<Zeroizing<String>>,
+    /// The decoded request path without `/v1/` or a trailing `/`: what the ACL checks.
+    pub path: String,
 }
 
-impl Caller {
-    /// Whether the caller's policies grant `cap` on `path` (for finer checks in handlers).
+impl std::fmt::Debug for Authenticated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticated")
+            .field("accessor", &self.entry.accessor)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The outcome of resolving the request's token, kept in the request's extensions.
+#[derive(Clone)]
+struct Resolved(Result<Authenticated, ApiError>);
+
+impl Authenticated {
+    /// Whether the caller's policies grant `cap` on `path`, and `sudo` too where `path` is
+    /// root-protected. The one ACL check of the server.
     pub async fn allows(&self, path: &str, cap: Capability) -> Result<bool, ApiError> {
-        Ok(policy::check(&self.unsealed.barrier, &self.entry, path, cap).await?)
+        let u = &self.unsealed;
+        let acl = u.policies.acl_for(&u.barrier, &self.entry.policies).await?;
+        Ok(acl.allows(path, cap) && (!needs_sudo(path) || acl.allows(path, Capability::Sudo)))
+    }
+
+    /// [`Self::allows`], or 403 `permission denied`.
+    pub async fn require(&self, path: &str, cap: Capability) -> Result<(), ApiError> {
+        if self.allows(path, cap).await? {
+            Ok(())
+        } else {
+            Err(ApiError::permission_denied())
+        }
+    }
+
+    /// Whether the caller has root, or `sudo` on its request path.
+    pub async fn is_sudo(&self) -> Result<bool, ApiError> {
+        Ok(self.entry.is_root() || self.allows(&self.path, Capability::Sudo).await?)
+    }
+
+    /// Resolves the request's token once; later calls return the same outcome.
+    pub async fn resolve(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(Resolved(done)) = parts.extensions.get::<Resolved>() {
+            return done.clone();
+        }
+        let outcome = Self::resolve_uncached(parts, state).await;
+        parts.extensions.insert(Resolved(outcome.clone()));
+        outcome
+    }
+
+    async fn resolve_uncached(parts: &Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Some(path) = parts.extensions.get::<RequestPath>() else {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the request did not pass the front door (no decoded path)",
+            ));
+        };
+        let raw = token(&parts.headers);
+        let (unsealed, entry) = state.core.authenticate(raw.as_deref()).await?;
+        Ok(Self {
+            unsealed,
+            entry,
+            token: Arc::new(Zeroizing::new(raw.unwrap_or_default())),
+            path: path.as_str().to_owned(),
+        })
+    }
+}
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Self::resolve(parts, state).await
+    }
+}
+
+/// An authenticated request authorized for its path and method.
+#[derive(Clone, Debug)]
+pub struct Caller(pub Authenticated);
+
+impl std::ops::Deref for Caller {
+    type Target = Authenticated;
+
+    fn deref(&self) -> &Authenticated {
+        &self.0
     }
 }
 
@@ -104,47 +171,40 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let raw = token(&parts.headers);
-        let (unsealed, entry) = state.core.authenticate(raw.as_deref()).await?;
-        let path = logical_path(parts.uri.path())?;
+        let who = Authenticated::resolve(parts, state).await?;
         let cap = capability(&parts.method, parts.uri.query());
-        if !policy::check(&unsealed.barrier, &entry, &path, cap).await? {
-            return Err(ApiError::permission_denied());
-        }
-        Ok(Self {
-            unsealed,
-            entry,
-            token: Arc::new(Zeroizing::new(raw.unwrap_or_default())),
-            path,
-        })
+        who.require(&who.path, cap).await?;
+        Ok(Self(who))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::logical_path;
+    use super::needs_sudo;
 
     #[test]
-    fn acl_paths_are_decoded_and_traversal_is_refused() {
-        assert_eq!(
-            logical_path("/v1/secret/data/app/").expect("ok"),
-            "secret/data/app"
-        );
-        assert_eq!(
-            logical_path("/v1/secret/data/%61pp").expect("ok"),
-            "secret/data/app"
-        );
-        for bad in [
-            "/v1/secret/data/a%2Fb",
-            "/v1/secret/data/a%2fb",
-            "/v1/secret/data/../sys/policy",
-            "/v1/secret/data/%2e%2e/x",
-            "/v1/secret/data/./x",
-            "/v1/secret/data/%00",
-            "/v1/secret/data/%zz",
-            "/v1/secret/data/%ff",
+    fn root_protected_paths_match_vaults_list() {
+        for p in [
+            "sys/auth/kubernetes",
+            "sys/audit",
+            "sys/audit/file",
+            "sys/rotate",
+            "sys/seal",
+            "sys/storage/raft/remove-peer",
+            "auth/token/revoke-orphan",
+            "auth/token/accessors",
         ] {
-            assert!(logical_path(bad).is_err(), "{bad} must be refused");
+            assert!(needs_sudo(p), "{p}");
+        }
+        for p in [
+            "sys/auth",
+            "sys/mounts/secret",
+            "sys/policies/acl/app",
+            "secret/data/sys/seal",
+            "auth/token/revoke",
+            "sys/audit-hash",
+        ] {
+            assert!(!needs_sudo(p), "{p}");
         }
     }
 }

@@ -1,9 +1,9 @@
 //! HTTP layer: requests to mounted secrets engines (`/v1/<mount>/...`), routed through the
 //! mount table to the KV v2 engine. Network I/O only through axum; storage through the engine.
 //!
-//! The raw URL path is decoded and checked here (no `..`, empty segments, control characters
-//! or encoded slashes), so the ACL and the engine see exactly the path the client meant. ACL
-//! checks follow Vault: a write to a key that does not exist needs `create`, to one that does
+//! The path arrives decoded by the front door ([`super::path`]), so the ACL and the engine see
+//! exactly the path the client meant; the token is resolved by the one resolver. ACL checks
+//! follow Vault: a write to a key that does not exist needs `create`, to one that does
 //! needs `update`; `PATCH` needs `patch`; `LIST` (or `GET ?list=true`) needs `list`.
 
 mod data;
@@ -16,19 +16,16 @@ mod tests_data;
 #[cfg(test)]
 mod tests_meta;
 
-use std::sync::Arc;
-
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
-use zeroize::Zeroizing;
 
-use super::{ApiError, AppState, Caller, Envelope, is_list, read_json, token};
-use crate::server::kv::{self, Kv, KvError};
-use crate::server::mounts::{self, MountEntry};
+use super::{ApiError, AppState, Authenticated, Envelope, RequestPath, is_list, read_json};
+use crate::server::kv::{Kv, KvError};
+use crate::server::mounts::MountEntry;
 use crate::server::policy::Capability;
 
 impl From<KvError> for ApiError {
@@ -95,7 +92,7 @@ fn no_handler(path: &str) -> ApiError {
 /// One request to a KV v2 mount.
 pub(super) struct Ctx<'a> {
     state: &'a AppState,
-    caller: &'a Caller,
+    caller: &'a Authenticated,
     mount: &'a MountEntry,
     kv: Kv<'a>,
     method: Method,
@@ -110,11 +107,7 @@ impl Ctx<'_> {
     }
 
     async fn require(&self, rest: &str, cap: Capability) -> Result<(), ApiError> {
-        if self.caller.allows(&self.acl_path(rest), cap).await? {
-            Ok(())
-        } else {
-            Err(ApiError::permission_denied())
-        }
+        self.caller.require(&self.acl_path(rest), cap).await
     }
 
     /// For a write: `create` when `key` does not exist yet, else `update` (Vault's existence
@@ -155,61 +148,45 @@ impl Ctx<'_> {
 
 /// `/v1/{*path}`: everything not routed elsewhere. `sys/` paths keep the router's fallback.
 pub(super) async fn logical(State(state): State<AppState>, req: Request) -> Response {
-    let raw = req
-        .uri()
-        .path()
-        .strip_prefix("/v1/")
-        .unwrap_or_default()
-        .to_owned();
-    if raw.split('/').next() == Some("sys") {
+    let Some(path) = req.extensions().get::<RequestPath>().cloned() else {
+        return super::fallback(State(state), req).await;
+    };
+    if path.as_str().split('/').next() == Some("sys") {
         return super::fallback(State(state), req).await;
     }
-    serve(&state, &raw, req)
+    serve(&state, &path, req)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn serve(state: &AppState, raw: &str, req: Request) -> Result<Response, ApiError> {
-    let path = kv::path::decode_request_path(raw)
-        .map_err(|e| ApiError::bad_request(format!("invalid request path {raw:?}: {e}")))?;
-    let (parts, body) = req.into_parts();
-    let caller = authenticate(state, &parts.headers, &path).await?;
-    let _gate = mounts::gate().await;
-    let table = mounts::table(&caller.unsealed.barrier).await?;
-    let Some((mount, rest)) = table.route(&path) else {
+async fn serve(state: &AppState, path: &RequestPath, req: Request) -> Result<Response, ApiError> {
+    let (mut parts, body) = req.into_parts();
+    // ACL checks come later, once the operation (and, for writes, existence) is known.
+    let caller = Authenticated::resolve(&mut parts, state).await?;
+    let mounts = caller.unsealed.mounts();
+    let _gate = mounts.gate().await;
+    let table = mounts.table().await?;
+    // The engine sees the trailing `/` of a LIST prefix.
+    let full = match path.after("") {
+        Some(p) => p,
+        None => path.as_str().to_owned(),
+    };
+    let Some((mount, rest)) = table.route(&full) else {
         // As Vault: the ACL is checked before the route, so a refusal is 403, not 404.
         let cap = super::caller::capability(&parts.method, parts.uri.query());
-        if !caller.allows(&path, cap).await? {
-            return Err(ApiError::permission_denied());
-        }
-        return Err(no_handler(&path));
+        caller.require(path.as_str(), cap).await?;
+        return Err(no_handler(path.as_str()));
     };
     let ctx = Ctx {
         state,
         caller: &caller,
         mount,
-        kv: Kv::new(&caller.unsealed.barrier, &mount.uuid),
+        kv: mounts.kv(&mount.uuid),
         method: parts.method,
         query: parts.uri.query().map(str::to_owned),
         headers: parts.headers,
     };
     dispatch(ctx, rest, body).await
-}
-
-/// Resolves the client token. ACL checks come later, once the operation is known.
-async fn authenticate(
-    state: &AppState,
-    headers: &HeaderMap,
-    path: &str,
-) -> Result<Caller, ApiError> {
-    let raw = token(headers);
-    let (unsealed, entry) = state.core.authenticate(raw.as_deref()).await?;
-    Ok(Caller {
-        unsealed,
-        entry,
-        token: Arc::new(Zeroizing::new(raw.unwrap_or_default())),
-        path: path.to_owned(),
-    })
 }
 
 const ROOT_WARNING: &str =

@@ -9,6 +9,7 @@ mod error;
 mod health;
 mod kv;
 mod mounts;
+pub mod path;
 mod policy;
 mod sys;
 mod token;
@@ -24,9 +25,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use serde::de::DeserializeOwned;
 
-pub use caller::Caller;
+pub use caller::{Authenticated, Caller, SUDO_PATHS, needs_sudo};
 pub(crate) use envelope::Envelope;
 pub use error::ApiError;
+pub use path::RequestPath;
 
 use crate::server::core::Core;
 use crate::telemetry::HttpLabels;
@@ -38,8 +40,10 @@ pub struct AppState {
     pub max_body: usize,
 }
 
+/// The API: the front door ([`path::front_door`]: one decode of the path, then routing on
+/// it), the routes, and the layers every request passes (trace, body read, metrics, audit).
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/v1/sys/init", any(sys::init))
         .route("/v1/sys/seal-status", any(sys::seal_status))
         .route("/v1/sys/unseal", any(sys::unseal))
@@ -83,16 +87,18 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             audit::middleware,
         ))
+        .with_state(state.clone());
+    let front_door = tower::ServiceBuilder::new()
+        .layer(middleware::from_fn(path::front_door))
+        .service(routes);
+    Router::new()
+        .fallback_service(front_door)
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
         ))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            read_body_first,
-        ))
+        .layer(middleware::from_fn_with_state(state, read_body_first))
         .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state)
 }
 
 /// Reads the whole request body (up to `max_request_size`) before any handler runs. A handler
@@ -134,7 +140,10 @@ async fn count_requests(State(state): State<AppState>, req: Request, next: Next)
 
 /// Anything not routed: 503 while sealed (outside sys/), else Vault's "no handler" 404.
 async fn fallback(State(state): State<AppState>, req: Request) -> Response {
-    let path = req.uri().path().trim_start_matches("/v1/").to_owned();
+    let path = match req.extensions().get::<RequestPath>() {
+        Some(p) => p.as_str().to_owned(),
+        None => req.uri().path().to_owned(),
+    };
     if !path.starts_with("sys/") && state.core.unsealed().await.is_err() {
         return ApiError::sealed().into_response();
     }

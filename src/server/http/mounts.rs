@@ -8,11 +8,11 @@ use std::collections::BTreeMap;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use super::{ApiError, AppState, Caller, Envelope, read_json, token};
+use super::{ApiError, AppState, Authenticated, Caller, Envelope, read_json};
 use crate::server::kv::model::parse_duration;
 use crate::server::mounts::{
     self, MountConfig, MountEntry, MountError, NewMount, SYSTEM_MAX_TTL, Tune,
@@ -73,7 +73,7 @@ pub(super) async fn list(caller: Caller, method: Method) -> Result<Response, Api
     if !matches!(method, Method::GET | Method::HEAD) {
         return Err(ApiError::method_not_allowed());
     }
-    let table = mounts::table(&caller.unsealed.barrier).await?;
+    let table = caller.unsealed.mounts().table().await?;
     let data = table
         .entries
         .iter()
@@ -89,34 +89,29 @@ pub(super) async fn mount_path(
     method: Method,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let raw = caller
-        .path
-        .strip_prefix("sys/mounts/")
-        .unwrap_or_default()
-        .to_owned();
-    let (raw, is_tune) = match raw.strip_suffix("/tune") {
+    // The path the front door decoded (once) and the ACL checked: never decoded again.
+    let rest = caller.path.strip_prefix("sys/mounts/").unwrap_or_default();
+    let (path, is_tune) = match rest.strip_suffix("/tune") {
         Some(p) => (p.to_owned(), true),
-        None => (raw, false),
+        None => (rest.to_owned(), false),
     };
-    let path = crate::server::kv::path::decode_request_path(&raw)
-        .map_err(|e| ApiError::bad_request(format!("invalid mount path {raw:?}: {e}")))?;
-    let barrier = &caller.unsealed.barrier;
+    let mounts = caller.unsealed.mounts();
     match (is_tune, method) {
         (false, Method::GET | Method::HEAD) => {
-            let entry = find(barrier, &path).await?;
+            let entry = find(&caller, &path).await?;
             Ok(sys_response(as_map(entry_json(&entry))))
         }
         (false, Method::POST | Method::PUT) => {
             let body = body_object(&state, body).await?;
-            mounts::mount(barrier, &path, new_mount(&body)?).await?;
+            mounts.mount(&path, new_mount(&body)?).await?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         (false, Method::DELETE) => {
-            mounts::unmount(barrier, &path).await?;
+            mounts.unmount(&path).await?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         (true, Method::GET | Method::HEAD) => {
-            let e = find(barrier, &path).await?;
+            let e = find(&caller, &path).await?;
             let ttl = |t: u64| if t == 0 { SYSTEM_MAX_TTL } else { t };
             Ok(sys_response(as_map(json!({
                 "default_lease_ttl": ttl(e.config.default_lease_ttl),
@@ -128,7 +123,7 @@ pub(super) async fn mount_path(
         }
         (true, Method::POST | Method::PUT) => {
             let body = body_object(&state, body).await?;
-            mounts::tune(barrier, &path, tune(&body)?).await?;
+            mounts.tune(&path, tune(&body)?).await?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         _ => Err(ApiError::method_not_allowed()),
@@ -139,24 +134,16 @@ pub(super) async fn mount_path(
 /// CLI reads first to learn that the engine is KV version 2. The token must have some
 /// capability on the path, its `data/` or `metadata/` form, or the mount itself (Vault looks
 /// at every path under the mount; these are the ones a KV client uses).
-pub(super) async fn ui_mount(
-    State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Result<Response, ApiError> {
+pub(super) async fn ui_mount(who: Authenticated, method: Method) -> Result<Response, ApiError> {
     if !matches!(method, Method::GET | Method::HEAD) {
         return Err(ApiError::method_not_allowed());
     }
-    let raw = uri
-        .path()
-        .strip_prefix("/v1/sys/internal/ui/mounts/")
+    let path = who
+        .path
+        .strip_prefix("sys/internal/ui/mounts/")
         .unwrap_or_default();
-    let path = crate::server::kv::path::decode_request_path(raw)
-        .map_err(|e| ApiError::bad_request(format!("invalid path {raw:?}: {e}")))?;
-    let (unsealed, entry) = state.core.authenticate(token(&headers).as_deref()).await?;
-    let barrier = &unsealed.barrier;
-    let table = mounts::table(barrier).await?;
+    let unsealed = &who.unsealed;
+    let table = unsealed.mounts().table().await?;
     let Some((mount, rest)) = table.route(&path) else {
         return Err(ApiError::permission_denied());
     };
@@ -169,7 +156,10 @@ pub(super) async fn ui_mount(
     ];
     let mut allowed = false;
     for p in &candidates {
-        let caps = crate::server::policy::capabilities(barrier, &entry, p).await?;
+        let caps = unsealed
+            .policies
+            .capabilities(&unsealed.barrier, &who.entry, p)
+            .await?;
         if caps.iter().any(|c| *c != "deny") {
             allowed = true;
             break;
@@ -190,12 +180,12 @@ fn as_map(v: Value) -> Map<String, Value> {
     }
 }
 
-async fn find(
-    barrier: &crate::server::barrier::Barrier,
-    path: &str,
-) -> Result<MountEntry, ApiError> {
+async fn find(caller: &Caller, path: &str) -> Result<MountEntry, ApiError> {
     let normalized = mounts::normalize_path(path)?;
-    mounts::table(barrier)
+    caller
+        .unsealed
+        .mounts()
+        .table()
         .await?
         .get(&normalized)
         .cloned()

@@ -5,7 +5,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 
 use super::caller::capability;
 use super::{ApiError, AppState, Caller, Envelope, is_list, read_json};
-use crate::server::policy::{self, PolicyError};
+use crate::server::policy::PolicyError;
 
 impl From<PolicyError> for ApiError {
     fn from(e: PolicyError) -> Self {
@@ -57,7 +57,11 @@ pub(super) async fn acl_list(
     if !is_list(&method, query.as_deref()) {
         return Err(ApiError::method_not_allowed());
     }
-    let keys = policy::list(&caller.unsealed.barrier).await?;
+    let keys = caller
+        .unsealed
+        .policies
+        .list(&caller.unsealed.barrier)
+        .await?;
     Ok(Envelope::new(json!({ "keys": keys })).into_response())
 }
 
@@ -66,7 +70,11 @@ pub(super) async fn legacy_list(caller: Caller, method: Method) -> Result<Respon
     if method != Method::GET && method.as_str() != "LIST" {
         return Err(ApiError::method_not_allowed());
     }
-    let keys = policy::list(&caller.unsealed.barrier).await?;
+    let keys = caller
+        .unsealed
+        .policies
+        .list(&caller.unsealed.barrier)
+        .await?;
     let mut data = Map::new();
     data.insert("policies".into(), json!(keys));
     data.insert("keys".into(), json!(keys));
@@ -78,10 +86,14 @@ pub(super) async fn acl_policy(
     State(state): State<AppState>,
     caller: Caller,
     method: Method,
-    Path(name): Path<String>,
     RawQuery(query): RawQuery,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let name = caller
+        .path
+        .strip_prefix("sys/policies/acl/")
+        .unwrap_or_default()
+        .to_owned();
     named(
         &state,
         &caller,
@@ -99,10 +111,14 @@ pub(super) async fn legacy_policy(
     State(state): State<AppState>,
     caller: Caller,
     method: Method,
-    Path(name): Path<String>,
     RawQuery(query): RawQuery,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let name = caller
+        .path
+        .strip_prefix("sys/policy/")
+        .unwrap_or_default()
+        .to_owned();
     named(
         &state,
         &caller,
@@ -128,8 +144,8 @@ async fn named(
     if is_list(method, query) {
         return Err(ApiError::method_not_allowed());
     }
-    // The ACL saw the path as sent; the store acts on the decoded, lower-cased name. Check that
-    // name's path too, so `ADMIN` or `%61dmin` cannot slip past a rule written for `admin`.
+    // The ACL saw the decoded path; the store acts on the lower-cased name. Check that name's
+    // path too, so `ADMIN` cannot slip past a rule written for `admin`.
     let prefix = match flavor {
         Flavor::Acl => "sys/policies/acl",
         Flavor::Legacy => "sys/policy",
@@ -140,7 +156,7 @@ async fn named(
     }
     match *method {
         Method::GET => {
-            let Some(text) = policy::read(barrier, name).await? else {
+            let Some(text) = caller.unsealed.policies.read(barrier, name).await? else {
                 return Err(ApiError::not_found());
             };
             let name = name.to_ascii_lowercase();
@@ -172,7 +188,7 @@ async fn named(
                 ));
             }
             let text = decode_base64(text);
-            let stored = policy::write(barrier, name, &text).await?;
+            let stored = caller.unsealed.policies.write(barrier, name, &text).await?;
             if stored != name {
                 warnings.insert(0, format!("policy name was converted to {stored}"));
             }
@@ -185,7 +201,7 @@ async fn named(
             }
         }
         Method::DELETE => {
-            policy::delete(barrier, name).await?;
+            caller.unsealed.policies.delete(barrier, name).await?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         _ => Err(ApiError::method_not_allowed()),
@@ -249,7 +265,11 @@ pub(super) async fn capabilities_self(
     if paths.is_empty() {
         return Err(ApiError::bad_request("missing token or paths"));
     }
-    let acl = policy::acl_for(&caller.unsealed.barrier, &caller.entry.policies).await?;
+    let acl = caller
+        .unsealed
+        .policies
+        .acl_for(&caller.unsealed.barrier, &caller.entry.policies)
+        .await?;
     let mut data = Map::new();
     for path in &paths {
         data.insert(path.clone(), json!(acl.capabilities(path)));

@@ -4,12 +4,12 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, AppState, read_json, token};
+use super::{ApiError, AppState, Caller, read_json};
 use crate::server::core::{InitRequest, SealStatus, VERSION};
 
 pub const BUILD_DATE: &str = env!("SEALKEEP_BUILD_DATE");
@@ -99,15 +99,16 @@ pub(super) async fn unseal(
     Ok(Json(seal_status_json(&st)).into_response())
 }
 
+/// `sys/seal`: the caller needs `update` and `sudo` on `sys/seal` (checked by the [`Caller`]).
 pub(super) async fn seal(
     State(state): State<AppState>,
+    _caller: Caller,
     method: Method,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     if !is_write(&method) {
         return Err(ApiError::method_not_allowed());
     }
-    state.core.seal(token(&headers).as_deref()).await?;
+    state.core.seal().await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -131,31 +132,25 @@ pub(super) async fn leader(
     .into_response())
 }
 
+/// `sys/rotate`: `update` and `sudo` (checked by the [`Caller`]).
 pub(super) async fn rotate(
     State(state): State<AppState>,
+    _caller: Caller,
     method: Method,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     if !is_write(&method) {
         return Err(ApiError::method_not_allowed());
     }
-    state.core.rotate(token(&headers).as_deref()).await?;
+    state.core.rotate().await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-pub(super) async fn key_status(
-    State(state): State<AppState>,
-    method: Method,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
+/// `sys/key-status`: `read` and `sudo` (checked by the [`Caller`]).
+pub(super) async fn key_status(caller: Caller, method: Method) -> Result<Response, ApiError> {
     if method != Method::GET {
         return Err(ApiError::method_not_allowed());
     }
-    let unsealed = state
-        .core
-        .authenticate_root(token(&headers).as_deref())
-        .await?;
-    let ring = unsealed.barrier.keyring();
+    let ring = caller.unsealed.barrier.keyring();
     let installed = std::time::UNIX_EPOCH + std::time::Duration::from_secs(ring.install_time());
     let body = json!({
         "term": ring.active_term(),

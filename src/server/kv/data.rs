@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 
 use super::model::{self, Config, KeyMetadata, VersionInfo, VersionState};
-use super::{Kv, KvError, check, corrupt, encode, lock_for, metadata_key, version_key};
+use super::{Kv, KvError, check, corrupt, encode, metadata_key, version_key};
 use crate::server::physical::TxnOp;
 
 /// The result of reading a version.
@@ -51,7 +51,7 @@ impl Kv<'_> {
     /// Reads `version` of `key` (the current version when `None` or 0).
     pub async fn read(&self, key: &str, version: Option<u64>) -> Result<ReadOutcome, KvError> {
         check(key)?;
-        let _guard = lock_for(self.uuid, key).read().await;
+        let _guard = self.locks.lock_for(self.uuid, key).read().await;
         let Some(meta) = self.metadata(key).await? else {
             return Ok(ReadOutcome::NotFound);
         };
@@ -86,7 +86,7 @@ impl Kv<'_> {
     ) -> Result<VersionInfo, KvError> {
         check(key)?;
         let config = self.config().await?;
-        let _guard = lock_for(self.uuid, key).write().await;
+        let _guard = self.locks.lock_for(self.uuid, key).write().await;
         let mut meta = self.metadata(key).await?.unwrap_or_default();
         check_cas(&config, &meta, cas)?;
         self.add_version(key, &config, &mut meta, &data).await
@@ -136,7 +136,7 @@ impl Kv<'_> {
         cas: Option<u64>,
     ) -> Result<PatchOutcome, KvError> {
         check(key)?;
-        let _guard = lock_for(self.uuid, key).write().await;
+        let _guard = self.locks.lock_for(self.uuid, key).write().await;
         let Some(mut meta) = self.metadata(key).await? else {
             return Ok(PatchOutcome::NotFound);
         };
@@ -218,7 +218,7 @@ impl Kv<'_> {
         change: impl FnOnce(&mut KeyMetadata, model::Nanos) -> bool,
     ) -> Result<DeleteOutcome, KvError> {
         check(key)?;
-        let _guard = lock_for(self.uuid, key).write().await;
+        let _guard = self.locks.lock_for(self.uuid, key).write().await;
         let Some(mut meta) = self.metadata(key).await? else {
             return Ok(DeleteOutcome::NoSuchKey);
         };
@@ -235,7 +235,7 @@ impl Kv<'_> {
     /// `destroyed`. Metadata and data change in one transaction.
     pub async fn destroy(&self, key: &str, versions: &[u64]) -> Result<DeleteOutcome, KvError> {
         check(key)?;
-        let _guard = lock_for(self.uuid, key).write().await;
+        let _guard = self.locks.lock_for(self.uuid, key).write().await;
         let Some(mut meta) = self.metadata(key).await? else {
             return Ok(DeleteOutcome::NoSuchKey);
         };

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use super::model::{self, Config, KeyMetadata};
 use super::{
-    Kv, KvError, LOGICAL_PREFIX, METADATA_PREFIX, check, config_key, encode, lock_for,
-    metadata_key, path, version_key,
+    Kv, KvError, LOGICAL_PREFIX, METADATA_PREFIX, check, config_key, encode, metadata_key, path,
+    version_key,
 };
 use crate::server::physical::TxnOp;
 
@@ -99,7 +99,7 @@ impl Kv<'_> {
             validate_custom_metadata(custom)?;
         }
         let warnings = self.cas_warning(update).await?;
-        let _guard = lock_for(self.uuid, key).write().await;
+        let _guard = self.locks.lock_for(self.uuid, key).write().await;
         let mut meta = match self.metadata(key).await? {
             Some(m) => m,
             None => KeyMetadata::new(model::now()),
@@ -121,7 +121,7 @@ impl Kv<'_> {
     ) -> Result<Option<Vec<String>>, KvError> {
         check(key)?;
         let warnings = self.cas_warning(update).await?;
-        let _guard = lock_for(self.uuid, key).write().await;
+        let _guard = self.locks.lock_for(self.uuid, key).write().await;
         let Some(mut meta) = self.metadata(key).await? else {
             return Ok(None);
         };
@@ -160,7 +160,7 @@ impl Kv<'_> {
     /// transaction. Returns false when the key did not exist.
     pub async fn delete_metadata(&self, key: &str) -> Result<bool, KvError> {
         check(key)?;
-        let _guard = lock_for(self.uuid, key).write().await;
+        let _guard = self.locks.lock_for(self.uuid, key).write().await;
         let Some(meta) = self.metadata(key).await? else {
             return Ok(false);
         };
@@ -190,7 +190,7 @@ impl Kv<'_> {
 
     /// Changes the engine config under its lock and stores it.
     pub async fn update_config(&self, change: impl FnOnce(&mut Config)) -> Result<(), KvError> {
-        let _guard = lock_for(self.uuid, CONFIG_LOCK).write().await;
+        let _guard = self.locks.lock_for(self.uuid, CONFIG_LOCK).write().await;
         let mut config = self.config().await?;
         change(&mut config);
         let key = config_key(self.uuid);

@@ -23,7 +23,6 @@ pub mod model;
 pub mod path;
 
 use std::hash::{Hash, Hasher};
-use std::sync::LazyLock;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -80,31 +79,44 @@ pub fn version_key(mount_uuid: &str, key: &str, version: u64) -> String {
     )
 }
 
-/// The striped per-key locks, shared by every mount (the stripe is chosen from mount and key).
-static LOCKS: LazyLock<Vec<RwLock<()>>> =
-    LazyLock::new(|| (0..LOCK_STRIPES).map(|_| RwLock::new(())).collect());
+/// The striped per-key locks of one unsealed server, shared by every mount (the stripe is
+/// chosen from mount and key). A field of the unsealed state: sealing drops them.
+#[derive(Debug)]
+pub struct KeyLocks(Vec<RwLock<()>>);
 
-fn lock_for(mount_uuid: &str, key: &str) -> &'static RwLock<()> {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (mount_uuid, key).hash(&mut h);
-    let stripe = usize::try_from(h.finish() % LOCK_STRIPES as u64).unwrap_or(0);
-    &LOCKS[stripe]
+impl Default for KeyLocks {
+    fn default() -> Self {
+        Self((0..LOCK_STRIPES).map(|_| RwLock::new(())).collect())
+    }
 }
 
-/// The KV v2 engine of one mount: a barrier plus the mount's UUID. Cheap to build per request.
+impl KeyLocks {
+    fn lock_for(&self, mount_uuid: &str, key: &str) -> &RwLock<()> {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (mount_uuid, key).hash(&mut h);
+        let stripe = usize::try_from(h.finish() % LOCK_STRIPES as u64).unwrap_or(0);
+        // The stripe is below LOCK_STRIPES, the length of the vector.
+        &self.0[stripe % self.0.len().max(1)]
+    }
+}
+
+/// The KV v2 engine of one mount: a barrier, the server's key locks and the mount's UUID.
+/// Cheap to build per request.
 ///
 /// For a raw benchmark of the write path without HTTP:
-/// `Kv::new(&barrier, &mount_uuid).write("bench/k1", data, None).await`.
+/// `Kv::new(&barrier, &locks, &mount_uuid).write("bench/k1", data, None).await`.
 #[derive(Debug, Clone, Copy)]
 pub struct Kv<'a> {
     barrier: &'a Barrier,
+    locks: &'a KeyLocks,
     uuid: &'a str,
 }
 
 impl<'a> Kv<'a> {
-    pub fn new(barrier: &'a Barrier, mount_uuid: &'a str) -> Self {
+    pub fn new(barrier: &'a Barrier, locks: &'a KeyLocks, mount_uuid: &'a str) -> Self {
         Self {
             barrier,
+            locks,
             uuid: mount_uuid,
         }
     }
@@ -137,29 +149,6 @@ impl<'a> Kv<'a> {
                 .map_err(|e| corrupt(storage_key, e)),
         }
     }
-}
-
-/// Writes `data` as the next version of `key` in the KV mount with UUID `mount_uuid`: what
-/// `POST <mount>/data/<key>` does once routed and authorized (for benchmarks and tools; find a
-/// mount's UUID with [`crate::server::mounts::table`]).
-pub async fn write(
-    barrier: &Barrier,
-    mount_uuid: &str,
-    key: &str,
-    data: serde_json::Map<String, serde_json::Value>,
-    cas: Option<u64>,
-) -> Result<VersionInfo, KvError> {
-    Kv::new(barrier, mount_uuid).write(key, data, cas).await
-}
-
-/// Reads `version` of `key` (the current one when `None`) in the KV mount `mount_uuid`.
-pub async fn read(
-    barrier: &Barrier,
-    mount_uuid: &str,
-    key: &str,
-    version: Option<u64>,
-) -> Result<ReadOutcome, KvError> {
-    Kv::new(barrier, mount_uuid).read(key, version).await
 }
 
 fn check(key: &str) -> Result<(), KvError> {

@@ -1,5 +1,6 @@
-//! Logical layer: the path rules of secrets and mounts, and the decoding of raw request paths.
-//! Pure functions, no I/O.
+//! Logical layer: the path rules of secrets and mounts. Pure functions, no I/O. Raw request
+//! paths are decoded once, by the HTTP front door ([`crate::server::http::path`]), with these
+//! rules.
 //!
 //! A path is a `/`-separated list of segments. A segment is never empty, `.` or `..`, and never
 //! holds a control character (NUL included). In a URL, a segment may be percent-encoded, but
@@ -64,76 +65,6 @@ pub fn list_prefix(prefix: &str) -> Result<String, PathError> {
     Ok(format!("{trimmed}/"))
 }
 
-/// Decodes the raw (still percent-encoded) path of a request after `/v1/`. One trailing `/` is
-/// kept (it means "folder" to LIST); every other rule of [`check_segment`] applies, and encoded
-/// slashes are refused before decoding.
-pub fn decode_request_path(raw: &str) -> Result<String, PathError> {
-    if raw.is_empty() {
-        return Err(PathError::Empty);
-    }
-    if raw.len() > MAX_PATH_LEN * 3 {
-        return Err(PathError::TooLong);
-    }
-    let (body, trailing) = match raw.strip_suffix('/') {
-        Some(b) => (b, true),
-        None => (raw, false),
-    };
-    let mut out = String::with_capacity(raw.len());
-    for (i, segment) in body.split('/').enumerate() {
-        let decoded = percent_decode(segment)?;
-        check_segment(&decoded)?;
-        if i > 0 {
-            out.push('/');
-        }
-        out.push_str(&decoded);
-    }
-    if out.len() > MAX_PATH_LEN {
-        return Err(PathError::TooLong);
-    }
-    if trailing {
-        out.push('/');
-    }
-    Ok(out)
-}
-
-/// Percent-decodes one segment. `+` stays `+` (this is a path, not a form).
-fn percent_decode(segment: &str) -> Result<String, PathError> {
-    if !segment.contains('%') {
-        return Ok(segment.to_owned());
-    }
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        if b != b'%' {
-            out.push(b);
-            i += 1;
-            continue;
-        }
-        let hi = bytes.get(i + 1).and_then(|c| hex_value(*c));
-        let lo = bytes.get(i + 2).and_then(|c| hex_value(*c));
-        let (Some(hi), Some(lo)) = (hi, lo) else {
-            return Err(PathError::BadEscape);
-        };
-        let decoded = hi << 4 | lo;
-        if decoded == b'/' {
-            return Err(PathError::EncodedSlash);
-        }
-        out.push(decoded);
-        i += 3;
-    }
-    String::from_utf8(out).map_err(|_| PathError::NotUtf8)
-}
-
-fn hex_value(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,63 +93,5 @@ mod tests {
         assert_eq!(list_prefix("app/x/").as_deref(), Ok("app/x/"));
         assert_eq!(list_prefix("app//"), Err(PathError::EmptySegment));
         assert_eq!(list_prefix("../"), Err(PathError::DotSegment));
-    }
-
-    #[test]
-    fn request_paths_are_decoded_and_checked() {
-        assert_eq!(
-            decode_request_path("secret/data/a%20b").as_deref(),
-            Ok("secret/data/a b")
-        );
-        assert_eq!(
-            decode_request_path("secret/metadata/app/").as_deref(),
-            Ok("secret/metadata/app/")
-        );
-        assert_eq!(decode_request_path("a+b").as_deref(), Ok("a+b"));
-        assert_eq!(
-            decode_request_path("secret/data/a%2Fb"),
-            Err(PathError::EncodedSlash)
-        );
-        assert_eq!(
-            decode_request_path("secret/data/a%2fb"),
-            Err(PathError::EncodedSlash)
-        );
-        assert_eq!(
-            decode_request_path("secret/data/../x"),
-            Err(PathError::DotSegment)
-        );
-        assert_eq!(
-            decode_request_path("secret/data/%2E%2E/x"),
-            Err(PathError::DotSegment)
-        );
-        assert_eq!(
-            decode_request_path("secret/data//x"),
-            Err(PathError::EmptySegment)
-        );
-        assert_eq!(
-            decode_request_path("secret/data/x//"),
-            Err(PathError::EmptySegment)
-        );
-        assert_eq!(
-            decode_request_path("secret/data/a%00b"),
-            Err(PathError::ControlChar)
-        );
-        assert_eq!(
-            decode_request_path("secret/data/a%0Ab"),
-            Err(PathError::ControlChar)
-        );
-        assert_eq!(
-            decode_request_path("secret/data/a%zz"),
-            Err(PathError::BadEscape)
-        );
-        assert_eq!(
-            decode_request_path("secret/data/a%4"),
-            Err(PathError::BadEscape)
-        );
-        assert_eq!(
-            decode_request_path("secret/data/%ff"),
-            Err(PathError::NotUtf8)
-        );
-        assert_eq!(decode_request_path(""), Err(PathError::Empty));
     }
 }

@@ -10,13 +10,31 @@ use crate::server::physical::{InmemBackend, Physical};
 
 pub(super) const MOUNT: &str = "4d6f756e-7400-4000-8000-000000000001";
 
-pub(super) fn setup() -> (Barrier, Arc<InmemBackend>) {
+/// A barrier and the key locks of one unsealed server.
+pub(super) struct Setup {
+    pub b: Barrier,
+    pub locks: KeyLocks,
+}
+
+impl Setup {
+    pub fn kv<'a>(&'a self, mount: &'a str) -> Kv<'a> {
+        Kv::new(&self.b, &self.locks, mount)
+    }
+}
+
+pub(super) fn setup() -> (Arc<Setup>, Arc<InmemBackend>) {
     let physical = Arc::new(InmemBackend::new());
     let barrier = Barrier::new(
         Arc::clone(&physical) as Arc<dyn Physical>,
         Arc::new(Keyring::new(Key::generate().expect("key")).expect("keyring")),
     );
-    (barrier, physical)
+    (
+        Arc::new(Setup {
+            b: barrier,
+            locks: KeyLocks::default(),
+        }),
+        physical,
+    )
 }
 
 pub(super) fn obj(v: Value) -> Map<String, Value> {
@@ -40,7 +58,7 @@ pub(super) async fn found(
 #[tokio::test]
 async fn versions_and_check_and_set() {
     let (b, _) = setup();
-    let kv = Kv::new(&b, MOUNT);
+    let kv = b.kv(MOUNT);
     assert_eq!(
         kv.read("app/db", None).await.expect("read"),
         ReadOutcome::NotFound
@@ -88,7 +106,7 @@ async fn versions_and_check_and_set() {
 #[tokio::test]
 async fn cas_required_on_the_key_or_the_mount() {
     let (b, _) = setup();
-    let kv = Kv::new(&b, MOUNT);
+    let kv = b.kv(MOUNT);
     kv.update_config(|c| c.cas_required = true)
         .await
         .expect("config");
@@ -127,7 +145,7 @@ async fn cas_required_on_the_key_or_the_mount() {
 #[tokio::test]
 async fn soft_delete_undelete_and_destroy() {
     let (b, physical) = setup();
-    let kv = Kv::new(&b, MOUNT);
+    let kv = b.kv(MOUNT);
     for i in 1..=3 {
         kv.write("s", obj(json!({"v": i})), None)
             .await
@@ -191,7 +209,7 @@ async fn soft_delete_undelete_and_destroy() {
 #[tokio::test]
 async fn max_versions_prunes_the_oldest_data() {
     let (b, physical) = setup();
-    let kv = Kv::new(&b, MOUNT);
+    let kv = b.kv(MOUNT);
     for i in 1..=12 {
         kv.write("k", obj(json!({"i": i})), None)
             .await
@@ -246,7 +264,7 @@ async fn max_versions_prunes_the_oldest_data() {
 #[tokio::test]
 async fn delete_version_after_is_honoured_on_read() {
     let (b, _) = setup();
-    let kv = Kv::new(&b, MOUNT);
+    let kv = b.kv(MOUNT);
     kv.write("k", obj(json!({"a": 1})), None)
         .await
         .expect("write");
@@ -293,7 +311,7 @@ impl Kv<'_> {
 #[tokio::test]
 async fn invalid_paths_are_refused_before_storage() {
     let (b, physical) = setup();
-    let kv = Kv::new(&b, MOUNT);
+    let kv = b.kv(MOUNT);
     for bad in [
         "", "a//b", "../x", "a/../b", "a/./b", "a/", "/a", "a\0b", "a\tb",
     ] {
@@ -312,8 +330,9 @@ async fn invalid_paths_are_refused_before_storage() {
 #[tokio::test]
 async fn a_key_and_its_sub_keys_never_collide() {
     let (b, _) = setup();
-    let kv = Kv::new(&b, MOUNT);
-    super::write(&b, MOUNT, "a", obj(json!({"top": true})), None)
+    let kv = b.kv(MOUNT);
+    b.kv(MOUNT)
+        .write("a", obj(json!({"top": true})), None)
         .await
         .expect("write");
     kv.write("a/1", obj(json!({"sub": true})), None)
@@ -326,9 +345,7 @@ async fn a_key_and_its_sub_keys_never_collide() {
     );
     // Another mount's engine sees nothing of this one.
     assert_eq!(
-        super::read(&b, "another-mount", "a", None)
-            .await
-            .expect("read"),
+        b.kv("another-mount").read("a", None).await.expect("read"),
         ReadOutcome::NotFound
     );
 }
@@ -340,7 +357,7 @@ async fn concurrent_cas_creates_admit_exactly_one() {
     for i in 0..16 {
         let b = b.clone();
         tasks.push(tokio::spawn(async move {
-            Kv::new(&b, MOUNT)
+            b.kv(MOUNT)
                 .write("race", obj(json!({"writer": i})), Some(0))
                 .await
                 .is_ok()
@@ -351,7 +368,8 @@ async fn concurrent_cas_creates_admit_exactly_one() {
         wins += usize::from(t.await.expect("task"));
     }
     assert_eq!(wins, 1);
-    let meta = Kv::new(&b, MOUNT)
+    let meta = b
+        .kv(MOUNT)
         .metadata("race")
         .await
         .expect("meta")

@@ -21,7 +21,7 @@ fn custom(pairs: &[(&str, Option<&str>)]) -> Option<BTreeMap<String, Option<Stri
 #[tokio::test]
 async fn metadata_read_write_patch_and_delete() {
     let (b, physical) = setup();
-    let kv = Kv::new(&b, MOUNT);
+    let kv = b.kv(MOUNT);
     // An empty update creates nothing, as Vault's fast path.
     assert!(
         kv.write_metadata("m", &MetadataUpdate::default())
@@ -97,7 +97,7 @@ async fn metadata_read_write_patch_and_delete() {
 #[tokio::test]
 async fn cas_required_false_warns_when_the_mount_requires_it() {
     let (b, _) = setup();
-    let kv = Kv::new(&b, MOUNT);
+    let kv = b.kv(MOUNT);
     kv.update_config(|c| c.cas_required = true)
         .await
         .expect("config");
@@ -140,7 +140,7 @@ fn custom_metadata_limits_are_vaults() {
 #[tokio::test]
 async fn list_shows_keys_and_folders() {
     let (b, _) = setup();
-    let kv = Kv::new(&b, MOUNT);
+    let kv = b.kv(MOUNT);
     for key in ["app/db", "app/api/token", "app/api", "top"] {
         kv.write(key, obj(json!({"a": 1})), None)
             .await
@@ -165,7 +165,7 @@ async fn list_shows_keys_and_folders() {
 #[tokio::test]
 async fn config_defaults_and_updates() {
     let (b, _) = setup();
-    let kv = Kv::new(&b, MOUNT);
+    let kv = b.kv(MOUNT);
     assert_eq!(kv.config().await.expect("config"), Config::default());
     kv.update_config(|c| {
         c.max_versions = 7;
@@ -180,7 +180,7 @@ async fn config_defaults_and_updates() {
     );
     // Each mount has its own config.
     assert_eq!(
-        Kv::new(&b, "other").config().await.expect("config"),
+        b.kv("other").config().await.expect("config"),
         Config::default()
     );
 }

@@ -9,7 +9,7 @@ use super::*;
 #[tokio::test]
 async fn patch_merges_into_a_new_version() {
     let (b, _) = setup();
-    let kv = Kv::new(&b, MOUNT);
+    let kv = b.kv(MOUNT);
     assert_eq!(
         kv.patch("k", &obj(json!({"a": 1})), None)
             .await

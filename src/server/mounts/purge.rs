@@ -1,48 +1,47 @@
 //! Logical layer: unmounting, and the batched deletion of an unmounted engine's data.
 //! Storage I/O through the barrier.
 
-use super::{
-    GATE, MountError, PURGE_BATCH, TABLE_LOCK, check_not_reserved, load, load_or_create_locked,
-    normalize_path, store,
-};
+use super::{MountError, Mounts, PURGE_BATCH, check_not_reserved, load, normalize_path};
 use crate::server::barrier::Barrier;
 use crate::server::kv;
 use crate::server::physical::TxnOp;
 
-/// Unmounts `path` and deletes all of its data. `Ok(false)` when nothing is mounted there
-/// (Vault answers success either way).
-pub async fn unmount(barrier: &Barrier, path: &str) -> Result<bool, MountError> {
-    let path = normalize_path(path)?;
-    check_not_reserved(&path)?;
-    {
-        let _gate = GATE.write().await;
-        let _lock = TABLE_LOCK.lock().await;
-        let mut table = load_or_create_locked(barrier).await?;
-        let Some(pos) = table.entries.iter().position(|e| e.path == path) else {
-            return Ok(false);
-        };
-        let entry = table.entries.remove(pos);
-        table.purging.push(entry.uuid);
-        store(barrier, &table).await?;
+impl Mounts<'_> {
+    /// Unmounts `path` and deletes all of its data. `Ok(false)` when nothing is mounted there
+    /// (Vault answers success either way).
+    pub async fn unmount(&self, path: &str) -> Result<bool, MountError> {
+        let path = normalize_path(path)?;
+        check_not_reserved(&path)?;
+        {
+            let _gate = self.store.gate.write().await;
+            let _lock = self.store.table_lock.lock().await;
+            let mut table = self.load_or_create_locked().await?;
+            let Some(pos) = table.entries.iter().position(|e| e.path == path) else {
+                return Ok(false);
+            };
+            let entry = table.entries.remove(pos);
+            table.purging.push(entry.uuid);
+            self.store(&table).await?;
+        }
+        self.resume_purges().await?;
+        Ok(true)
     }
-    resume_purges(barrier).await?;
-    Ok(true)
-}
 
-/// Finishes the data deletion of every unmounted engine listed in `purging`.
-pub async fn resume_purges(barrier: &Barrier) -> Result<(), MountError> {
-    let pending = match load(barrier).await? {
-        Some(t) => t.purging,
-        None => return Ok(()),
-    };
-    for uuid in pending {
-        purge(barrier, &format!("{}{uuid}/", kv::LOGICAL_PREFIX)).await?;
-        let _lock = TABLE_LOCK.lock().await;
-        let mut table = load_or_create_locked(barrier).await?;
-        table.purging.retain(|u| *u != uuid);
-        store(barrier, &table).await?;
+    /// Finishes the data deletion of every unmounted engine listed in `purging`.
+    pub async fn resume_purges(&self) -> Result<(), MountError> {
+        let pending = match load(self.barrier).await? {
+            Some(t) => t.purging,
+            None => return Ok(()),
+        };
+        for uuid in pending {
+            purge(self.barrier, &format!("{}{uuid}/", kv::LOGICAL_PREFIX)).await?;
+            let _lock = self.store.table_lock.lock().await;
+            let mut table = self.load_or_create_locked().await?;
+            table.purging.retain(|u| *u != uuid);
+            self.store(&table).await?;
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Deletes every key under `prefix`, [`PURGE_BATCH`] keys per transaction.

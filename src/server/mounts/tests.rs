@@ -9,13 +9,33 @@ use crate::server::barrier::{Key, Keyring};
 use crate::server::kv::ReadOutcome;
 use crate::server::physical::{InmemBackend, Physical};
 
-fn setup() -> (Barrier, Arc<InmemBackend>) {
+/// The barrier, mount store and key locks of one unsealed server.
+struct Setup {
+    barrier: Barrier,
+    store: MountStore,
+    locks: KeyLocks,
+}
+
+impl Setup {
+    fn m(&self) -> Mounts<'_> {
+        Mounts::new(&self.barrier, &self.store, &self.locks)
+    }
+}
+
+fn setup() -> (Setup, Arc<InmemBackend>) {
     let physical = Arc::new(InmemBackend::new());
     let barrier = Barrier::new(
         Arc::clone(&physical) as Arc<dyn Physical>,
         Arc::new(Keyring::new(Key::generate().expect("key")).expect("keyring")),
     );
-    (barrier, physical)
+    (
+        Setup {
+            barrier,
+            store: MountStore::default(),
+            locks: KeyLocks::default(),
+        },
+        physical,
+    )
 }
 
 fn kv2() -> NewMount {
@@ -34,8 +54,8 @@ fn data(v: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
 async fn the_default_table_is_created_once_and_routes() {
     let (b, physical) = setup();
     assert!(physical.get(MOUNT_TABLE_PATH).await.expect("get").is_none());
-    let t1 = table(&b).await.expect("table");
-    let t2 = table(&b).await.expect("table");
+    let t1 = b.m().table().await.expect("table");
+    let t2 = b.m().table().await.expect("table");
     assert_eq!(t1, t2, "the same table (same UUIDs) on every access");
     let paths: Vec<_> = t1.entries.iter().map(|e| e.path.as_str()).collect();
     assert_eq!(paths, ["sys/", "secret/"]);
@@ -70,17 +90,17 @@ async fn the_default_table_is_created_once_and_routes() {
 #[tokio::test]
 async fn mount_validates_type_path_and_overlap() {
     let (b, _) = setup();
-    let e = mount(&b, "team/kv", kv2()).await.expect("mount");
+    let e = b.m().mount("team/kv", kv2()).await.expect("mount");
     assert_eq!(e.path, "team/kv/");
     let v2 = NewMount {
         kind: "kv-v2".into(),
         ..Default::default()
     };
     assert_eq!(
-        mount(&b, "other/", v2).await.expect("kv-v2").options,
+        b.m().mount("other/", v2).await.expect("kv-v2").options,
         Some([("version".to_owned(), "2".to_owned())].into())
     );
-    let t = table(&b).await.expect("table");
+    let t = b.m().table().await.expect("table");
     let (routed, rest) = t.route("team/kv/data/x").expect("routed");
     assert_eq!((routed.uuid.as_str(), rest), (e.uuid.as_str(), "data/x"));
 
@@ -97,14 +117,14 @@ async fn mount_validates_type_path_and_overlap() {
         if let Some(v) = version {
             req.options.insert("version".into(), v.into());
         }
-        let err = mount(&b, "new", req).await.expect_err("unsupported");
+        let err = b.m().mount("new", req).await.expect_err("unsupported");
         assert!(matches!(err, MountError::UnsupportedType { .. }), "{err}");
         assert!(err.to_string().contains("KV version 2"), "{err}");
     }
     for reserved in ["sys", "sys/x", "auth/x", "cubbyhole", "identity", "audit"] {
         assert!(
             matches!(
-                mount(&b, reserved, kv2()).await,
+                b.m().mount(reserved, kv2()).await,
                 Err(MountError::Reserved { .. })
             ),
             "{reserved}"
@@ -113,61 +133,61 @@ async fn mount_validates_type_path_and_overlap() {
     for bad in ["", "/", "a//b", "../x", "a/../b", "a\0b"] {
         assert!(
             matches!(
-                mount(&b, bad, kv2()).await,
+                b.m().mount(bad, kv2()).await,
                 Err(MountError::InvalidPath { .. })
             ),
             "{bad:?}"
         );
     }
     for overlap in ["secret", "secret/sub", "team", "team/kv/deeper"] {
-        let err = mount(&b, overlap, kv2()).await.expect_err("in use");
+        let err = b.m().mount(overlap, kv2()).await.expect_err("in use");
         assert!(
             err.to_string().starts_with("path is already in use at "),
             "{err}"
         );
     }
-    assert_eq!(table(&b).await.expect("table").entries.len(), 4);
+    assert_eq!(b.m().table().await.expect("table").entries.len(), 4);
 }
 
 #[tokio::test]
 async fn unmount_removes_the_entry_and_all_data_in_batches() {
     let (b, physical) = setup();
-    let e = mount(&b, "big", kv2()).await.expect("mount");
-    let kv = Kv::new(&b, &e.uuid);
+    let e = b.m().mount("big", kv2()).await.expect("mount");
+    let kv = b.m().kv(&e.uuid);
     // More keys than one purge batch, in nested folders.
     for i in 0..(PURGE_BATCH + 40) {
         kv.write(&format!("f{}/k{i}", i % 7), data(json!({"i": i})), None)
             .await
             .expect("write");
     }
-    let secret = table(&b)
+    let secret = b.m().table()
         .await
         .expect("table")
         .get("secret/")
         .cloned()
         .expect("secret/");
-    Kv::new(&b, &secret.uuid)
+    b.m().kv(&secret.uuid)
         .write("keep", data(json!({"a": 1})), None)
         .await
         .expect("write");
 
-    assert!(unmount(&b, "big/").await.expect("unmount"));
-    assert!(!unmount(&b, "big").await.expect("again"));
-    let t = table(&b).await.expect("table");
+    assert!(b.m().unmount("big/").await.expect("unmount"));
+    assert!(!b.m().unmount("big").await.expect("again"));
+    let t = b.m().table().await.expect("table");
     assert!(t.get("big/").is_none());
     assert!(t.purging.is_empty());
     let prefix = format!("{}{}/", kv::LOGICAL_PREFIX, e.uuid);
     assert!(physical.list(&prefix).await.expect("list").is_empty());
     // Other mounts keep their data.
     assert!(matches!(
-        Kv::new(&b, &secret.uuid)
+        b.m().kv(&secret.uuid)
             .read("keep", None)
             .await
             .expect("read"),
         ReadOutcome::Found { .. }
     ));
     assert!(matches!(
-        unmount(&b, "sys").await,
+        b.m().unmount("sys").await,
         Err(MountError::Reserved { .. })
     ));
 }
@@ -175,22 +195,22 @@ async fn unmount_removes_the_entry_and_all_data_in_batches() {
 #[tokio::test]
 async fn unmounting_secret_is_remembered_and_a_new_mount_starts_empty() {
     let (b, _) = setup();
-    let old = table(&b)
+    let old = b.m().table()
         .await
         .expect("table")
         .get("secret/")
         .cloned()
         .expect("secret/");
-    Kv::new(&b, &old.uuid)
+    b.m().kv(&old.uuid)
         .write("x", data(json!({"a": 1})), None)
         .await
         .expect("write");
-    assert!(unmount(&b, "secret").await.expect("unmount"));
-    assert!(table(&b).await.expect("table").get("secret/").is_none());
-    let new = mount(&b, "secret", kv2()).await.expect("remount");
+    assert!(b.m().unmount("secret").await.expect("unmount"));
+    assert!(b.m().table().await.expect("table").get("secret/").is_none());
+    let new = b.m().mount("secret", kv2()).await.expect("remount");
     assert_ne!(new.uuid, old.uuid);
     assert_eq!(
-        Kv::new(&b, &new.uuid).read("x", None).await.expect("read"),
+        b.m().kv(&new.uuid).read("x", None).await.expect("read"),
         ReadOutcome::NotFound
     );
 }
@@ -198,23 +218,23 @@ async fn unmounting_secret_is_remembered_and_a_new_mount_starts_empty() {
 #[tokio::test]
 async fn an_interrupted_purge_is_finished_later() {
     let (b, physical) = setup();
-    let e = mount(&b, "gone", kv2()).await.expect("mount");
-    Kv::new(&b, &e.uuid)
+    let e = b.m().mount("gone", kv2()).await.expect("mount");
+    b.m().kv(&e.uuid)
         .write("a", data(json!({"a": 1})), None)
         .await
         .expect("write");
     // Simulate a crash after the table write and before the purge.
     {
-        let _lock = TABLE_LOCK.lock().await;
-        let mut t = load_or_create_locked(&b).await.expect("table");
+        let _lock = b.store.table_lock.lock().await;
+        let mut t = b.m().load_or_create_locked().await.expect("table");
         t.entries.retain(|x| x.path != "gone/");
         t.purging.push(e.uuid.clone());
-        store(&b, &t).await.expect("store");
+        b.m().store(&t).await.expect("store");
     }
-    mount(&b, "later", kv2()).await.expect("mount");
+    b.m().mount("later", kv2()).await.expect("mount");
     let prefix = format!("{}{}/", kv::LOGICAL_PREFIX, e.uuid);
     assert!(physical.list(&prefix).await.expect("list").is_empty());
-    assert!(table(&b).await.expect("table").purging.is_empty());
+    assert!(b.m().table().await.expect("table").purging.is_empty());
 }
 
 #[tokio::test]
@@ -226,7 +246,7 @@ async fn tune_changes_settings_and_max_versions() {
         options: Some([("max_versions".to_owned(), "3".to_owned())].into()),
         ..Default::default()
     };
-    let e = tune(&b, "secret", t).await.expect("tune");
+    let e = b.m().tune("secret", t).await.expect("tune");
     assert_eq!(e.description, "team secrets");
     assert_eq!(e.config.default_lease_ttl, 60);
     assert_eq!(
@@ -234,7 +254,7 @@ async fn tune_changes_settings_and_max_versions() {
         json!({"version": "2"})
     );
     assert_eq!(
-        Kv::new(&b, &e.uuid)
+        b.m().kv(&e.uuid)
             .config()
             .await
             .expect("config")
@@ -247,7 +267,7 @@ async fn tune_changes_settings_and_max_versions() {
         ..Default::default()
     };
     assert!(matches!(
-        tune(&b, "secret", downgrade).await,
+        b.m().tune("secret", downgrade).await,
         Err(MountError::UnsupportedType { .. })
     ));
     let bad = Tune {
@@ -255,11 +275,11 @@ async fn tune_changes_settings_and_max_versions() {
         ..Default::default()
     };
     assert!(matches!(
-        tune(&b, "secret", bad).await,
+        b.m().tune("secret", bad).await,
         Err(MountError::InvalidOption(_))
     ));
     assert!(matches!(
-        tune(&b, "nope", Tune::default()).await,
+        b.m().tune("nope", Tune::default()).await,
         Err(MountError::NotFound { .. })
     ));
 }

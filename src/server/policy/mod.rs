@@ -21,12 +21,7 @@ mod store;
 
 pub use acl::Acl;
 pub use parse::{ParseError, ParseErrorKind, PathRule, Policy, parse};
-pub use store::{
-    DEFAULT_POLICY, PREFIX, PolicyError, acl_for, delete, list, normalize_name, read, write,
-};
-
-use crate::server::barrier::{Barrier, BarrierError};
-use crate::server::token::TokenEntry;
+pub use store::{DEFAULT_POLICY, PREFIX, PolicyError, PolicyStore, normalize_name};
 
 /// A capability a policy path rule grants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -145,29 +140,6 @@ impl FromIterator<Capability> for CapSet {
         }
         set
     }
-}
-
-/// Whether `entry`'s policies grant `cap` on `path` (no leading `/v1/`). For `List` the path is
-/// treated as a directory, as Vault does (it checks `path/`). A stored policy that no longer
-/// parses is reported as an integrity error rather than ignored, so a lost `deny` cannot widen
-/// access.
-pub async fn check(
-    barrier: &Barrier,
-    entry: &TokenEntry,
-    path: &str,
-    cap: Capability,
-) -> Result<bool, BarrierError> {
-    Ok(acl_for(barrier, &entry.policies).await?.allows(path, cap))
-}
-
-/// The capabilities `entry` has on `path`, as `sys/capabilities-self` reports them: `["root"]`
-/// for the root policy, `["deny"]` when nothing is granted, else sorted names.
-pub async fn capabilities(
-    barrier: &Barrier,
-    entry: &TokenEntry,
-    path: &str,
-) -> Result<Vec<&'static str>, BarrierError> {
-    Ok(acl_for(barrier, &entry.policies).await?.capabilities(path))
 }
 
 #[cfg(test)]

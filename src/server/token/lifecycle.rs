@@ -61,6 +61,30 @@ impl TokenStore {
         self.revoke_tree_locked(barrier, hash).await
     }
 
+    /// Revokes every token issued by the auth method mounted at `mount` (`auth/kubernetes/`),
+    /// with its descendants, as Vault does when the method is disabled. Returns how many
+    /// entries were deleted.
+    pub async fn revoke_issued_by(
+        &self,
+        barrier: &Barrier,
+        mount: &str,
+    ) -> Result<usize, BarrierError> {
+        let mut revoked = 0;
+        for hash in barrier.list(super::ID_PREFIX).await? {
+            if !super::is_hash(&hash) {
+                continue;
+            }
+            let _guard = self.writes.lock().await;
+            match self.read_entry(barrier, &hash).await? {
+                Some(e) if e.path.starts_with(mount) => {
+                    revoked += self.revoke_tree_locked(barrier, &hash).await?;
+                }
+                _ => {}
+            }
+        }
+        Ok(revoked)
+    }
+
     /// Revokes `hash` only; its children become orphans. Returns false when it did not exist.
     pub async fn revoke_orphan(&self, barrier: &Barrier, hash: &str) -> Result<bool, BarrierError> {
         let _guard = self.writes.lock().await;

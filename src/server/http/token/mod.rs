@@ -5,13 +5,12 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::{ApiError, AppState, Caller, Envelope, read_json};
-use crate::server::policy::{self, Capability};
 use crate::server::token::fields::{parse_duration, parse_string};
 use crate::server::token::{
     AuthBlock, CreateOptions, CreateRequest, LookupData, TokenEntry, TokenError,
@@ -57,11 +56,6 @@ fn increment(body: &Map<String, Value>) -> Result<u64, ApiError> {
     Ok(parse_duration("increment", body.get("increment"))?.unwrap_or(0))
 }
 
-/// Whether the caller has root, or `sudo` on the requested path.
-async fn is_sudo(caller: &Caller) -> Result<bool, ApiError> {
-    Ok(caller.entry.is_root() || caller.allows(&caller.path, Capability::Sudo).await?)
-}
-
 /// The JSON body, plus query parameters for `GET` (as Vault reads them).
 async fn request_data(
     state: &AppState,
@@ -84,10 +78,14 @@ pub(super) async fn route(
     State(state): State<AppState>,
     caller: Caller,
     method: Method,
-    Path(op): Path<String>,
     RawQuery(query): RawQuery,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let op = caller
+        .path
+        .strip_prefix("auth/token/")
+        .unwrap_or_default()
+        .to_owned();
     let read = method == Method::GET;
     let write = method == Method::POST || method == Method::PUT;
     let allowed = match op.as_str() {
@@ -156,7 +154,7 @@ async fn create(
 ) -> Result<Response, ApiError> {
     let req = CreateRequest::from_json(data)?;
     let opts = CreateOptions {
-        sudo: is_sudo(caller).await?,
+        sudo: caller.is_sudo().await?,
         orphan,
         path: if orphan {
             "auth/token/create-orphan".into()
@@ -174,7 +172,14 @@ async fn create(
     let mut warnings = issued.warnings.clone();
     for p in &issued.entry.policies {
         // As Vault: a warning, not an error, since the policy may be written later.
-        if matches!(policy::read(&caller.unsealed.barrier, p).await, Ok(None)) {
+        if matches!(
+            caller
+                .unsealed
+                .policies
+                .read(&caller.unsealed.barrier, p)
+                .await,
+            Ok(None)
+        ) {
             warnings.push(format!("Policy {p:?} does not exist"));
         }
     }
@@ -262,7 +267,7 @@ async fn revoke_accessor(caller: &Caller, data: &Map<String, Value>) -> Result<R
 
 async fn revoke_orphan(caller: &Caller, data: &Map<String, Value>) -> Result<Response, ApiError> {
     let token = required(data, "token", "missing token ID")?;
-    if !is_sudo(caller).await? {
+    if !caller.is_sudo().await? {
         return Err(ApiError::bad_request(
             "root or sudo privileges required to revoke and orphan",
         ));

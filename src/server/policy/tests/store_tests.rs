@@ -6,10 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_trait::async_trait;
 use serde_json::json;
 
-use super::super::{
-    Capability, DEFAULT_POLICY, PREFIX, PolicyError, acl_for, capabilities, check, delete, list,
-    normalize_name, read, store, write,
-};
+use super::super::{Capability, DEFAULT_POLICY, PREFIX, PolicyError, PolicyStore, normalize_name};
 use crate::server::barrier::{Barrier, BarrierError, Key, Keyring};
 use crate::server::physical::{InmemBackend, Physical, PhysicalError, TxnOp};
 use crate::server::token::TokenEntry;
@@ -43,17 +40,26 @@ impl Physical for Counting {
     }
 }
 
-fn barrier() -> (Barrier, Arc<Counting>) {
+/// A barrier and the policy store of one unsealed server.
+struct Unsealed {
+    b: Barrier,
+    p: PolicyStore,
+}
+
+fn barrier() -> (Unsealed, Arc<Counting>) {
     let physical = Arc::new(Counting {
         inner: InmemBackend::new(),
         gets: AtomicUsize::new(0),
     });
     let keyring = Keyring::new(Key::generate().expect("key")).expect("keyring");
     (
-        Barrier::new(
-            Arc::clone(&physical) as Arc<dyn Physical>,
-            Arc::new(keyring),
-        ),
+        Unsealed {
+            b: Barrier::new(
+                Arc::clone(&physical) as Arc<dyn Physical>,
+                Arc::new(keyring),
+            ),
+            p: PolicyStore::default(),
+        },
         physical,
     )
 }
@@ -83,7 +89,7 @@ async fn default_is_stored_on_first_use_updatable_not_deletable() {
         None
     );
     assert_eq!(
-        read(&b, "default").await.expect("read").as_deref(),
+        b.p.read(&b.b, "default").await.expect("read").as_deref(),
         Some(DEFAULT_POLICY)
     );
     let stored = physical
@@ -96,21 +102,27 @@ async fn default_is_stored_on_first_use_updatable_not_deletable() {
         !stored.windows(8).any(|w| w == b"renew-se"),
         "stored encrypted"
     );
-    assert_eq!(list(&b).await.expect("list"), names(&["default", "root"]));
+    assert_eq!(
+        b.p.list(&b.b).await.expect("list"),
+        names(&["default", "root"])
+    );
 
     let custom = "path \"secret/*\" { capabilities = [\"read\"] }";
     assert_eq!(
-        write(&b, "Default", custom).await.expect("write"),
+        b.p.write(&b.b, "Default", custom).await.expect("write"),
         "default"
     );
     assert_eq!(
-        read(&b, "default").await.expect("read").as_deref(),
+        b.p.read(&b.b, "default").await.expect("read").as_deref(),
         Some(custom)
     );
-    let e = delete(&b, "default").await.expect_err("delete default");
+    let e =
+        b.p.delete(&b.b, "default")
+            .await
+            .expect_err("delete default");
     assert_eq!(e.to_string(), "cannot delete default policy");
     assert_eq!(
-        read(&b, "default").await.expect("read").as_deref(),
+        b.p.read(&b.b, "default").await.expect("read").as_deref(),
         Some(custom)
     );
 }
@@ -118,12 +130,16 @@ async fn default_is_stored_on_first_use_updatable_not_deletable() {
 #[tokio::test]
 async fn root_is_built_in_and_immutable() {
     let (b, physical) = barrier();
-    assert_eq!(read(&b, "root").await.expect("read").as_deref(), Some(""));
-    let e = write(&b, "root", "path \"a\" { capabilities = [\"read\"] }")
-        .await
-        .expect_err("update root");
+    assert_eq!(
+        b.p.read(&b.b, "root").await.expect("read").as_deref(),
+        Some("")
+    );
+    let e =
+        b.p.write(&b.b, "root", "path \"a\" { capabilities = [\"read\"] }")
+            .await
+            .expect_err("update root");
     assert_eq!(e.to_string(), "cannot update \"root\" policy");
-    let e = delete(&b, "ROOT").await.expect_err("delete root");
+    let e = b.p.delete(&b.b, "ROOT").await.expect_err("delete root");
     assert_eq!(e.to_string(), "cannot delete \"root\" policy");
     assert_eq!(
         physical.inner.get("sys/policy/root").await.expect("get"),
@@ -134,16 +150,17 @@ async fn root_is_built_in_and_immutable() {
 #[tokio::test]
 async fn invalid_text_and_names_store_nothing() {
     let (b, physical) = barrier();
-    let e = write(&b, "app", "path \"a\" { capabilities = [\"raed\"] }")
-        .await
-        .expect_err("bad hcl");
+    let e =
+        b.p.write(&b.b, "app", "path \"a\" { capabilities = [\"raed\"] }")
+            .await
+            .expect_err("bad hcl");
     assert!(matches!(e, PolicyError::Parse(_)), "{e}");
-    assert_eq!(read(&b, "app").await.expect("read"), None);
+    assert_eq!(b.p.read(&b.b, "app").await.expect("read"), None);
     for bad in ["", "a/b", "a b", "..", "é", &"x".repeat(129)] {
-        let e = write(&b, bad, "path \"a\" {}").await.expect_err(bad);
+        let e = b.p.write(&b.b, bad, "path \"a\" {}").await.expect_err(bad);
         assert!(matches!(e, PolicyError::InvalidName(_)), "{bad:?}: {e}");
-        assert!(delete(&b, bad).await.is_err(), "{bad:?}");
-        assert_eq!(read(&b, bad).await.expect("read"), None, "{bad:?}");
+        assert!(b.p.delete(&b.b, bad).await.is_err(), "{bad:?}");
+        assert_eq!(b.p.read(&b.b, bad).await.expect("read"), None, "{bad:?}");
     }
     assert_eq!(
         physical.inner.list(PREFIX).await.expect("list"),
@@ -157,8 +174,8 @@ async fn invalid_text_and_names_store_nothing() {
 async fn crud_and_list_order() {
     let (b, _) = barrier();
     for name in ["zeta", "alpha", "mid"] {
-        write(
-            &b,
+        b.p.write(
+            &b.b,
             name,
             &format!("path \"{name}/*\" {{ capabilities = [\"read\"] }}"),
         )
@@ -166,16 +183,16 @@ async fn crud_and_list_order() {
         .expect("write");
     }
     assert_eq!(
-        list(&b).await.expect("list"),
+        b.p.list(&b.b).await.expect("list"),
         names(&["alpha", "default", "mid", "zeta", "root"])
     );
-    delete(&b, "mid").await.expect("delete");
-    delete(&b, "mid")
+    b.p.delete(&b.b, "mid").await.expect("delete");
+    b.p.delete(&b.b, "mid")
         .await
         .expect("deleting a missing policy succeeds");
-    assert_eq!(read(&b, "mid").await.expect("read"), None);
+    assert_eq!(b.p.read(&b.b, "mid").await.expect("read"), None);
     assert_eq!(
-        list(&b).await.expect("list"),
+        b.p.list(&b.b).await.expect("list"),
         names(&["alpha", "default", "zeta", "root"])
     );
 }
@@ -183,8 +200,8 @@ async fn crud_and_list_order() {
 #[tokio::test]
 async fn check_uses_listed_policies_only() {
     let (b, _) = barrier();
-    write(
-        &b,
+    b.p.write(
+        &b.b,
         "app",
         "path \"secret/data/app/*\" { capabilities = [\"read\"] }",
     )
@@ -192,25 +209,25 @@ async fn check_uses_listed_policies_only() {
     .expect("write");
     let app = entry(&["app", "no-such-policy", "Bad Name!"]);
     assert!(
-        check(&b, &app, "secret/data/app/db", Capability::Read)
+        b.p.check(&b.b, &app, "secret/data/app/db", Capability::Read)
             .await
             .expect("check")
     );
     assert!(
-        !check(&b, &app, "secret/data/other", Capability::Read)
+        !b.p.check(&b.b, &app, "secret/data/other", Capability::Read)
             .await
             .expect("check")
     );
     // default applies only when listed.
     assert!(
-        !check(&b, &app, "auth/token/lookup-self", Capability::Read)
+        !b.p.check(&b.b, &app, "auth/token/lookup-self", Capability::Read)
             .await
             .expect("check")
     );
     let with_default = entry(&["APP", "default"]);
     assert!(
-        check(
-            &b,
+        b.p.check(
+            &b.b,
             &with_default,
             "auth/token/lookup-self",
             Capability::Read
@@ -219,8 +236,8 @@ async fn check_uses_listed_policies_only() {
         .expect("check")
     );
     assert!(
-        check(
-            &b,
+        b.p.check(
+            &b.b,
             &with_default,
             "sys/capabilities-self",
             Capability::Update
@@ -229,65 +246,85 @@ async fn check_uses_listed_policies_only() {
         .expect("check")
     );
     assert!(
-        !check(&b, &with_default, "sys/policies/acl/app", Capability::Read)
-            .await
-            .expect("check")
+        !b.p.check(
+            &b.b,
+            &with_default,
+            "sys/policies/acl/app",
+            Capability::Read
+        )
+        .await
+        .expect("check")
     );
     // root grants everything, sudo included.
     let root = entry(&["root"]);
     assert!(
-        check(&b, &root, "sys/seal", Capability::Sudo)
+        b.p.check(&b.b, &root, "sys/seal", Capability::Sudo)
             .await
             .expect("check")
     );
     assert_eq!(
-        capabilities(&b, &root, "x").await.expect("caps"),
+        b.p.capabilities(&b.b, &root, "x").await.expect("caps"),
         vec!["root"]
     );
     assert_eq!(
-        capabilities(&b, &with_default, "secret/data/app/x")
+        b.p.capabilities(&b.b, &with_default, "secret/data/app/x")
             .await
             .expect("caps"),
         vec!["read"]
     );
     assert!(
-        !check(&b, &entry(&[]), "auth/token/lookup-self", Capability::Read)
-            .await
-            .expect("check")
+        !b.p.check(
+            &b.b,
+            &entry(&[]),
+            "auth/token/lookup-self",
+            Capability::Read
+        )
+        .await
+        .expect("check")
     );
 }
 
 #[tokio::test]
 async fn cache_serves_repeats_and_writes_invalidate_it() {
     let (b, physical) = barrier();
-    write(&b, "app", "path \"secret/a\" { capabilities = [\"read\"] }")
-        .await
-        .expect("write");
+    b.p.write(
+        &b.b,
+        "app",
+        "path \"secret/a\" { capabilities = [\"read\"] }",
+    )
+    .await
+    .expect("write");
     let set = names(&["app", "default"]);
-    let mut hit = false;
-    // Other tests bump the shared generation concurrently; some repeat must still be a hit.
-    for _ in 0..50 {
-        let before = physical.gets.load(Ordering::SeqCst);
-        let acl = acl_for(&b, &set).await.expect("acl");
+    // The store is this test's own: the first check stores `default` (a write, so nothing is
+    // cached), the second loads and caches, a repeat must hit the cache.
+    for _ in 0..2 {
+        let acl = b.p.acl_for(&b.b, &set).await.expect("acl");
         assert!(acl.allows("secret/a", Capability::Read));
-        if physical.gets.load(Ordering::SeqCst) == before {
-            hit = true;
-            break;
-        }
     }
-    assert!(hit, "repeated checks should not read storage");
+    let before = physical.gets.load(Ordering::SeqCst);
+    let acl = b.p.acl_for(&b.b, &set).await.expect("acl");
+    assert!(acl.allows("secret/a", Capability::Read));
+    assert_eq!(
+        physical.gets.load(Ordering::SeqCst),
+        before,
+        "a repeated check should not read storage"
+    );
 
-    let generation = store::generation();
-    write(&b, "app", "path \"secret/b\" { capabilities = [\"read\"] }")
-        .await
-        .expect("write");
-    assert!(store::generation() > generation);
-    let acl = acl_for(&b, &set).await.expect("acl");
+    let generation = b.p.generation();
+    b.p.write(
+        &b.b,
+        "app",
+        "path \"secret/b\" { capabilities = [\"read\"] }",
+    )
+    .await
+    .expect("write");
+    assert!(b.p.generation() > generation);
+    let acl = b.p.acl_for(&b.b, &set).await.expect("acl");
     assert!(!acl.allows("secret/a", Capability::Read));
     assert!(acl.allows("secret/b", Capability::Read));
-    delete(&b, "app").await.expect("delete");
+    b.p.delete(&b.b, "app").await.expect("delete");
     assert!(
-        !acl_for(&b, &set)
+        !b.p.acl_for(&b.b, &set)
             .await
             .expect("acl")
             .allows("secret/b", Capability::Read)
@@ -298,22 +335,26 @@ async fn cache_serves_repeats_and_writes_invalidate_it() {
 async fn barriers_do_not_share_cached_policies() {
     let (one, _) = barrier();
     let (two, _) = barrier();
-    write(&one, "app", "path \"x\" { capabilities = [\"read\"] }")
+    one.p
+        .write(&one.b, "app", "path \"x\" { capabilities = [\"read\"] }")
         .await
         .expect("write");
-    write(&two, "app", "path \"y\" { capabilities = [\"read\"] }")
+    two.p
+        .write(&two.b, "app", "path \"y\" { capabilities = [\"read\"] }")
         .await
         .expect("write");
     let set = names(&["app"]);
     for _ in 0..3 {
         assert!(
-            acl_for(&one, &set)
+            one.p
+                .acl_for(&one.b, &set)
                 .await
                 .expect("acl")
                 .allows("x", Capability::Read)
         );
         assert!(
-            !acl_for(&two, &set)
+            !two.p
+                .acl_for(&two.b, &set)
                 .await
                 .expect("acl")
                 .allows("x", Capability::Read)
@@ -325,13 +366,16 @@ async fn barriers_do_not_share_cached_policies() {
 async fn a_tampered_policy_is_an_error_not_ignored() {
     let (b, physical) = barrier();
     // A valid ciphertext of text that no longer parses (as if written by a newer version).
-    b.put(
+    b.b.put(
         "sys/policy/app",
         b"path \"a\" { capabilities = [\"future\"] }",
     )
     .await
     .expect("put");
-    let e = acl_for(&b, &names(&["app"])).await.expect_err("unparsable");
+    let e =
+        b.p.acl_for(&b.b, &names(&["app"]))
+            .await
+            .expect_err("unparsable");
     assert!(
         matches!(e, BarrierError::Integrity { ref path } if path == "sys/policy/app"),
         "{e}"
@@ -342,7 +386,7 @@ async fn a_tampered_policy_is_an_error_not_ignored() {
         .await
         .expect("put");
     assert!(
-        check(&b, &entry(&["app"]), "a", Capability::Read)
+        b.p.check(&b.b, &entry(&["app"]), "a", Capability::Read)
             .await
             .is_err()
     );
