@@ -144,7 +144,7 @@ pub(super) async fn ui_mount(who: Authenticated, method: Method) -> Result<Respo
         .unwrap_or_default();
     let unsealed = &who.unsealed;
     let table = unsealed.mounts().table().await?;
-    let Some((mount, rest)) = table.route(&path) else {
+    let Some((mount, rest)) = table.route(path) else {
         return Err(ApiError::permission_denied());
     };
     let rest = rest.trim_end_matches('/');

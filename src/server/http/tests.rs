@@ -519,3 +519,5 @@ async fn kv_list_verb_rotate_and_key_status() {
     let (st, _) = s.call("GET", "/v1/sys/metrics", None, None).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
 }
+
+mod security;

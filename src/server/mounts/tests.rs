@@ -160,13 +160,16 @@ async fn unmount_removes_the_entry_and_all_data_in_batches() {
             .await
             .expect("write");
     }
-    let secret = b.m().table()
+    let secret = b
+        .m()
+        .table()
         .await
         .expect("table")
         .get("secret/")
         .cloned()
         .expect("secret/");
-    b.m().kv(&secret.uuid)
+    b.m()
+        .kv(&secret.uuid)
         .write("keep", data(json!({"a": 1})), None)
         .await
         .expect("write");
@@ -180,7 +183,8 @@ async fn unmount_removes_the_entry_and_all_data_in_batches() {
     assert!(physical.list(&prefix).await.expect("list").is_empty());
     // Other mounts keep their data.
     assert!(matches!(
-        b.m().kv(&secret.uuid)
+        b.m()
+            .kv(&secret.uuid)
             .read("keep", None)
             .await
             .expect("read"),
@@ -195,13 +199,16 @@ async fn unmount_removes_the_entry_and_all_data_in_batches() {
 #[tokio::test]
 async fn unmounting_secret_is_remembered_and_a_new_mount_starts_empty() {
     let (b, _) = setup();
-    let old = b.m().table()
+    let old = b
+        .m()
+        .table()
         .await
         .expect("table")
         .get("secret/")
         .cloned()
         .expect("secret/");
-    b.m().kv(&old.uuid)
+    b.m()
+        .kv(&old.uuid)
         .write("x", data(json!({"a": 1})), None)
         .await
         .expect("write");
@@ -219,7 +226,8 @@ async fn unmounting_secret_is_remembered_and_a_new_mount_starts_empty() {
 async fn an_interrupted_purge_is_finished_later() {
     let (b, physical) = setup();
     let e = b.m().mount("gone", kv2()).await.expect("mount");
-    b.m().kv(&e.uuid)
+    b.m()
+        .kv(&e.uuid)
         .write("a", data(json!({"a": 1})), None)
         .await
         .expect("write");
@@ -254,7 +262,8 @@ async fn tune_changes_settings_and_max_versions() {
         json!({"version": "2"})
     );
     assert_eq!(
-        b.m().kv(&e.uuid)
+        b.m()
+            .kv(&e.uuid)
             .config()
             .await
             .expect("config")

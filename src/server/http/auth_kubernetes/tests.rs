@@ -190,3 +190,80 @@ async fn kubernetes_login_issues_role_tokens_and_refuses_others() {
         .await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
 }
+
+/// Regression (issue 11): a Kubernetes-auth login token stayed valid and renewable after
+/// `DELETE sys/auth/kubernetes`; Vault revokes every token a disabled method issued.
+#[tokio::test]
+async fn disabling_the_method_revokes_its_tokens() {
+    let (s, root) = TestServer::unsealed().await;
+    let host = fake_api_server().await;
+    for (uri, body) in [
+        (
+            "/v1/sys/policies/acl/child-maker",
+            json!({"policy": "path \"auth/token/create\" { capabilities = [\"update\"] }"}),
+        ),
+        ("/v1/sys/auth/kubernetes", json!({"type": "kubernetes"})),
+        (
+            "/v1/auth/kubernetes/config",
+            json!({"kubernetes_host": host}),
+        ),
+        (
+            "/v1/auth/kubernetes/role/app",
+            json!({"bound_service_account_names": ["app"],
+                   "bound_service_account_namespaces": ["team-a"],
+                   "token_policies": ["child-maker"],
+                   "token_ttl": "1h"}),
+        ),
+    ] {
+        let (st, v) = s
+            .call("POST", uri, Some(&root), Some(&body.to_string()))
+            .await;
+        assert_eq!(st, StatusCode::NO_CONTENT, "{uri}: {v}");
+    }
+    let (st, v) = s
+        .call(
+            "POST",
+            "/v1/auth/kubernetes/login",
+            None,
+            Some(r#"{"role":"app","jwt":"team-a/app"}"#),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let login = v["auth"]["client_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    // A child of the login token goes with it.
+    let (st, v) = s
+        .call("POST", "/v1/auth/token/create", Some(&login), Some("{}"))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let child = v["auth"]["client_token"]
+        .as_str()
+        .expect("child")
+        .to_owned();
+    let (st, _) = s
+        .call("GET", "/v1/auth/token/lookup-self", Some(&login), None)
+        .await;
+    assert_eq!(st, StatusCode::OK);
+
+    let (st, _) = s
+        .call("DELETE", "/v1/sys/auth/kubernetes", Some(&root), None)
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    for t in [&login, &child] {
+        let (st, _) = s
+            .call("GET", "/v1/auth/token/lookup-self", Some(t), None)
+            .await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "revoked with the method");
+        let (st, _) = s
+            .call("POST", "/v1/auth/token/renew-self", Some(t), Some("{}"))
+            .await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "no longer renewable");
+    }
+    // The root token (issued by token auth) is untouched.
+    let (st, _) = s
+        .call("GET", "/v1/auth/token/lookup-self", Some(&root), None)
+        .await;
+    assert_eq!(st, StatusCode::OK);
+}

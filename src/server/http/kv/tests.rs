@@ -177,7 +177,7 @@ async fn bad_bodies_are_refused_and_nothing_is_stored() {
 }
 
 /// Writes a policy and returns a token that has only it.
-async fn token_with_policy(s: &Srv, name: &str, hcl: &str) -> String {
+pub(crate) async fn token_with_policy(s: &Srv, name: &str, hcl: &str) -> String {
     let (st, v) = s
         .call(
             "PUT",
