@@ -119,7 +119,8 @@ fn large_json_policy(n: usize) -> String {
 }
 
 /// Issue 11: each key's position was a search of the whole text, O(n^2) for n paths (20,000
-/// paths: 6.5 s in release). The positions now come from one pass; they must still be right.
+/// paths, 1.3 MB: 58 s in a debug build, against 0.2 s for the same policy in HCL). One pass
+/// now finds them (0.37 s); they must still be exact.
 #[test]
 fn large_json_policy_parses_every_path_and_positions_stay_exact() {
     const N: usize = 20_000;
