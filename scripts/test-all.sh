@@ -59,6 +59,12 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo test (unit, router, integration against moto)"
 cargo test --locked --workspace --lib --bins --tests
 
+step "parser depth and size limits in release too (optimized frames differ from debug ones)"
+cargo test --locked --release --lib -- depth_limit_ size_limit_
+
+step "fuzz targets, 20 s each (scripts/fuzz.sh; a long run: scripts/fuzz.sh --seconds 600)"
+bash scripts/fuzz.sh --seconds 20
+
 bash scripts/e2e.sh
 
 step "benchmarks, run once in release (figures are printed, never asserted)"

@@ -2,6 +2,19 @@
 //! files use (several attributes may share a line, `tls_disable = 1`, `#` and `//` comments).
 //! HCL2 parsers reject such files, so this one keeps Vault users' files working unchanged.
 //! Pure; every node records the byte offset where it starts, for error messages.
+//!
+//! The input is untrusted (policies arrive over the API), so the parser bounds what it accepts:
+//! at most [`MAX_LEN`] bytes, and at most [`MAX_DEPTH`] nested `{` and `[`. The recursive descent
+//! therefore never goes deeper than `MAX_DEPTH` frames, whatever the text.
+
+/// Deepest nesting of `{` (blocks and objects) and `[` (lists) accepted, counted together. Real
+/// files nest a few levels (`listener "tcp" { telemetry { ... } }`; a JSON policy is four deep);
+/// 64 keeps the recursion a small fraction of the smallest stack it runs on (a 2 MiB tokio
+/// worker), in debug builds too, where frames are largest.
+pub const MAX_DEPTH: usize = 64;
+/// Largest accepted text, in bytes (4 MiB). A 20,000-path policy is about 1 MB; the limit
+/// bounds the syntax tree, which takes several times the memory of the text.
+pub const MAX_LEN: usize = 4 * 1024 * 1024;
 
 /// A parsed body: attributes and blocks in source order.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +63,20 @@ impl Value {
             Self::Object(_) => "an object",
         }
     }
+}
+
+/// The message for a `{` or `[` (`what`) past [`MAX_DEPTH`]: the cause and the fix.
+pub fn too_deep(what: &str) -> String {
+    format!(
+        "{what} nests deeper than {MAX_DEPTH} levels of '{{' and '['; flatten the structure (real configs and policies nest a few levels)"
+    )
+}
+
+/// The message for a text of `len` bytes, past [`MAX_LEN`]: the cause and the fix.
+pub fn too_long(len: usize) -> String {
+    format!(
+        "the text is {len} bytes, more than the limit of {MAX_LEN} (4 MiB); split it into smaller files or policies"
+    )
 }
 
 /// A syntax error at a byte offset.
@@ -254,8 +281,6 @@ struct Parser<'a> {
     depth: usize,
 }
 
-const MAX_DEPTH: usize = 32;
-
 impl Parser<'_> {
     fn peek(&mut self) -> Result<&(Tok, usize), SyntaxError> {
         if self.peeked.is_none() {
@@ -271,12 +296,17 @@ impl Parser<'_> {
         }
     }
 
-    fn body(&mut self, closing: bool) -> Result<Body, SyntaxError> {
-        self.depth += 1;
-        if self.depth > MAX_DEPTH {
-            let pos = self.lex.pos;
-            return self.lex.err(pos, "nesting is too deep");
+    /// Enters one level of `{` or `[` opened at `pos`, refusing to go past [`MAX_DEPTH`].
+    fn open(&mut self, pos: usize, what: &str) -> Result<(), SyntaxError> {
+        if self.depth >= MAX_DEPTH {
+            return self.lex.err(pos, too_deep(what));
         }
+        self.depth += 1;
+        Ok(())
+    }
+
+    /// A block body: `closing` when it ends at `}` (the file's top level ends at the end).
+    fn body(&mut self, closing: bool) -> Result<Body, SyntaxError> {
         let mut items = Vec::new();
         loop {
             let (tok, pos) = self.bump()?;
@@ -304,7 +334,9 @@ impl Parser<'_> {
                     }
                     Tok::Str(l) => labels.push(l),
                     Tok::LBrace => {
+                        self.open(tpos, "this block")?;
                         let body = self.body(true)?;
+                        self.depth -= 1;
                         items.push(Item::Block(Block {
                             ident: key,
                             labels,
@@ -325,7 +357,6 @@ impl Parser<'_> {
                 }
             }
         }
-        self.depth -= 1;
         Ok(Body { items })
     }
 
@@ -336,13 +367,20 @@ impl Parser<'_> {
             Tok::Number(n) => Ok(Value::Number(n)),
             Tok::Ident(i) if i == "true" => Ok(Value::Bool(true)),
             Tok::Ident(i) if i == "false" => Ok(Value::Bool(false)),
-            Tok::LBrace => Ok(Value::Object(self.body(true)?)),
+            Tok::LBrace => {
+                self.open(pos, "this object")?;
+                let body = self.body(true)?;
+                self.depth -= 1;
+                Ok(Value::Object(body))
+            }
             Tok::LBracket => {
+                self.open(pos, "this list")?;
                 let mut items = Vec::new();
                 loop {
                     match self.peek()?.0 {
                         Tok::RBracket => {
                             self.bump()?;
+                            self.depth -= 1;
                             return Ok(Value::List(items));
                         }
                         Tok::Comma => {
@@ -363,8 +401,14 @@ impl Parser<'_> {
     }
 }
 
-/// Parses a whole file.
+/// Parses a whole file of at most [`MAX_LEN`] bytes.
 pub fn parse(src: &str) -> Result<Body, SyntaxError> {
+    if src.len() > MAX_LEN {
+        return Err(SyntaxError {
+            pos: MAX_LEN,
+            message: too_long(src.len()),
+        });
+    }
     let mut p = Parser {
         lex: Lexer {
             src,
@@ -378,68 +422,4 @@ pub fn parse(src: &str) -> Result<Body, SyntaxError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn vault_style_one_line_blocks_and_comments() {
-        let b = parse(
-            "# comment\nlistener \"tcp\" { address = \"127.0.0.1:8200\"  tls_disable = 1 } // c\n/* x */ ui = true\nlist = [\"a\", \"b\",]\nobj = { k = \"v\" }\n",
-        )
-        .expect("parse");
-        assert_eq!(b.items.len(), 4);
-        let Item::Block(l) = &b.items[0] else {
-            panic!("block")
-        };
-        assert_eq!(
-            (l.ident.as_str(), l.labels.as_slice()),
-            ("listener", ["tcp".to_owned()].as_slice())
-        );
-        assert_eq!(l.body.items.len(), 2);
-        let Item::Attr(a) = &l.body.items[1] else {
-            panic!("attr")
-        };
-        assert_eq!(a.value, Value::Number("1".into()));
-        let Item::Attr(list) = &b.items[2] else {
-            panic!("attr")
-        };
-        assert_eq!(
-            list.value,
-            Value::List(vec![Value::Str("a".into()), Value::Str("b".into())])
-        );
-    }
-
-    #[test]
-    fn heredoc_and_escapes() {
-        let b = parse("a = <<EOF\nline1\nline2\nEOF\nb = \"q\\\"x\"\n").expect("parse");
-        let Item::Attr(a) = &b.items[0] else {
-            panic!("attr")
-        };
-        assert_eq!(a.value, Value::Str("line1\nline2\n".into()));
-        let Item::Attr(bb) = &b.items[1] else {
-            panic!("attr")
-        };
-        assert_eq!(bb.value, Value::Str("q\"x".into()));
-    }
-
-    #[test]
-    fn errors_have_positions_and_never_panic() {
-        for bad in [
-            "a = ",
-            "a = \"x",
-            "listener {",
-            "a = b",
-            "{",
-            "a = [",
-            "/* x",
-            "a = <<EOF\nx",
-            "é = 1",
-            "a \"l\" = 1",
-        ] {
-            let e = parse(bad).expect_err(bad);
-            assert!(e.pos <= bad.len(), "{bad:?}: {e:?}");
-        }
-        let deep = "a = ".to_owned() + &"{ b = ".repeat(100);
-        assert!(parse(&deep).is_err());
-    }
-}
+mod tests;

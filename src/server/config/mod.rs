@@ -2,7 +2,8 @@
 //! overrides. Reads the file; otherwise pure.
 
 mod hcl;
-mod hcl1;
+/// The HCL1 parser, shared with the policy parser (`server::policy`).
+pub(crate) mod hcl1;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -10,12 +10,6 @@
 //! ignored.
 
 mod acl;
-// The config layer's HCL1 parser, compiled here too because `config::hcl1` is private to its
-// module (making it `pub(crate)` there would let this become a `use`). Not every helper of it
-// is used by policies.
-#[allow(dead_code, clippy::duplicate_mod)]
-#[path = "../config/hcl1.rs"]
-mod hcl1;
 mod parse;
 mod store;
 

@@ -11,8 +11,10 @@
 //! them and ignoring them would grant more than the policy says; `*` anywhere but at the end
 //! and `+` inside a segment (`a/+b`), which Vault takes literally but are almost always typos.
 
-use super::hcl1::{self, Attr, Block, Body, Item, Value};
 use super::{CAPABILITY_NAMES, CapSet, Capability};
+use crate::server::config::hcl1::{self, Attr, Block, Body, Item, Value};
+
+mod json;
 
 /// One `path` block, with its pattern normalized (one leading `/` removed).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,10 +110,15 @@ fn err(src: &str, pos: usize, kind: ParseErrorKind) -> ParseError {
     ParseError { line, column, kind }
 }
 
-/// Parses a policy document (HCL1, or JSON when it starts with `{`).
+/// Parses a policy document (HCL1, or JSON when it starts with `{`) of at most
+/// [`hcl1::MAX_LEN`] bytes and [`hcl1::MAX_DEPTH`] levels of nesting, in either form.
 pub fn parse(src: &str) -> Result<Policy, ParseError> {
+    if src.len() > hcl1::MAX_LEN {
+        let kind = ParseErrorKind::Syntax(hcl1::too_long(src.len()));
+        return Err(err(src, hcl1::MAX_LEN, kind));
+    }
     let body = if src.trim_start().starts_with('{') {
-        json_body(src)?
+        json::body(src)?
     } else {
         hcl1::parse(src).map_err(|e| err(src, e.pos, ParseErrorKind::Syntax(e.message)))?
     };
@@ -333,49 +340,5 @@ fn legacy(name: &str) -> Option<&'static [Capability]> {
         "write" => Some(&[Create, Read, Update, Delete, List]),
         "sudo" => Some(&[Create, Read, Update, Delete, List, Sudo]),
         _ => None,
-    }
-}
-
-/// The JSON form, converted to the HCL tree so both share one validator. Positions point at
-/// the first occurrence of each key in the text.
-fn json_body(src: &str) -> Result<Body, ParseError> {
-    let value: serde_json::Value = serde_json::from_str(src).map_err(|e| ParseError {
-        line: e.line(),
-        column: e.column(),
-        kind: ParseErrorKind::Syntax(format!("invalid JSON policy: {e}")),
-    })?;
-    match json_value(src, &value) {
-        Value::Object(body) => Ok(body),
-        _ => Err(err(
-            src,
-            0,
-            ParseErrorKind::Syntax(
-                "a JSON policy must be an object, as in {\"path\": {\"secret/*\": {\"capabilities\": [\"read\"]}}}".into(),
-            ),
-        )),
-    }
-}
-
-fn json_value(src: &str, value: &serde_json::Value) -> Value {
-    use serde_json::Value as J;
-    match value {
-        J::Null => Value::List(Vec::new()),
-        J::Bool(b) => Value::Bool(*b),
-        J::Number(n) => Value::Number(n.to_string()),
-        J::String(s) => Value::Str(s.clone()),
-        J::Array(items) => Value::List(items.iter().map(|v| json_value(src, v)).collect()),
-        J::Object(map) => Value::Object(Body {
-            items: map
-                .iter()
-                .map(|(k, v)| {
-                    let quoted = serde_json::to_string(k).unwrap_or_default();
-                    Item::Attr(Attr {
-                        key: k.clone(),
-                        value: json_value(src, v),
-                        pos: src.find(&quoted).unwrap_or(0),
-                    })
-                })
-                .collect(),
-        }),
     }
 }

@@ -1,6 +1,7 @@
 //! Unit tests of the policy module: parser, matching and priority, store and cache.
 
 mod acl_tests;
+mod depth_tests;
 mod parse_tests;
 mod store_tests;
 

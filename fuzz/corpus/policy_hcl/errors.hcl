@@ -1,0 +1,2 @@
+path "a*b" { capabilities = ["read"] }
+path "x" "y" { capabilities = ["fly"] }

@@ -1,0 +1,7 @@
+path "a/b" {
+  capabilities = ["deny"]
+  comment = <<EOT
+multi
+line
+EOT
+}

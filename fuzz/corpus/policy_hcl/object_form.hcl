@@ -1,0 +1,1 @@
+path = { "secret/+/config" = { capabilities = ["read"] } "kv/*" = { policy = "sudo" } }
