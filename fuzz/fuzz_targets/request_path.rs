@@ -1,11 +1,12 @@
 //! Fuzz target (HTTP front door, pure): the request path decoder on arbitrary UTF-8. What it
 //! accepts must be a clean path: no empty, `.` or `..` segment, no control character, no `/`
-//! that was percent-encoded, at most `MAX_PATH_LEN` bytes. Written against
-//! `kv::path::decode_request_path`; retarget it when the front door's one decoder replaces it.
+//! that was percent-encoded, at most `MAX_PATH_LEN` bytes; and the canonical URI the front door
+//! routes on decodes back to the same path (one decode, whatever the router sees).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sealkeep::server::kv::path::{MAX_PATH_LEN, decode_request_path};
+use sealkeep::server::http::path::{RequestPath, decode as decode_request_path};
+use sealkeep::server::kv::path::MAX_PATH_LEN;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(raw) = std::str::from_utf8(data) else {
@@ -34,5 +35,14 @@ fuzz_target!(|data: &[u8]| {
     let reencoded = path.replace('%', "%25");
     if reencoded.len() <= MAX_PATH_LEN * 3 {
         assert_eq!(decode_request_path(&reencoded).as_deref(), Ok(&*path));
+    }
+    // The canonical URI the router matches decodes to the same request path.
+    if let Ok(once) = RequestPath::decode(raw) {
+        let canonical = once.canonical_uri_path();
+        let again = canonical
+            .strip_prefix("/v1/")
+            .map(RequestPath::decode)
+            .and_then(Result::ok);
+        assert_eq!(again.as_ref(), Some(&once), "{raw:?} -> {canonical:?}");
     }
 });

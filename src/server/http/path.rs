@@ -66,7 +66,7 @@ impl RequestPath {
 
     /// The canonical URI path: `/v1/` and every segment percent-encoded where it must be, so
     /// that routing sees exactly this path.
-    fn canonical_uri_path(&self) -> String {
+    pub fn canonical_uri_path(&self) -> String {
         let mut out = String::with_capacity(self.path.len() + 8);
         out.push_str("/v1/");
         for (i, segment) in self.path.split('/').enumerate() {
