@@ -227,3 +227,26 @@ async fn the_audit_log_records_the_decoded_path() {
         "no raw path recorded: {paths:?}"
     );
 }
+
+/// Request bodies are parsed with serde_json's nesting limit (128): a deeply nested body is a
+/// 400 naming the cause, never a crash, and a body at a sane depth still works.
+#[tokio::test]
+async fn deeply_nested_request_bodies_are_refused_not_fatal() {
+    let s = srv().await;
+    let nested = |depth: usize| format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+    let ok = format!(r#"{{"data": {{"k": {}}}}}"#, nested(100));
+    let (st, v) = s
+        .send_raw("POST", "/v1/secret/data/deep", Some(&ok), &[])
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    for depth in [129, 200, 30_000] {
+        let body = format!(r#"{{"data": {{"k": {}}}}}"#, nested(depth));
+        let (st, v) = s
+            .send_raw("POST", "/v1/secret/data/deeper", Some(&body), &[])
+            .await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "depth {depth}: {v}");
+        assert!(error(&v).contains("recursion limit"), "depth {depth}: {v}");
+    }
+    let (st, _) = s.call("GET", "/v1/secret/data/deep", None).await;
+    assert_eq!(st, StatusCode::OK, "the server is still serving");
+}
