@@ -156,6 +156,32 @@ impl Unsealed {
         }
     }
 
+    /// Loads what every request needs (the mount table, finishing any purge a crash cut
+    /// short, and the audit devices), so an unreadable table fails the unseal, as in Vault,
+    /// instead of every request after it.
+    pub async fn preload(&self) -> Result<(), CoreError> {
+        let corrupt = |path: &'static str| {
+            move |e: &dyn std::fmt::Display| CoreError::Corrupt {
+                path,
+                reason: e.to_string(),
+            }
+        };
+        let mounts = self.mounts();
+        mounts
+            .table()
+            .await
+            .map_err(|e| corrupt(super::mounts::MOUNT_TABLE_PATH)(&e))?;
+        mounts
+            .resume_purges()
+            .await
+            .map_err(|e| corrupt(super::mounts::MOUNT_TABLE_PATH)(&e))?;
+        self.audit
+            .devices(&self.barrier)
+            .await
+            .map_err(|e| corrupt(super::audit::TABLE_PATH)(&e))?;
+        Ok(())
+    }
+
     /// The mount table, with this server's barrier and KV key locks.
     pub fn mounts(&self) -> Mounts<'_> {
         Mounts::new(&self.barrier, &self.mount_store, &self.kv_locks)
@@ -382,13 +408,9 @@ impl Core {
             }
         };
         let tokens = TokenStore::load(&barrier).await?;
-        Ok(Unsealed::new(
-            barrier,
-            seal_config,
-            recovery,
-            cluster,
-            tokens,
-        ))
+        let unsealed = Unsealed::new(barrier, seal_config, recovery, cluster, tokens);
+        unsealed.preload().await?;
+        Ok(unsealed)
     }
 
     /// Installs an unsealed state if the server is still sealed (and, for the auto-unseal
