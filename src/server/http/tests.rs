@@ -39,6 +39,8 @@ impl TestServer {
         let app = router(AppState {
             core: Arc::clone(&core),
             max_body: MAX_BODY,
+            body_timeout: std::time::Duration::from_secs(30),
+            unauthenticated_metrics: false,
         });
         Self {
             app,
