@@ -15,8 +15,9 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -42,6 +43,9 @@ pub(super) struct ConnState {
     head_since: AtomicU64,
     /// Milliseconds after `start`: when the request in flight had its head read.
     busy_since: AtomicU64,
+    /// The connection task, parked in a read with no deadline while a request was in flight;
+    /// woken when the last request ends so the idle deadline gets armed.
+    parked_reader: Mutex<Option<Waker>>,
 }
 
 impl ConnState {
@@ -55,6 +59,7 @@ impl ConnState {
             // A new connection owes its first request head from the start (as Go).
             head_since: AtomicU64::new(0),
             busy_since: AtomicU64::new(0),
+            parked_reader: Mutex::new(None),
         })
     }
 
@@ -93,6 +98,15 @@ impl ConnState {
         }
     }
 
+    fn park_reader(&self, waker: &Waker) {
+        if let Ok(mut w) = self.parked_reader.lock() {
+            match &*w {
+                Some(old) if old.will_wake(waker) => {}
+                _ => *w = Some(waker.clone()),
+            }
+        }
+    }
+
     /// The write deadline of HTTP/1 (from the request head); HTTP/2 uses stalls instead.
     fn write_deadline(&self) -> Option<Instant> {
         let limit = self.timeouts.write?;
@@ -122,6 +136,10 @@ impl Drop for Inflight {
         if self.0.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.0.idle_since.store(self.0.now_ms(), Ordering::Release);
             self.0.head_since.store(NONE, Ordering::Release);
+            let parked = self.0.parked_reader.lock().ok().and_then(|mut w| w.take());
+            if let Some(w) = parked {
+                w.wake();
+            }
         }
     }
 }
@@ -216,7 +234,15 @@ impl<S: AsyncRead + Unpin> AsyncRead for TimedIo<S> {
                 Some(d) if expired(&mut this.read_timer, d, cx) => {
                     Poll::Ready(Err(timed_out("reading the request")))
                 }
-                _ => Poll::Pending,
+                Some(_) => Poll::Pending,
+                None => {
+                    this.state.park_reader(cx.waker());
+                    // The request may have ended between the check and the parking.
+                    if this.state.read_deadline().is_some() {
+                        cx.waker().wake_by_ref();
+                    }
+                    Poll::Pending
+                }
             },
         }
     }
