@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::Value;
 
-/// Accepts connections on a free loopback port and holds them open without a byte in reply.
+/// Accepts connections on a free loopback port and holds them open without a byte in reply
+/// (or, with `start_answering`, with only the head of an answer).
 struct BlackHole {
     port: u16,
     task: tokio::task::JoinHandle<()>,
@@ -18,6 +19,16 @@ struct BlackHole {
 
 impl BlackHole {
     async fn start() -> Self {
+        Self::with_reply(b"").await
+    }
+
+    /// Sends the head of an answer, then none of its body: the head arrives, so the SDK's
+    /// first-byte (head) timeout does not fire; only the attempt timeout (8 s) would.
+    async fn start_answering() -> Self {
+        Self::with_reply(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: 100\r\n\r\n{").await
+    }
+
+    async fn with_reply(reply: &'static [u8]) -> Self {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
             .await
             .expect("bind");
@@ -27,7 +38,17 @@ impl BlackHole {
             // Bounded: a test makes a handful of attempts.
             while held.len() < 1000 {
                 match listener.accept().await {
-                    Ok((s, _)) => held.push(s),
+                    Ok((mut s, _)) => {
+                        if !reply.is_empty() {
+                            // After the request has started to arrive, so it is an answer.
+                            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                            let mut buf = vec![0u8; 64 * 1024];
+                            let _ = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+                                .await;
+                            let _ = s.write_all(reply).await;
+                        }
+                        held.push(s);
+                    }
                     Err(_) => break,
                 }
             }
@@ -129,4 +150,43 @@ async fn a_black_holed_sts_endpoint_is_reported_unreachable_within_5_s() {
     let message = v["last_error"].as_str().unwrap_or("");
     assert!(message.contains(&sts.url()), "must name the STS endpoint: {v}");
     assert!(took < Duration::from_secs(5), "diagnosed after {took:?}");
+}
+
+/// A KMS that sends an answer's head and stops: the first-byte timeout does not fire, and the
+/// SDK's stalled-stream protection only after about 5 s, so the in-flight call itself is
+/// reported once it has waited 3 s, naming the endpoint and the wait; the
+/// call's own error replaces that report when it comes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kms_call_still_waiting_after_3_s_is_reported_unreachable() {
+    let hole = BlackHole::start_answering().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = ServerSpec {
+        extra_hcl: kms_stanza(&hole.url()),
+        env: static_creds(),
+        ..ServerSpec::plain(dir.path())
+    };
+    let started = Instant::now();
+    let server = ServerProc::start(&spec);
+    let (v, took) = wait_unreachable(&server.addr, started, Duration::from_secs(20)).await;
+    eprintln!("half-answering KMS: Unreachable {took:?} after spawning the server: {v}");
+    let message = v["last_error"].as_str().unwrap_or("");
+    assert!(message.contains("no answer from KMS endpoint"), "{v}");
+    assert!(message.contains(&hole.url()), "must name the endpoint: {v}");
+    assert!(message.contains("after 3 s") || message.contains("after 4 s"), "{v}");
+    assert!(took < Duration::from_secs(5), "diagnosed after {took:?}");
+    // The same call goes on and its own result (the SDK's stalled-stream protection, about 5 s
+    // in) replaces the in-flight report; the loop then retries.
+    let limit = Duration::from_secs(20);
+    loop {
+        let (_, v) = get(&server.addr, "/v1/sys/seal-backend-status").await;
+        let message = v["last_error"].as_str().unwrap_or("").to_owned();
+        if !message.contains("no answer from") && !message.is_empty() {
+            assert_eq!(v["last_error_class"], "Unreachable", "{v}");
+            assert!(message.contains(&hole.url()), "{v}");
+            eprintln!("the call's own result after {:?}: {message}", started.elapsed());
+            break;
+        }
+        assert!(started.elapsed() < limit, "the call's own result never came: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -69,6 +69,14 @@ impl AwsKmsSeal {
                     self.kms_endpoint
                 ),
             ),
+            // The SDK's stalled-stream protection: KMS began to answer, then went silent.
+            SdkError::ResponseError(_) if chain.contains("minimum throughput") => SealError::new(
+                SealErrorClass::Unreachable,
+                format!(
+                    "KMS endpoint {} stopped answering mid-response ({op}): {chain}; check network access, proxies and the endpoint",
+                    self.kms_endpoint
+                ),
+            ),
             _ => SealError::new(SealErrorClass::Other, format!("KMS {op} failed: {chain}")),
         }
     }
@@ -103,6 +111,8 @@ impl AwsKmsSeal {
             "timeout",
             "io error",
             "connection reset",
+            // The SDK's stalled-stream protection: the answer stopped mid-way.
+            "minimum throughput",
         ];
         if network.iter().any(|n| lower.contains(n)) {
             return SealError::new(
