@@ -73,17 +73,18 @@ impl Drop for BlackHole {
 async fn wait_unreachable(addr: &str, started: Instant, limit: Duration) -> (Value, Duration) {
     let mut last = Value::Null;
     while started.elapsed() < limit {
-        if let Ok(resp) = client()
+        let resp = client()
             .get(format!("{addr}/v1/sys/seal-backend-status"))
             .send()
-            .await
-        {
-            if let Ok(v) = resp.json::<Value>().await {
-                if v["last_error_class"] == "Unreachable" {
-                    return (v, started.elapsed());
-                }
-                last = v;
+            .await;
+        if let Ok(v) = match resp {
+            Ok(r) => r.json::<Value>().await,
+            Err(e) => Err(e),
+        } {
+            if v["last_error_class"] == "Unreachable" {
+                return (v, started.elapsed());
             }
+            last = v;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -116,9 +117,16 @@ async fn a_black_holed_kms_endpoint_is_reported_unreachable_within_5_s() {
     // The retry goes on: the server is alive, sealed, and still reports the class.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (code, v) = get(&server.addr, "/v1/sys/seal-backend-status").await;
-    assert_eq!((code, v["last_error_class"].clone()), (200, "Unreachable".into()), "{v}");
+    assert_eq!(
+        (code, v["last_error_class"].clone()),
+        (200, "Unreachable".into()),
+        "{v}"
+    );
     let attempts = server.log_text().matches("KMS call failed").count();
-    assert!(attempts >= 2, "the auto-unseal loop keeps retrying: {attempts} attempts logged");
+    assert!(
+        attempts >= 2,
+        "the auto-unseal loop keeps retrying: {attempts} attempts logged"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -148,7 +156,10 @@ async fn a_black_holed_sts_endpoint_is_reported_unreachable_within_5_s() {
     let (v, took) = wait_unreachable(&server.addr, started, Duration::from_secs(20)).await;
     eprintln!("black-holed STS: Unreachable {took:?} after spawning the server: {v}");
     let message = v["last_error"].as_str().unwrap_or("");
-    assert!(message.contains(&sts.url()), "must name the STS endpoint: {v}");
+    assert!(
+        message.contains(&sts.url()),
+        "must name the STS endpoint: {v}"
+    );
     assert!(took < Duration::from_secs(5), "diagnosed after {took:?}");
 }
 
@@ -172,7 +183,10 @@ async fn a_kms_call_still_waiting_after_3_s_is_reported_unreachable() {
     let message = v["last_error"].as_str().unwrap_or("");
     assert!(message.contains("no answer from KMS endpoint"), "{v}");
     assert!(message.contains(&hole.url()), "must name the endpoint: {v}");
-    assert!(message.contains("after 3 s") || message.contains("after 4 s"), "{v}");
+    assert!(
+        message.contains("after 3 s") || message.contains("after 4 s"),
+        "{v}"
+    );
     assert!(took < Duration::from_secs(5), "diagnosed after {took:?}");
     // The same call goes on and its own result (the SDK's stalled-stream protection, about 5 s
     // in) replaces the in-flight report; the loop then retries.
@@ -183,10 +197,16 @@ async fn a_kms_call_still_waiting_after_3_s_is_reported_unreachable() {
         if !message.contains("no answer from") && !message.is_empty() {
             assert_eq!(v["last_error_class"], "Unreachable", "{v}");
             assert!(message.contains(&hole.url()), "{v}");
-            eprintln!("the call's own result after {:?}: {message}", started.elapsed());
+            eprintln!(
+                "the call's own result after {:?}: {message}",
+                started.elapsed()
+            );
             break;
         }
-        assert!(started.elapsed() < limit, "the call's own result never came: {v}");
+        assert!(
+            started.elapsed() < limit,
+            "the call's own result never came: {v}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -181,9 +181,8 @@ fn a_slow_body_gets_408_and_the_connection_is_closed() {
 #[test]
 fn an_idle_keep_alive_connection_is_closed_and_a_busy_one_is_not() {
     // Header timeout long, so only the idle timeout can close the connection.
-    let (_server, ports, _dir) = start(&[
-        "  http_idle_timeout = \"1s\"\n  http_read_header_timeout = \"30s\"",
-    ]);
+    let (_server, ports, _dir) =
+        start(&["  http_idle_timeout = \"1s\"\n  http_read_header_timeout = \"30s\""]);
     let mut s = connect(ports[0]);
     // Keep-alive works: several requests on one connection, each well within the idle timeout.
     for i in 0..5 {
@@ -237,7 +236,10 @@ async fn a_normal_keep_alive_client_still_works() {
             .json()
             .await
             .expect("json");
-        assert_eq!(v["data"]["data"]["v"].as_str().map(str::len), Some(big.len()));
+        assert_eq!(
+            v["data"]["data"]["v"].as_str().map(str::len),
+            Some(big.len())
+        );
         if i % 5 == 0 {
             tokio::time::sleep(Duration::from_millis(1500)).await;
         }
@@ -272,7 +274,10 @@ fn max_connections_makes_further_connections_wait_for_a_free_slot() {
     // A slot frees: the waiting connection is accepted and answered.
     drop(held.pop());
     let r = read_response(&mut third, Duration::from_secs(10));
-    assert!(r.is_some(), "the waiting connection is served once a slot is free");
+    assert!(
+        r.is_some(),
+        "the waiting connection is served once a slot is free"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -287,7 +292,11 @@ async fn metrics_access_is_per_listener() {
     // other answers 503 like every path that needs a token.
     for path in [prom, "/metrics"] {
         let open = client().get(on(ports[1], path)).send().await.expect("GET");
-        assert_eq!(open.status().as_u16(), 200, "{path} is open on this listener");
+        assert_eq!(
+            open.status().as_u16(),
+            200,
+            "{path} is open on this listener"
+        );
         let text = open.text().await.expect("text");
         assert!(text.contains("sealkeep_sealed 1"), "{text}");
         let closed = client().get(on(ports[0], path)).send().await.expect("GET");
@@ -318,9 +327,19 @@ async fn metrics_access_is_per_listener() {
             .await
             .expect("GET");
         assert_eq!(with_token.status().as_u16(), 200, "{path} with a token");
-        assert!(with_token.text().await.expect("text").contains("sealkeep_sealed 0"));
+        assert!(
+            with_token
+                .text()
+                .await
+                .expect("text")
+                .contains("sealkeep_sealed 0")
+        );
         let open = client().get(on(ports[1], path)).send().await.expect("GET");
-        assert_eq!(open.status().as_u16(), 200, "{path} is open on this listener");
+        assert_eq!(
+            open.status().as_u16(),
+            200,
+            "{path} is open on this listener"
+        );
     }
 }
 
@@ -339,7 +358,10 @@ async fn sigterm_stops_accepting_and_exits_cleanly() {
         if let Some(status) = server.child.try_wait().expect("wait") {
             break status;
         }
-        assert!(start.elapsed() < Duration::from_secs(20), "no exit after SIGTERM");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no exit after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status}: {}", server.log_text());

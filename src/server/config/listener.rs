@@ -59,7 +59,8 @@ pub(super) fn parse_listener(ctx: &Ctx<'_>, b: &Block) -> Result<ListenerConfig,
             }
             // As Vault: zero (or unset) keeps the default; the write timeout defaults to none.
             "http_read_header_timeout" => {
-                cfg.timeouts.read_header = nonzero(ctx.duration(a)?).unwrap_or(defaults.read_header);
+                cfg.timeouts.read_header =
+                    nonzero(ctx.duration(a)?).unwrap_or(defaults.read_header);
             }
             "http_read_timeout" => {
                 cfg.timeouts.read = nonzero(ctx.duration(a)?).unwrap_or(defaults.read);

@@ -211,7 +211,10 @@ fn read_cache_follows_vaults_cache_size_and_disable_cache() {
     let cache = |entries, bytes| Some(ReadCacheConfig { entries, bytes });
     let base = "storage \"inmem\" {}\nlistener \"tcp\" { tls_disable = true }\n";
     let cfg = ServerConfig::parse("f.hcl", base, &env(&[])).expect("parse");
-    assert_eq!(cfg.read_cache, cache(DEFAULT_CACHE_SIZE, DEFAULT_CACHE_BYTES));
+    assert_eq!(
+        cfg.read_cache,
+        cache(DEFAULT_CACHE_SIZE, DEFAULT_CACHE_BYTES)
+    );
     let sized = format!("{base}cache_size = \"5000\"\ncache_size_bytes = 1048576\n");
     let cfg = ServerConfig::parse("f.hcl", &sized, &env(&[])).expect("parse");
     assert_eq!(cfg.read_cache, cache(5000, 1_048_576));
@@ -294,7 +297,10 @@ fn listener_timeout_errors_name_the_line_and_the_fix() {
         "storage \"inmem\" {}\nlistener \"tcp\" {\n  tls_disable = 1\n  http_timeout = \"5s\"\n}\n",
     );
     assert_eq!(e.line, 4, "{e}");
-    assert!(e.message.contains("unknown setting \"http_timeout\""), "{e}");
+    assert!(
+        e.message.contains("unknown setting \"http_timeout\""),
+        "{e}"
+    );
     assert!(e.fix.contains("http_read_header_timeout"), "{e}");
 }
 
@@ -302,7 +308,8 @@ fn listener_timeout_errors_name_the_line_and_the_fix() {
 fn listener_telemetry_block_is_vaults_syntax() {
     let l = listener_of("tls_disable = 1\ntelemetry {\n  unauthenticated_metrics_access = true\n}");
     assert!(l.unauthenticated_metrics_access);
-    let l = listener_of("tls_disable = 1\ntelemetry = { unauthenticated_metrics_access = \"true\" }");
+    let l =
+        listener_of("tls_disable = 1\ntelemetry = { unauthenticated_metrics_access = \"true\" }");
     assert!(l.unauthenticated_metrics_access);
     let l = listener_of("tls_disable = 1\ntelemetry { unauthenticated_metrics_access = false }");
     assert!(!l.unauthenticated_metrics_access);

@@ -279,7 +279,10 @@ mod tests {
             assert_eq!(st, StatusCode::FORBIDDEN, "{path}: {v}");
             let (st, v) = s.call("GET", path, Some(&root), None).await;
             assert_eq!(st, StatusCode::OK, "{path}: {v}");
-            assert!(v.as_str().unwrap_or("").contains("sealkeep_sealed 0"), "{v}");
+            assert!(
+                v.as_str().unwrap_or("").contains("sealkeep_sealed 0"),
+                "{v}"
+            );
         }
 
         let token_with = |policy: &'static str| {
@@ -313,7 +316,11 @@ mod tests {
         }
         let other = token_with(r#"path "secret/*" { capabilities = ["read"] }"#).await;
         let (st, _) = s.call("GET", prom, Some(&other), None).await;
-        assert_eq!(st, StatusCode::FORBIDDEN, "read on other paths is not enough");
+        assert_eq!(
+            st,
+            StatusCode::FORBIDDEN,
+            "read on other paths is not enough"
+        );
 
         let open = crate::server::http::router(AppState {
             core: std::sync::Arc::clone(&s.core),

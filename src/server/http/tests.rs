@@ -509,7 +509,12 @@ async fn kv_list_verb_rotate_and_key_status() {
     );
 
     let (st, v) = s
-        .call("GET", "/v1/sys/metrics?format=prometheus", Some(&root), None)
+        .call(
+            "GET",
+            "/v1/sys/metrics?format=prometheus",
+            Some(&root),
+            None,
+        )
         .await;
     assert_eq!(st, StatusCode::OK);
     let text = v.as_str().expect("text");

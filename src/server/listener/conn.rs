@@ -326,7 +326,11 @@ mod tests {
     async fn deadlines_follow_the_request_cycle() {
         let s = ConnState::new(timeouts(), false);
         let t0 = s.start;
-        assert_eq!(s.read_deadline(), Some(t0 + Duration::from_secs(2)), "first head");
+        assert_eq!(
+            s.read_deadline(),
+            Some(t0 + Duration::from_secs(2)),
+            "first head"
+        );
         assert_eq!(s.write_deadline(), None);
         let req = Inflight::begin(&s);
         assert_eq!(s.read_deadline(), None, "the body reader times the body");
@@ -334,7 +338,11 @@ mod tests {
         tokio::time::advance(Duration::from_secs(1)).await;
         drop(req);
         let idle_from = t0 + Duration::from_secs(1);
-        assert_eq!(s.read_deadline(), Some(idle_from + Duration::from_secs(60)), "idle");
+        assert_eq!(
+            s.read_deadline(),
+            Some(idle_from + Duration::from_secs(60)),
+            "idle"
+        );
         tokio::time::advance(Duration::from_secs(10)).await;
         s.on_read();
         assert_eq!(
@@ -356,7 +364,11 @@ mod tests {
         let b = Inflight::begin(&s);
         drop(a);
         assert_eq!(s.read_deadline(), None, "a stream is still open");
-        assert_eq!(s.write_deadline(), None, "HTTP/2 times stalled writes instead");
+        assert_eq!(
+            s.write_deadline(),
+            None,
+            "HTTP/2 times stalled writes instead"
+        );
         drop(b);
         assert!(s.read_deadline().is_some());
     }

@@ -130,25 +130,37 @@ async fn serve_connection(
 ) {
     let Some(acceptor) = tls else {
         let state = ConnState::new(timeouts, false);
-        run(TimedIo::new(stream, Arc::clone(&state)), state, app, watcher).await;
+        run(
+            TimedIo::new(stream, Arc::clone(&state)),
+            state,
+            app,
+            watcher,
+        )
+        .await;
         return;
     };
     // The handshake is part of reading the first request's headers.
-    let tls_stream =
-        match tokio::time::timeout(timeouts.read_header, acceptor.accept(stream)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "TLS handshake failed");
-                return;
-            }
-            Err(_) => {
-                tracing::debug!("TLS handshake timed out");
-                return;
-            }
-        };
+    let tls_stream = match tokio::time::timeout(timeouts.read_header, acceptor.accept(stream)).await
+    {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!("TLS handshake timed out");
+            return;
+        }
+    };
     let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
     let state = ConnState::new(timeouts, h2);
-    run(TimedIo::new(tls_stream, Arc::clone(&state)), state, app, watcher).await;
+    run(
+        TimedIo::new(tls_stream, Arc::clone(&state)),
+        state,
+        app,
+        watcher,
+    )
+    .await;
 }
 
 async fn run<S>(
@@ -168,9 +180,7 @@ async fn run<S>(
     // Our socket wrapper times the headers; hyper's own timer stays off.
     builder.http1().header_read_timeout(None);
     let svc = ConnService { app, state };
-    let conn = builder
-        .serve_connection(TokioIo::new(io), svc)
-        .into_owned();
+    let conn = builder.serve_connection(TokioIo::new(io), svc).into_owned();
     if let Err(e) = watcher.watch(conn).await {
         tracing::debug!(error = %e, "connection closed");
     }
@@ -223,7 +233,12 @@ fn tls_acceptor(tls: &TlsConfig) -> Result<TlsAcceptor, ServerError> {
         .map_err(|e| err(&tls.cert_file, e.to_string()))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| err(&tls.cert_file, format!("certificate and key do not match: {e}")))?;
+        .map_err(|e| {
+            err(
+                &tls.cert_file,
+                format!("certificate and key do not match: {e}"),
+            )
+        })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }

@@ -96,13 +96,21 @@ async fn large_values_keep_the_cache_under_its_byte_bound() {
     for i in 0..400 {
         let key = format!("big/{i}");
         backend.put(&key, value(i, 48 * 1024)).await.expect("put");
-        assert!(backend.weight() <= BUDGET, "after put {i}: {}", backend.weight());
+        assert!(
+            backend.weight() <= BUDGET,
+            "after put {i}: {}",
+            backend.weight()
+        );
     }
     assert!(backend.weight() > 0, "some of them are cached");
     for i in (0..400).step_by(7) {
         let got = backend.get(&format!("big/{i}")).await.expect("get");
         assert_eq!(got, Some(value(i, 48 * 1024)), "value {i}");
-        assert!(backend.weight() <= BUDGET, "after get {i}: {}", backend.weight());
+        assert!(
+            backend.weight() <= BUDGET,
+            "after get {i}: {}",
+            backend.weight()
+        );
     }
     // Heavier than BUDGET / 16: never cached, and it replaces a cached older value.
     backend.put("k", b"small".to_vec()).await.expect("put");
@@ -110,7 +118,10 @@ async fn large_values_keep_the_cache_under_its_byte_bound() {
     backend.put("k", value(1, 100 * 1024)).await.expect("put");
     assert_eq!(backend.cached("k"), None, "too heavy to cache");
     let before = flaky.gets.load(Ordering::SeqCst);
-    assert_eq!(backend.get("k").await.expect("get"), Some(value(1, 100 * 1024)));
+    assert_eq!(
+        backend.get("k").await.expect("get"),
+        Some(value(1, 100 * 1024))
+    );
     assert_eq!(backend.cached("k"), None, "a read does not cache it either");
     assert_eq!(flaky.gets.load(Ordering::SeqCst), before + 1);
     backend
@@ -130,7 +141,11 @@ async fn the_entry_bound_holds_with_a_byte_budget() {
     let backend = CachedBackend::new(Arc::new(InmemBackend::new()), 4, 4096);
     for i in 0..100 {
         backend.put(&format!("t/{i}"), vec![1]).await.expect("put");
-        assert!(backend.entries.len() <= 4, "{} entries", backend.entries.len());
+        assert!(
+            backend.entries.len() <= 4,
+            "{} entries",
+            backend.entries.len()
+        );
     }
     assert!(backend.weight() <= 4096);
 }
