@@ -313,6 +313,9 @@ fn listener_telemetry_block_is_vaults_syntax() {
     assert!(l.unauthenticated_metrics_access);
     let l = listener_of("tls_disable = 1\ntelemetry { unauthenticated_metrics_access = false }");
     assert!(!l.unauthenticated_metrics_access);
+    // Vault's one-line style, as the unseal benchmark writes it.
+    let l = listener_of("tls_disable = 1 telemetry { unauthenticated_metrics_access = true }");
+    assert!(l.unauthenticated_metrics_access);
     let l = listener_of("tls_disable = 1\ntelemetry {}");
     assert!(!l.unauthenticated_metrics_access);
 
