@@ -109,7 +109,7 @@ async fn main() {
     std::fs::write(
         &config,
         format!(
-            "storage \"file\" {{ path = \"{}\" }}\nlistener \"tcp\" {{ address = \"127.0.0.1:{port}\" tls_disable = 1 }}\nseal \"awskms\" {{ region = \"us-east-1\" kms_key_id = \"{key_id}\" endpoint = \"{moto_url}\" }}\n",
+            "storage \"file\" {{ path = \"{}\" }}\nlistener \"tcp\" {{ address = \"127.0.0.1:{port}\" tls_disable = 1 telemetry {{ unauthenticated_metrics_access = true }} }}\nseal \"awskms\" {{ region = \"us-east-1\" kms_key_id = \"{key_id}\" endpoint = \"{moto_url}\" }}\n",
             dir.path().join("data").display()
         ),
     )

@@ -190,10 +190,11 @@ async fn kms_outage_at_start_recovers_without_restart() {
         extra_hcl: kms_stanza("alias/sealkeep-outage", &fwd.url()),
         env: static_creds(),
     };
-    {
+    let root = {
         let server = ServerProc::start(&spec);
-        init_awskms(&server.addr).await;
-    }
+        let init = init_awskms(&server.addr).await;
+        init["root_token"].as_str().expect("root token").to_owned()
+    };
     // KMS down while the server starts.
     fwd.stop().await;
     let server = ServerProc::start(&spec);
@@ -231,6 +232,7 @@ async fn kms_outage_at_start_recovers_without_restart() {
         0,
         client()
             .get(format!("{}/v1/sys/metrics?format=prometheus", server.addr))
+            .header("X-Vault-Token", &root)
             .send()
             .await
             .expect("metrics")

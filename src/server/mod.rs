@@ -8,6 +8,7 @@ pub mod config;
 pub mod core;
 pub mod http;
 pub mod kv;
+pub mod listener;
 pub mod mounts;
 pub mod physical;
 pub mod policy;
@@ -18,7 +19,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use self::config::{ListenerConfig, SealConfig, ServerConfig, StorageConfig};
+use self::config::{SealConfig, ServerConfig, StorageConfig};
 use self::core::{Core, InitRequest, SealBackend};
 use self::physical::{CachedBackend, FileBackend, InmemBackend, Physical};
 use crate::telemetry::ServerMetrics;
@@ -54,7 +55,7 @@ impl Server {
             StorageConfig::File { path } => {
                 let file: Arc<dyn Physical> = Arc::new(FileBackend::open(path)?);
                 match config.read_cache {
-                    Some(entries) => Arc::new(CachedBackend::new(file, entries)),
+                    Some(c) => Arc::new(CachedBackend::new(file, c.entries, c.bytes)),
                     None => file,
                 }
             }
@@ -85,85 +86,58 @@ impl Server {
         Ok((resp.root_token.clone(), key))
     }
 
-    /// Binds every listener, starts auto-unseal, and serves until `shutdown` resolves.
+    /// Binds every listener, starts auto-unseal, and serves until `shutdown` resolves; then
+    /// stops accepting and gives requests in flight [`SHUTDOWN_GRACE`] to finish.
     pub async fn serve(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
+        // Bind everything first, so a bad address or certificate stops the start.
+        let mut bound = Vec::with_capacity(self.config.listeners.len());
+        for cfg in &self.config.listeners {
+            bound.push((listener::Listener::bind(cfg)?, cfg));
+        }
         let max_backoff = match &self.config.seal {
             SealConfig::AwsKms(k) => k.max_backoff,
             SealConfig::Shamir => Duration::ZERO,
         };
         let auto = self.core.spawn_auto_unseal(max_backoff);
-        let handle = axum_server::Handle::new();
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
-        for listener in &self.config.listeners {
+        for (l, cfg) in bound {
             let app = http::router(http::AppState {
                 core: Arc::clone(&self.core),
-                max_body: listener.max_request_size,
+                max_body: cfg.max_request_size,
+                body_timeout: cfg.timeouts.read,
+                unauthenticated_metrics: cfg.unauthenticated_metrics_access,
             });
-            let std_listener = std::net::TcpListener::bind(listener.address).map_err(|source| {
-                ServerError::Bind {
-                    address: listener.address,
-                    source,
-                }
-            })?;
-            std_listener
-                .set_nonblocking(true)
-                .map_err(ServerError::Serve)?;
-            tracing::info!(address = %listener.address, tls = listener.tls.is_some(), "listening");
-            let handle = handle.clone();
-            let svc = app.into_make_service();
-            match tls_config(listener).await? {
-                Some(tls) => {
-                    let server = axum_server::from_tcp_rustls(std_listener, tls)
-                        .map_err(ServerError::Serve)?
-                        .handle(handle);
-                    tasks.spawn(async move { server.serve(svc).await });
-                }
-                None => {
-                    let server = axum_server::from_tcp(std_listener)
-                        .map_err(ServerError::Serve)?
-                        .handle(handle);
-                    tasks.spawn(async move { server.serve(svc).await });
-                }
-            }
+            tracing::info!(
+                address = %cfg.address,
+                tls = cfg.tls.is_some(),
+                max_connections = cfg.max_connections,
+                "listening"
+            );
+            tasks.spawn(l.serve(app, stop_rx.clone(), SHUTDOWN_GRACE));
         }
-        let h = handle.clone();
         tokio::spawn(async move {
             shutdown.await;
             tracing::info!("shutting down");
-            h.graceful_shutdown(Some(Duration::from_secs(10)));
+            let _ = stop_tx.send(true);
         });
-        let mut result = Ok(());
         while let Some(r) = tasks.join_next().await {
-            if let Ok(Err(e)) = r {
-                result = Err(ServerError::Serve(e));
-                handle.shutdown();
+            if let Err(e) = r {
+                tracing::error!(error = %e, "listener task failed");
             }
         }
         if let Some(a) = auto {
             a.abort();
         }
-        result
+        Ok(())
     }
 }
 
-async fn tls_config(
-    listener: &ListenerConfig,
-) -> Result<Option<axum_server::tls_rustls::RustlsConfig>, ServerError> {
-    let Some(tls) = &listener.tls else {
-        return Ok(None);
-    };
-    let config =
-        axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert_file, &tls.key_file)
-            .await
-            .map_err(|e| ServerError::Tls {
-                path: tls.cert_file.display().to_string(),
-                reason: e.to_string(),
-            })?;
-    Ok(Some(config))
-}
+/// How long a shutdown waits for open connections to finish their requests.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
 pub fn unix_now() -> u64 {

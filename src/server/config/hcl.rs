@@ -2,17 +2,17 @@
 //! so every error can name the file, the line and the fix. Pure.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use super::hcl1::{self, Attr as Attribute, Block, Body, Item, Value};
 
+use super::listener::parse_listener;
 use super::{
-    AwsKmsConfig, DEFAULT_MAX_BACKOFF, DEFAULT_MAX_REQUEST_SIZE, Env, ListenerConfig, LogLevel,
-    SealConfig, ServerConfig, StorageConfig, TlsConfig,
+    AwsKmsConfig, DEFAULT_MAX_BACKOFF, Env, LogLevel, ReadCacheConfig, SealConfig, ServerConfig,
+    StorageConfig,
 };
-use crate::server::physical::DEFAULT_CACHE_SIZE;
+use crate::server::physical::{DEFAULT_CACHE_BYTES, DEFAULT_CACHE_SIZE};
 use crate::telemetry::LogFormat;
 
 /// A configuration error that names where it is and how to fix it.
@@ -40,13 +40,13 @@ fn line_col(text: &str, pos: usize) -> (usize, usize) {
     (line, column)
 }
 
-struct Ctx<'a> {
+pub(super) struct Ctx<'a> {
     file: &'a str,
     text: &'a str,
 }
 
 impl Ctx<'_> {
-    fn err(&self, pos: usize, message: String, fix: impl Into<String>) -> ConfigError {
+    pub(super) fn err(&self, pos: usize, message: String, fix: impl Into<String>) -> ConfigError {
         let (line, column) = line_col(self.text, pos);
         ConfigError {
             file: self.file.to_owned(),
@@ -57,7 +57,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn string(&self, attr: &Attribute) -> Result<String, ConfigError> {
+    pub(super) fn string(&self, attr: &Attribute) -> Result<String, ConfigError> {
         match &attr.value {
             Value::Str(s) => Ok(s.clone()),
             other => Err(self.type_err(attr, "a string", other)),
@@ -65,7 +65,7 @@ impl Ctx<'_> {
     }
 
     /// Vault accepts `true`, `1`, `"true"` and `"1"` for boolean settings.
-    fn boolean(&self, attr: &Attribute) -> Result<bool, ConfigError> {
+    pub(super) fn boolean(&self, attr: &Attribute) -> Result<bool, ConfigError> {
         let parsed = match &attr.value {
             Value::Bool(b) => Some(*b),
             Value::Number(n) => match n.as_str() {
@@ -83,7 +83,7 @@ impl Ctx<'_> {
         parsed.ok_or_else(|| self.type_err(attr, "a boolean (true, false, 1 or 0)", &attr.value))
     }
 
-    fn uint(&self, attr: &Attribute) -> Result<u64, ConfigError> {
+    pub(super) fn uint(&self, attr: &Attribute) -> Result<u64, ConfigError> {
         match &attr.value {
             Value::Number(n) | Value::Str(n) => n.parse().ok(),
             _ => None,
@@ -91,16 +91,22 @@ impl Ctx<'_> {
         .ok_or_else(|| self.type_err(attr, "a non-negative integer", &attr.value))
     }
 
-    fn duration(&self, attr: &Attribute) -> Result<Duration, ConfigError> {
+    pub(super) fn duration(&self, attr: &Attribute) -> Result<Duration, ConfigError> {
+        // As Vault's parseutil.ParseDurationSecond: a bare number (or numeric string) is seconds.
         match &attr.value {
-            Value::Str(s) => humantime::parse_duration(s).ok(),
+            Value::Str(s) => s
+                .trim()
+                .parse()
+                .ok()
+                .map(Duration::from_secs)
+                .or_else(|| humantime::parse_duration(s.trim()).ok()),
             Value::Number(n) => n.parse().ok().map(Duration::from_secs),
             _ => None,
         }
         .ok_or_else(|| self.type_err(attr, "a duration such as \"10s\" or \"1m\"", &attr.value))
     }
 
-    fn type_err(&self, attr: &Attribute, want: &str, got: &Value) -> ConfigError {
+    pub(super) fn type_err(&self, attr: &Attribute, want: &str, got: &Value) -> ConfigError {
         let kind = got.kind();
         self.err(
             attr.pos,
@@ -111,7 +117,7 @@ impl Ctx<'_> {
 }
 
 /// Returns the attributes of a block body, rejecting nested blocks and unknown or repeated keys.
-fn attributes<'b>(
+pub(super) fn attributes<'b>(
     ctx: &Ctx<'_>,
     body: &'b Body,
     where_: &str,
@@ -154,7 +160,7 @@ fn attributes<'b>(
     Ok(out)
 }
 
-fn single_label<'b>(
+pub(super) fn single_label<'b>(
     ctx: &Ctx<'_>,
     block: &'b Block,
     what: &str,
@@ -190,6 +196,7 @@ const TOP_KEYS: &[&str] = &[
     "disable_mlock",
     "ui",
     "cache_size",
+    "cache_size_bytes",
     "disable_cache",
 ];
 const TOP_BLOCKS: &[&str] = &["storage", "listener", "seal"];
@@ -224,8 +231,9 @@ pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<ServerConfi
         cluster_name: None,
         log_level: None,
         log_format: None,
-        read_cache: Some(DEFAULT_CACHE_SIZE),
+        read_cache: None,
     };
+    let mut cache = ReadCacheConfig::default();
     let mut disable_cache = false;
     let mut seen = HashSet::new();
 
@@ -278,7 +286,12 @@ pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<ServerConfi
                     // Vault's semantics: a number of entries, 0 meaning the default.
                     "cache_size" => {
                         let n = usize::try_from(ctx.uint(a)?).unwrap_or(usize::MAX);
-                        cfg.read_cache = Some(if n == 0 { DEFAULT_CACHE_SIZE } else { n });
+                        cache.entries = if n == 0 { DEFAULT_CACHE_SIZE } else { n };
+                    }
+                    // A Sealkeep extension, with the same rule: 0 means the default.
+                    "cache_size_bytes" => {
+                        let n = ctx.uint(a)?;
+                        cache.bytes = if n == 0 { DEFAULT_CACHE_BYTES } else { n };
                     }
                     "disable_cache" => disable_cache = ctx.boolean(a)?,
                     // Accepted for compatibility with Vault configs; they change nothing here.
@@ -352,9 +365,7 @@ pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<ServerConfi
         }
         None => SealConfig::Shamir,
     };
-    if disable_cache {
-        cfg.read_cache = None;
-    }
+    cfg.read_cache = (!disable_cache).then_some(cache);
     Ok(cfg)
 }
 
@@ -383,80 +394,6 @@ fn parse_storage(ctx: &Ctx<'_>, b: &Block) -> Result<StorageConfig, ConfigError>
             Ok(StorageConfig::Inmem)
         }
     }
-}
-
-fn parse_listener(ctx: &Ctx<'_>, b: &Block) -> Result<ListenerConfig, ConfigError> {
-    single_label(ctx, b, "listener", &["tcp"])?;
-    let attrs = attributes(
-        ctx,
-        &b.body,
-        "listener \"tcp\"",
-        &[
-            "address",
-            "tls_disable",
-            "tls_cert_file",
-            "tls_key_file",
-            "max_request_size",
-        ],
-    )?;
-    let mut address: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8200));
-    let mut tls_disable = false;
-    let mut cert = None;
-    let mut key = None;
-    let mut max_request_size = DEFAULT_MAX_REQUEST_SIZE;
-    for a in attrs {
-        match a.key.as_str() {
-            "address" => {
-                let v = ctx.string(a)?;
-                address = v.parse().map_err(|_| {
-                    ctx.err(
-                        a.pos,
-                        format!("address {v:?} is not an IP:port"),
-                        "write address = \"0.0.0.0:8200\" (an IP address and a port)",
-                    )
-                })?;
-            }
-            "tls_disable" => tls_disable = ctx.boolean(a)?,
-            "tls_cert_file" => cert = Some((PathBuf::from(ctx.string(a)?), a.pos)),
-            "tls_key_file" => key = Some((PathBuf::from(ctx.string(a)?), a.pos)),
-            "max_request_size" => {
-                max_request_size = usize::try_from(ctx.uint(a)?).unwrap_or(usize::MAX);
-                if max_request_size == 0 {
-                    max_request_size = DEFAULT_MAX_REQUEST_SIZE;
-                }
-            }
-            _ => unreachable!("filtered by attributes()"),
-        }
-    }
-    let tls = if tls_disable {
-        None
-    } else {
-        match (cert, key) {
-            (Some((cert_file, _)), Some((key_file, _))) => Some(TlsConfig {
-                cert_file,
-                key_file,
-            }),
-            (Some((_, pos)), None) | (None, Some((_, pos))) => {
-                return Err(ctx.err(
-                    pos,
-                    "TLS needs both tls_cert_file and tls_key_file".into(),
-                    "set both, or set tls_disable = 1",
-                ));
-            }
-            (None, None) => {
-                return Err(ctx.err(
-                    b.pos,
-                    "listener \"tcp\" has TLS enabled but no certificate".into(),
-                    "set tls_cert_file and tls_key_file, or tls_disable = 1 for plain HTTP",
-                ));
-            }
-        }
-    };
-    Ok(ListenerConfig {
-        address,
-        tls,
-        max_request_size,
-    })
 }
 
 fn parse_seal(ctx: &Ctx<'_>, b: &Block, env: &dyn Env) -> Result<SealConfig, ConfigError> {

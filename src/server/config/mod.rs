@@ -4,6 +4,7 @@
 mod hcl;
 /// The HCL1 parser, shared with the policy parser (`server::policy`).
 pub(crate) mod hcl1;
+mod listener;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,8 @@ pub use self::hcl::ConfigError;
 pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// Vault's default `max_request_size` (32 MiB).
 pub const DEFAULT_MAX_REQUEST_SIZE: usize = 32 * 1024 * 1024;
+/// Default `max_connections` of a listener (a Sealkeep extension; Vault has no limit).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConfig {
@@ -26,8 +29,26 @@ pub struct ServerConfig {
     pub cluster_name: Option<String>,
     pub log_level: Option<LogLevel>,
     pub log_format: Option<crate::telemetry::LogFormat>,
-    /// Entries of the physical read cache (Vault's `cache_size`); `None` with `disable_cache`.
-    pub read_cache: Option<usize>,
+    /// The physical read cache (`cache_size`, `cache_size_bytes`); `None` with `disable_cache`.
+    pub read_cache: Option<ReadCacheConfig>,
+}
+
+/// Bounds of the physical read cache: both hold at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadCacheConfig {
+    /// Most entries (Vault's `cache_size`).
+    pub entries: usize,
+    /// Most bytes of keys and values together (`cache_size_bytes`, a Sealkeep extension).
+    pub bytes: u64,
+}
+
+impl Default for ReadCacheConfig {
+    fn default() -> Self {
+        Self {
+            entries: crate::server::physical::DEFAULT_CACHE_SIZE,
+            bytes: crate::server::physical::DEFAULT_CACHE_BYTES,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +73,51 @@ pub struct ListenerConfig {
     pub address: SocketAddr,
     pub tls: Option<TlsConfig>,
     pub max_request_size: usize,
+    pub timeouts: HttpTimeouts,
+    /// Most connections served at once; further ones wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// `telemetry { unauthenticated_metrics_access = true }`: metrics without a token.
+    pub unauthenticated_metrics_access: bool,
+}
+
+impl ListenerConfig {
+    /// A plain-HTTP listener on `address` with every default.
+    pub fn plain(address: SocketAddr) -> Self {
+        Self {
+            address,
+            tls: None,
+            max_request_size: DEFAULT_MAX_REQUEST_SIZE,
+            timeouts: HttpTimeouts::default(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            unauthenticated_metrics_access: false,
+        }
+    }
+}
+
+/// Vault's listener timeouts (`http_read_header_timeout` and friends).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpTimeouts {
+    /// Time to read a request's headers (from the connection's start, or from the first byte
+    /// of a later request on a keep-alive connection).
+    pub read_header: Duration,
+    /// Time to read a request's body once its headers are in.
+    pub read: Duration,
+    /// Time to write a response, from the end of its request's headers; `None`: no limit.
+    pub write: Option<Duration>,
+    /// Time a keep-alive connection may wait for its next request.
+    pub idle: Duration,
+}
+
+impl Default for HttpTimeouts {
+    /// Vault's defaults: 10 s, 30 s, none, 5 min.
+    fn default() -> Self {
+        Self {
+            read_header: Duration::from_secs(10),
+            read: Duration::from_secs(30),
+            write: None,
+            idle: Duration::from_secs(300),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,18 +219,14 @@ impl ServerConfig {
     pub fn dev(address: SocketAddr) -> Self {
         Self {
             storage: StorageConfig::Inmem,
-            listeners: vec![ListenerConfig {
-                address,
-                tls: None,
-                max_request_size: DEFAULT_MAX_REQUEST_SIZE,
-            }],
+            listeners: vec![ListenerConfig::plain(address)],
             seal: SealConfig::Shamir,
             api_addr: Some(format!("http://{address}")),
             cluster_addr: None,
             cluster_name: None,
             log_level: None,
             log_format: None,
-            read_cache: Some(crate::server::physical::DEFAULT_CACHE_SIZE),
+            read_cache: Some(ReadCacheConfig::default()),
         }
     }
 }

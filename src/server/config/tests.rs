@@ -207,20 +207,22 @@ fn duplicates_are_rejected() {
 
 #[test]
 fn read_cache_follows_vaults_cache_size_and_disable_cache() {
+    use crate::server::physical::{DEFAULT_CACHE_BYTES, DEFAULT_CACHE_SIZE};
+    let cache = |entries, bytes| Some(ReadCacheConfig { entries, bytes });
     let base = "storage \"inmem\" {}\nlistener \"tcp\" { tls_disable = true }\n";
     let cfg = ServerConfig::parse("f.hcl", base, &env(&[])).expect("parse");
     assert_eq!(
         cfg.read_cache,
-        Some(crate::server::physical::DEFAULT_CACHE_SIZE)
+        cache(DEFAULT_CACHE_SIZE, DEFAULT_CACHE_BYTES)
     );
-    let sized = format!("{base}cache_size = \"5000\"\n");
+    let sized = format!("{base}cache_size = \"5000\"\ncache_size_bytes = 1048576\n");
     let cfg = ServerConfig::parse("f.hcl", &sized, &env(&[])).expect("parse");
-    assert_eq!(cfg.read_cache, Some(5000));
-    let zero = format!("{base}cache_size = 0\n");
+    assert_eq!(cfg.read_cache, cache(5000, 1_048_576));
+    let zero = format!("{base}cache_size = 0\ncache_size_bytes = 0\n");
     let cfg = ServerConfig::parse("f.hcl", &zero, &env(&[])).expect("parse");
     assert_eq!(
         cfg.read_cache,
-        Some(crate::server::physical::DEFAULT_CACHE_SIZE),
+        cache(DEFAULT_CACHE_SIZE, DEFAULT_CACHE_BYTES),
         "0 means the default, as in Vault"
     );
     let off = format!("{base}cache_size = 5000\ndisable_cache = true\n");
@@ -234,4 +236,106 @@ fn read_cache_follows_vaults_cache_size_and_disable_cache() {
         bad.message
     );
     assert_eq!(bad.line, 3);
+    let bad = error_of(&format!("{base}\ncache_size_bytes = \"64MiB\"\n"));
+    assert_eq!((bad.line, bad.column), (4, 1), "{bad}");
+    assert!(bad.message.contains("cache_size_bytes"), "{bad}");
+}
+
+fn listener_of(body: &str) -> ListenerConfig {
+    let text = format!("storage \"inmem\" {{}}\nlistener \"tcp\" {{\n{body}\n}}\n");
+    let mut cfg = ServerConfig::parse("f.hcl", &text, &env(&[])).expect("parse");
+    cfg.listeners.remove(0)
+}
+
+#[test]
+fn listener_timeouts_default_to_vaults_and_parse_as_vault_does() {
+    let l = listener_of("tls_disable = 1");
+    assert_eq!(
+        l.timeouts,
+        HttpTimeouts {
+            read_header: Duration::from_secs(10),
+            read: Duration::from_secs(30),
+            write: None,
+            idle: Duration::from_secs(300),
+        }
+    );
+    assert_eq!(l.max_connections, DEFAULT_MAX_CONNECTIONS);
+    assert!(!l.unauthenticated_metrics_access);
+    // Duration strings, integer seconds and numeric strings (Vault's ParseDurationSecond).
+    let l = listener_of(
+        "tls_disable = 1\nhttp_read_header_timeout = \"2s\"\nhttp_read_timeout = 7\n\
+         http_write_timeout = \"90\"\nhttp_idle_timeout = \"1m30s\"\nmax_connections = 12",
+    );
+    assert_eq!(
+        l.timeouts,
+        HttpTimeouts {
+            read_header: Duration::from_secs(2),
+            read: Duration::from_secs(7),
+            write: Some(Duration::from_secs(90)),
+            idle: Duration::from_secs(90),
+        }
+    );
+    assert_eq!(l.max_connections, 12);
+    // Zero keeps Vault's default (and means "no limit" for the write timeout).
+    let l = listener_of(
+        "tls_disable = 1\nhttp_read_header_timeout = 0\nhttp_idle_timeout = \"0s\"\n\
+         http_write_timeout = 0\nmax_connections = 0",
+    );
+    assert_eq!(l.timeouts, HttpTimeouts::default());
+    assert_eq!(l.max_connections, DEFAULT_MAX_CONNECTIONS);
+}
+
+#[test]
+fn listener_timeout_errors_name_the_line_and_the_fix() {
+    let e = error_of(
+        "storage \"inmem\" {}\nlistener \"tcp\" {\n  tls_disable = 1\n  http_idle_timeout = \"soon\"\n}\n",
+    );
+    assert_eq!((e.line, e.column), (4, 3), "{e}");
+    assert!(e.message.contains("http_idle_timeout"), "{e}");
+    assert!(e.fix.contains("duration"), "{e}");
+    let e = error_of(
+        "storage \"inmem\" {}\nlistener \"tcp\" {\n  tls_disable = 1\n  http_timeout = \"5s\"\n}\n",
+    );
+    assert_eq!(e.line, 4, "{e}");
+    assert!(
+        e.message.contains("unknown setting \"http_timeout\""),
+        "{e}"
+    );
+    assert!(e.fix.contains("http_read_header_timeout"), "{e}");
+}
+
+#[test]
+fn listener_telemetry_block_is_vaults_syntax() {
+    let l = listener_of("tls_disable = 1\ntelemetry {\n  unauthenticated_metrics_access = true\n}");
+    assert!(l.unauthenticated_metrics_access);
+    let l =
+        listener_of("tls_disable = 1\ntelemetry = { unauthenticated_metrics_access = \"true\" }");
+    assert!(l.unauthenticated_metrics_access);
+    let l = listener_of("tls_disable = 1\ntelemetry { unauthenticated_metrics_access = false }");
+    assert!(!l.unauthenticated_metrics_access);
+    // Vault's one-line style, as the unseal benchmark writes it.
+    let l = listener_of("tls_disable = 1 telemetry { unauthenticated_metrics_access = true }");
+    assert!(l.unauthenticated_metrics_access);
+    let l = listener_of("tls_disable = 1\ntelemetry {}");
+    assert!(!l.unauthenticated_metrics_access);
+
+    let e = error_of(
+        "storage \"inmem\" {}\nlistener \"tcp\" {\n  tls_disable = 1\n  telemetry {\n    unauthenticated_metrics = true\n  }\n}\n",
+    );
+    assert_eq!(e.line, 5, "{e}");
+    assert!(e.fix.contains("unauthenticated_metrics_access"), "{e}");
+    let e = error_of(
+        "storage \"inmem\" {}\nlistener \"tcp\" {\n  tls_disable = 1\n  telemetry { unauthenticated_metrics_access = \"maybe\" }\n}\n",
+    );
+    assert_eq!(e.line, 4, "{e}");
+    assert!(e.message.contains("boolean"), "{e}");
+    let e = error_of(
+        "storage \"inmem\" {}\nlistener \"tcp\" {\n  tls_disable = 1\n  telemetry {}\n  telemetry {}\n}\n",
+    );
+    assert_eq!(e.line, 5, "{e}");
+    // A top-level telemetry block is not this one (and not supported).
+    let e = error_of(
+        "storage \"inmem\" {}\nlistener \"tcp\" { tls_disable = 1 }\ntelemetry { unauthenticated_metrics_access = true }\n",
+    );
+    assert_eq!(e.line, 3, "{e}");
 }

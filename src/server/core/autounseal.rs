@@ -9,6 +9,7 @@ use rand::RngExt;
 
 use super::{Core, CoreError, State, paths, wrapped_root_key_from};
 use crate::server::barrier::Key;
+use crate::server::seal::awskms::STALL_AFTER;
 use crate::server::seal::{AwsKmsSeal, SealError, SealErrorClass};
 
 /// How often a healthy seal is re-checked.
@@ -43,7 +44,7 @@ impl Core {
     async fn auto_unseal_loop(self: Arc<Self>, kms: Arc<AwsKmsSeal>, cap: Duration) {
         let mut failures = 0u32;
         loop {
-            let delay = match self.auto_unseal_step(&kms).await {
+            let delay = match self.step_reporting_stalls(&kms).await {
                 Ok(()) => {
                     failures = 0;
                     HEALTH_INTERVAL
@@ -65,6 +66,26 @@ impl Core {
                 () = self.wake.notified() => {}
             }
         }
+    }
+
+    /// [`Self::auto_unseal_step`], logging once when it is still waiting after
+    /// [`STALL_AFTER`] (from then on `sys/seal-backend-status` reports it as `Unreachable`).
+    /// The step is never abandoned: its own result, when it comes, is the one that counts.
+    async fn step_reporting_stalls(&self, kms: &AwsKmsSeal) -> Result<(), SealError> {
+        let step = self.auto_unseal_step(kms);
+        tokio::pin!(step);
+        tokio::select! {
+            r = &mut step => return r,
+            () = tokio::time::sleep(STALL_AFTER) => {}
+        }
+        if let Some(e) = kms.health().last_error {
+            tracing::warn!(
+                class = e.class.as_str(),
+                error = %e.message,
+                "auto-unseal: KMS has not answered yet; still waiting"
+            );
+        }
+        step.await
     }
 
     /// One pass: check the key, then unseal if initialized, sealed and not sealed by request.

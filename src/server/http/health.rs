@@ -4,13 +4,13 @@
 use std::time::SystemTime;
 
 use axum::Json;
-use axum::extract::{RawQuery, State};
+use axum::extract::{FromRequestParts, RawQuery, State};
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::sys::BUILD_DATE;
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, Caller};
 use crate::server::core::{SealBackend, VERSION};
 
 /// Status codes chosen by `sys/health` query parameters.
@@ -180,14 +180,22 @@ pub(super) async fn seal_backend_status(
     Ok(Json(body).into_response())
 }
 
+/// `sys/metrics` (and `/metrics`). As Vault: the token must grant `read` on `sys/metrics`,
+/// unless the listener sets `telemetry { unauthenticated_metrics_access = true }`.
 pub(super) async fn metrics(
     State(state): State<AppState>,
     method: Method,
     RawQuery(query): RawQuery,
     uri: axum::http::Uri,
+    req: axum::extract::Request,
 ) -> Result<Response, ApiError> {
     if method != Method::GET {
         return Err(ApiError::method_not_allowed());
+    }
+    if !state.unauthenticated_metrics {
+        // The one front door: token resolved once, `read` on `sys/metrics` checked.
+        let (mut parts, _) = req.into_parts();
+        Caller::from_request_parts(&mut parts, &state).await?;
     }
     let prometheus = uri.path() == "/metrics"
         || form_urlencoded::parse(query.unwrap_or_default().as_bytes())
@@ -241,5 +249,76 @@ mod tests {
         assert!(parse_health_query(Some("sealedcode=7")).is_err());
         assert!(parse_health_query(Some("standbyok=perhaps")).is_err());
         assert!(parse_health_query(Some("unknown=1")).is_ok());
+    }
+
+    /// As Vault: no token, or one without `read` on `sys/metrics`, is refused; root and a
+    /// policy granting it are served; the listener option serves everyone.
+    #[tokio::test]
+    async fn metrics_need_a_token_unless_the_listener_allows_it() {
+        use super::super::tests::TestServer;
+        let (s, root) = TestServer::unsealed().await;
+        let prom = "/v1/sys/metrics?format=prometheus";
+        for path in [prom, "/metrics"] {
+            let (st, v) = s.call("GET", path, None, None).await;
+            assert_eq!(st, StatusCode::FORBIDDEN, "{path}: {v}");
+            assert_eq!(v["errors"][0], "permission denied", "{path}: {v}");
+            let (st, v) = s.call("GET", path, Some("not-a-token"), None).await;
+            assert_eq!(st, StatusCode::FORBIDDEN, "{path}: {v}");
+            let (st, v) = s.call("GET", path, Some(&root), None).await;
+            assert_eq!(st, StatusCode::OK, "{path}: {v}");
+            assert!(
+                v.as_str().unwrap_or("").contains("sealkeep_sealed 0"),
+                "{v}"
+            );
+        }
+
+        let token_with = |policy: &'static str| {
+            let s = &s;
+            let root = root.clone();
+            async move {
+                let body = serde_json::json!({ "policy": policy }).to_string();
+                let (st, v) = s
+                    .call("PUT", "/v1/sys/policies/acl/p", Some(&root), Some(&body))
+                    .await;
+                assert!(st.is_success(), "{v}");
+                let (st, v) = s
+                    .call(
+                        "POST",
+                        "/v1/auth/token/create",
+                        Some(&root),
+                        Some(r#"{"policies":["p"]}"#),
+                    )
+                    .await;
+                assert_eq!(st, StatusCode::OK, "{v}");
+                v["auth"]["client_token"]
+                    .as_str()
+                    .expect("token")
+                    .to_owned()
+            }
+        };
+        let reader = token_with(r#"path "sys/metrics" { capabilities = ["read"] }"#).await;
+        for path in [prom, "/metrics"] {
+            let (st, v) = s.call("GET", path, Some(&reader), None).await;
+            assert_eq!(st, StatusCode::OK, "{path}: {v}");
+        }
+        let other = token_with(r#"path "secret/*" { capabilities = ["read"] }"#).await;
+        let (st, _) = s.call("GET", prom, Some(&other), None).await;
+        assert_eq!(
+            st,
+            StatusCode::FORBIDDEN,
+            "read on other paths is not enough"
+        );
+
+        let open = crate::server::http::router(AppState {
+            core: std::sync::Arc::clone(&s.core),
+            max_body: 1024,
+            body_timeout: std::time::Duration::from_secs(30),
+            unauthenticated_metrics: true,
+        });
+        let open = TestServer { app: open, ..s };
+        for path in [prom, "/metrics"] {
+            let (st, v) = open.call("GET", path, None, None).await;
+            assert_eq!(st, StatusCode::OK, "{path}: {v}");
+        }
     }
 }

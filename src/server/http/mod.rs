@@ -38,6 +38,10 @@ pub struct AppState {
     pub core: Arc<Core>,
     /// Largest accepted request body (listener `max_request_size`).
     pub max_body: usize,
+    /// Time to receive a request body (listener `http_read_timeout`); then 408 and close.
+    pub body_timeout: std::time::Duration,
+    /// Listener `telemetry { unauthenticated_metrics_access = true }`: metrics need no token.
+    pub unauthenticated_metrics: bool,
 }
 
 /// The API: the front door ([`path::front_door`]: one decode of the path, then routing on
@@ -104,23 +108,33 @@ pub fn router(state: AppState) -> Router {
 /// Reads the whole request body (up to `max_request_size`) before any handler runs. A handler
 /// that refuses a request early (a 403 from the ACL) would otherwise answer before the body
 /// arrived, and hyper would drop the keep-alive connection under the client, which Vault
-/// clients do not expect (Go's server drains unread bodies). Too large: 413 and close.
+/// clients do not expect (Go's server drains unread bodies). Too large: 413 and close. Not in
+/// within the listener's `http_read_timeout`: 408 and close, so a slow body cannot hold the
+/// connection (and up to `max_request_size` of memory) for long.
 async fn read_body_first(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
-    match axum::body::to_bytes(body, state.max_body).await {
-        Ok(bytes) => {
-            next.run(Request::from_parts(parts, Body::from(bytes)))
-                .await
+    let read = axum::body::to_bytes(body, state.max_body);
+    let mut resp = match tokio::time::timeout(state.body_timeout, read).await {
+        Ok(Ok(bytes)) => {
+            return next
+                .run(Request::from_parts(parts, Body::from(bytes)))
+                .await;
         }
-        Err(_) => {
-            let mut resp = too_large(&state).into_response();
-            resp.headers_mut().insert(
-                axum::http::header::CONNECTION,
-                axum::http::HeaderValue::from_static("close"),
-            );
-            resp
-        }
-    }
+        Ok(Err(_)) => too_large(&state).into_response(),
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request body did not arrive within {} s; send it faster, or raise http_read_timeout in the listener block",
+                state.body_timeout.as_secs_f64()
+            ),
+        )
+        .into_response(),
+    };
+    resp.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    resp
 }
 
 async fn count_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {

@@ -89,9 +89,17 @@ impl RequestPath {
 }
 
 /// The front door: decodes `/v1/` paths once (a refusal is 400 naming the rule), stores the
-/// [`RequestPath`] and routes on its canonical form. Other paths (`/metrics`) pass as they are.
+/// [`RequestPath`] and routes on its canonical form. `/metrics` is `sys/metrics`; other paths
+/// pass as they are.
 pub(super) async fn front_door(mut req: Request, next: Next) -> Response {
     let Some(raw) = req.uri().path().strip_prefix("/v1/") else {
+        // Prometheus' conventional `/metrics` is `sys/metrics` to the ACL.
+        if req.uri().path() == "/metrics" {
+            req.extensions_mut().insert(RequestPath {
+                path: "sys/metrics".into(),
+                trailing_slash: false,
+            });
+        }
         return next.run(req).await;
     };
     let path = match RequestPath::decode(raw) {

@@ -39,6 +39,8 @@ impl TestServer {
         let app = router(AppState {
             core: Arc::clone(&core),
             max_body: MAX_BODY,
+            body_timeout: std::time::Duration::from_secs(30),
+            unauthenticated_metrics: false,
         });
         Self {
             app,
@@ -507,7 +509,12 @@ async fn kv_list_verb_rotate_and_key_status() {
     );
 
     let (st, v) = s
-        .call("GET", "/v1/sys/metrics?format=prometheus", None, None)
+        .call(
+            "GET",
+            "/v1/sys/metrics?format=prometheus",
+            Some(&root),
+            None,
+        )
         .await;
     assert_eq!(st, StatusCode::OK);
     let text = v.as_str().expect("text");
@@ -516,7 +523,7 @@ async fn kv_list_verb_rotate_and_key_status() {
         text.contains("sealkeep_unseal_attempts_total{method=\"shares\",result=\"ok\"} 1"),
         "{text}"
     );
-    let (st, _) = s.call("GET", "/v1/sys/metrics", None, None).await;
+    let (st, _) = s.call("GET", "/v1/sys/metrics", Some(&root), None).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
 }
 

@@ -8,7 +8,7 @@ mod cache;
 mod file;
 mod inmem;
 
-pub use cache::{CachedBackend, DEFAULT_CACHE_SIZE};
+pub use cache::{CachedBackend, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_SIZE};
 pub use file::FileBackend;
 pub use inmem::InmemBackend;
 

@@ -2,21 +2,32 @@
 //! for IRSA web identity). The root key is sent to KMS `Encrypt` and stored as the returned
 //! ciphertext blob together with the key ARN; the KMS key itself never leaves KMS.
 
+mod classify;
+
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use base64::Engine;
 use zeroize::Zeroizing;
 
 use super::{SealError, SealErrorClass, SealHealth, SealType, WrappedRootKey};
 use crate::server::config::AwsKmsConfig;
 use crate::telemetry::ServerMetrics;
+
+/// TCP (and TLS) connect timeout of KMS and STS calls.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Time to the first byte of a KMS or STS answer (the SDK's `read_timeout`). An endpoint that
+/// accepts connections but never answers (a firewall that drops, a missing VPC endpoint) fails
+/// after this instead of the attempt timeout.
+pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(2);
+/// A KMS call (with the STS call for its credentials) still waiting after this is reported as
+/// `Unreachable` in [`AwsKmsSeal::health`] while it goes on.
+pub const STALL_AFTER: Duration = Duration::from_secs(3);
 
 /// What `DescribeKey` says about the configured key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +47,28 @@ pub struct AwsKmsSeal {
     token_file: Option<String>,
     metrics: Arc<ServerMetrics>,
     health: Mutex<SealHealth>,
+    /// KMS calls in flight, by a call number: the operation and when it started.
+    calls: Mutex<Calls>,
+}
+
+#[derive(Debug, Default)]
+struct Calls {
+    next: u64,
+    open: BTreeMap<u64, (&'static str, Instant, SystemTime)>,
+}
+
+/// One KMS call in flight; dropping it (on completion or cancellation) ends it.
+struct CallGuard<'a> {
+    seal: &'a AwsKmsSeal,
+    id: u64,
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut c) = self.seal.calls.lock() {
+            c.open.remove(&self.id);
+        }
+    }
 }
 
 impl std::fmt::Debug for AwsKmsSeal {
@@ -56,8 +89,12 @@ impl AwsKmsSeal {
     /// Builds the KMS client from aws-config's default chain (env, profile, web identity/IRSA,
     /// container and instance roles). Makes no network calls.
     pub async fn new(cfg: &AwsKmsConfig, metrics: Arc<ServerMetrics>) -> Self {
+        // aws-config hands these timeouts to the default credentials chain too, so the STS
+        // client of the web-identity (IRSA) provider has the same short connect and first-byte
+        // timeouts (tests/server_kms_blackhole.rs checks both).
         let timeouts = TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(3))
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(FIRST_BYTE_TIMEOUT)
             .operation_attempt_timeout(Duration::from_secs(8))
             .operation_timeout(Duration::from_secs(10))
             .build();
@@ -91,6 +128,7 @@ impl AwsKmsSeal {
             token_file: env("AWS_WEB_IDENTITY_TOKEN_FILE"),
             metrics,
             health: Mutex::new(SealHealth::default()),
+            calls: Mutex::new(Calls::default()),
         }
     }
 
@@ -102,8 +140,62 @@ impl AwsKmsSeal {
         &self.kms_endpoint
     }
 
+    /// The last recorded result, or, when a call has waited [`STALL_AFTER`] or longer since,
+    /// an `Unreachable` error that says what it waits for and how long. The call goes on and
+    /// its own result replaces this one when it arrives.
     pub fn health(&self) -> SealHealth {
-        self.health.lock().map(|h| h.clone()).unwrap_or_default()
+        let mut h = self.health.lock().map(|h| h.clone()).unwrap_or_default();
+        let oldest = self
+            .calls
+            .lock()
+            .ok()
+            .and_then(|c| c.open.values().next().copied());
+        if let Some((op, started, started_wall)) = oldest {
+            let waited = started.elapsed();
+            if waited >= STALL_AFTER {
+                let at = started_wall + STALL_AFTER;
+                if h.healthy != Some(false) {
+                    h.unhealthy_since = Some(at);
+                }
+                h.healthy = Some(false);
+                h.last_error = Some(SealError::new(
+                    SealErrorClass::Unreachable,
+                    self.stall_message(op, waited),
+                ));
+                h.last_error_time = Some(at);
+            }
+        }
+        h
+    }
+
+    fn stall_message(&self, op: &str, waited: Duration) -> String {
+        let sts = match (&self.role_arn, &self.token_file) {
+            (Some(role), Some(_)) => format!(
+                "; its credentials come from STS {} (AssumeRoleWithWebIdentity for role {role}), which may be the one not answering",
+                self.sts_endpoint
+            ),
+            _ => String::new(),
+        };
+        format!(
+            "no answer from KMS endpoint {} after {} s ({op} on key {:?}, still waiting; the auto-unseal retry goes on){sts}; check network policies, security groups, VPC endpoints, the endpoint settings and the region",
+            self.kms_endpoint,
+            waited.as_secs(),
+            self.key_id
+        )
+    }
+
+    /// Marks a KMS call in flight until the guard drops.
+    fn begin(&self, op: &'static str) -> CallGuard<'_> {
+        let id = match self.calls.lock() {
+            Ok(mut c) => {
+                let id = c.next;
+                c.next = c.next.wrapping_add(1);
+                c.open.insert(id, (op, Instant::now(), SystemTime::now()));
+                id
+            }
+            Err(_) => u64::MAX,
+        };
+        CallGuard { seal: self, id }
     }
 
     /// Records a failure found after a successful KMS call (for example a root key that does
@@ -140,6 +232,7 @@ impl AwsKmsSeal {
     /// `kms:DescribeKey`: the key exists, is enabled and can encrypt.
     pub async fn describe_key(&self) -> Result<KeyInfo, SealError> {
         let start = Instant::now();
+        let call = self.begin("DescribeKey");
         let r = async {
             let out = self
                 .client
@@ -171,12 +264,17 @@ impl AwsKmsSeal {
             Ok(info)
         }
         .await;
-        self.finish("DescribeKey", start, r)
+        // Record the result before the call stops counting as in flight, so no reader sees
+        // neither.
+        let r = self.finish("DescribeKey", start, r);
+        drop(call);
+        r
     }
 
     /// Wraps the root key with `kms:Encrypt`.
     pub async fn wrap(&self, root_key: &[u8]) -> Result<WrappedRootKey, SealError> {
         let start = Instant::now();
+        let call = self.begin("Encrypt");
         let r = async {
             let out = self
                 .client
@@ -196,12 +294,17 @@ impl AwsKmsSeal {
             })
         }
         .await;
-        self.finish("Encrypt", start, r)
+        // Record the result before the call stops counting as in flight, so no reader sees
+        // neither.
+        let r = self.finish("Encrypt", start, r);
+        drop(call);
+        r
     }
 
     /// Unwraps the root key with `kms:Decrypt`, using the key ARN recorded when it was wrapped.
     pub async fn unwrap(&self, wrapped: &WrappedRootKey) -> Result<Zeroizing<Vec<u8>>, SealError> {
         let start = Instant::now();
+        let call = self.begin("Decrypt");
         let r = async {
             let ct = base64::engine::general_purpose::STANDARD
                 .decode(&wrapped.ciphertext)
@@ -226,120 +329,10 @@ impl AwsKmsSeal {
             Ok(Zeroizing::new(pt.as_ref().to_vec()))
         }
         .await;
-        self.finish("Decrypt", start, r)
-    }
-
-    /// Maps an SDK error to a class and a message that names the endpoint, key or role.
-    fn classify<E, R>(&self, op: &str, err: SdkError<E, R>) -> SealError
-    where
-        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-        R: std::fmt::Debug + Send + Sync + 'static,
-    {
-        let chain = DisplayErrorContext(&err).to_string();
-        if let SdkError::ServiceError(service) = &err {
-            let e = service.err();
-            let code = e.code().unwrap_or("Unknown");
-            let msg = e.message().unwrap_or("");
-            let class = match code {
-                "NotFoundException" => SealErrorClass::KeyNotFound,
-                "AccessDeniedException"
-                | "AccessDenied"
-                | "UnrecognizedClientException"
-                | "InvalidSignatureException"
-                | "ExpiredTokenException"
-                | "IncompleteSignature" => SealErrorClass::AccessDenied,
-                "InvalidCiphertextException" | "IncorrectKeyException" => {
-                    SealErrorClass::InvalidCiphertext
-                }
-                "DisabledException" | "KMSInvalidStateException" | "KeyUnavailableException" => {
-                    SealErrorClass::KeyDisabled
-                }
-                "ThrottlingException" | "LimitExceededException" => SealErrorClass::Throttled,
-                _ => SealErrorClass::Other,
-            };
-            let fix = match class {
-                SealErrorClass::KeyNotFound => format!(
-                    "KMS key {:?} was not found in region {} at {}; check kms_key_id (key ID, ARN or alias/NAME) and the region",
-                    self.key_id, self.region, self.kms_endpoint
-                ),
-                SealErrorClass::AccessDenied => format!(
-                    "KMS denied {op} on key {:?}{}; grant kms:Encrypt, kms:Decrypt and kms:DescribeKey on this key",
-                    self.key_id,
-                    self.role_arn
-                        .as_ref()
-                        .map(|r| format!(" to role {r}"))
-                        .unwrap_or_default()
-                ),
-                SealErrorClass::InvalidCiphertext => format!(
-                    "KMS could not decrypt the stored root key with key {:?}: it was wrapped by another key or modified",
-                    self.key_id
-                ),
-                _ => format!("KMS {op} on key {:?} failed", self.key_id),
-            };
-            return SealError::new(class, format!("{fix} ({code}: {msg})"));
-        }
-        // Credential errors (IRSA web identity through STS) surface inside dispatch failures.
-        if chain.contains("credentials") || chain.contains("Credentials") {
-            return self.classify_credentials(op, &chain);
-        }
-        match &err {
-            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => SealError::new(
-                SealErrorClass::Unreachable,
-                format!(
-                    "KMS endpoint {} is unreachable ({op}): {chain}; check network access, the endpoint and the region",
-                    self.kms_endpoint
-                ),
-            ),
-            _ => SealError::new(SealErrorClass::Other, format!("KMS {op} failed: {chain}")),
-        }
-    }
-
-    fn classify_credentials(&self, op: &str, chain: &str) -> SealError {
-        let Some(token_file) = &self.token_file else {
-            return SealError::new(
-                SealErrorClass::MissingCredentials,
-                format!(
-                    "no AWS credentials for KMS {op}: {chain}; set up IRSA (AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE) or another credential source"
-                ),
-            );
-        };
-        let role = self.role_arn.as_deref().unwrap_or("<AWS_ROLE_ARN unset>");
-        let lower = chain.to_ascii_lowercase();
-        if lower.contains("no such file")
-            || lower.contains("permission denied")
-            || lower.contains("could not read")
-        {
-            return SealError::new(
-                SealErrorClass::WebIdentityDenied,
-                format!(
-                    "cannot read the web identity token file {token_file}: {chain}; mount the projected token and make it readable (pod securityContext.fsGroup)"
-                ),
-            );
-        }
-        let network = [
-            "connection refused",
-            "tcp connect",
-            "dns error",
-            "timed out",
-            "timeout",
-            "io error",
-            "connection reset",
-        ];
-        if network.iter().any(|n| lower.contains(n)) {
-            return SealError::new(
-                SealErrorClass::Unreachable,
-                format!(
-                    "STS endpoint {} is unreachable while assuming role {role} with web identity: {chain}",
-                    self.sts_endpoint
-                ),
-            );
-        }
-        SealError::new(
-            SealErrorClass::WebIdentityDenied,
-            format!(
-                "STS {} refused AssumeRoleWithWebIdentity for role {role}: {chain}; check the role's trust policy (OIDC provider, audience sts.amazonaws.com, service account subject)",
-                self.sts_endpoint
-            ),
-        )
+        // Record the result before the call stops counting as in flight, so no reader sees
+        // neither.
+        let r = self.finish("Decrypt", start, r);
+        drop(call);
+        r
     }
 }
