@@ -4,6 +4,7 @@
 mod hcl;
 mod hcl1;
 mod listener;
+mod seal;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
