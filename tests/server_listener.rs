@@ -17,16 +17,21 @@ use serde_json::{Value, json};
 const CLOSE_BOUND: Duration = Duration::from_secs(10);
 
 /// Starts `sealkeep server` with in-memory storage and the given listener blocks (each a body
-/// for `listener "tcp" { ... }` with `{port}` standing for its port). Returns the process and
-/// the ports.
+/// for `listener "tcp" { ... }`, plain HTTP unless it sets `tls_cert_file`). Returns the
+/// process and the ports.
 fn start(listeners: &[&str]) -> (ServerProc, Vec<u16>, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let ports: Vec<u16> = listeners.iter().map(|_| free_port()).collect();
     let mut text = String::from("storage \"inmem\" {}\n");
     for (body, port) in listeners.iter().zip(&ports) {
         let body = body.replace("{port}", &port.to_string());
+        let plain = if body.contains("tls_cert_file") {
+            ""
+        } else {
+            "  tls_disable = 1\n"
+        };
         text.push_str(&format!(
-            "listener \"tcp\" {{\n  address = \"127.0.0.1:{port}\"\n  tls_disable = 1\n{body}\n}}\n"
+            "listener \"tcp\" {{\n  address = \"127.0.0.1:{port}\"\n{plain}{body}\n}}\n"
         ));
     }
     let config = dir.path().join("server.hcl");
@@ -366,4 +371,54 @@ async fn sigterm_stops_accepting_and_exits_cleanly() {
     };
     assert!(status.success(), "{status}: {}", server.log_text());
     assert!(TcpStream::connect(("127.0.0.1", ports[0])).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_listener_times_out_a_silent_handshake_and_still_serves_https() {
+    let certs = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = (certs.path().join("tls.crt"), certs.path().join("tls.key"));
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl is needed to make a test certificate");
+    assert!(ok.success());
+    let body = format!(
+        "  tls_cert_file = \"{}\"\n  tls_key_file = \"{}\"\n  http_read_header_timeout = \"1s\"",
+        cert.display(),
+        key.display()
+    );
+    let (_server, ports, _dir) = start(&[&body]);
+    // No ClientHello: closed after the header timeout, which bounds the handshake too.
+    let mut silent = connect(ports[0]);
+    let took = wait_closed(&mut silent, CLOSE_BOUND);
+    eprintln!("silent TLS connection closed after {took:?}");
+    // A real client is served, on one keep-alive connection, with pauses past the timeout.
+    let pem = std::fs::read(&cert).expect("cert");
+    let https = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem).expect("pem")])
+        .build()
+        .expect("client");
+    for _ in 0..3 {
+        let resp = https
+            .get(format!("https://127.0.0.1:{}/v1/sys/seal-status", ports[0]))
+            .send()
+            .await
+            .expect("HTTPS");
+        assert_eq!(resp.status().as_u16(), 200);
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+    }
 }

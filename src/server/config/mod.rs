@@ -5,6 +5,7 @@ mod hcl;
 /// The HCL1 parser, shared with the policy parser (`server::policy`).
 pub(crate) mod hcl1;
 mod listener;
+mod seal;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
