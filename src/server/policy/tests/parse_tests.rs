@@ -241,6 +241,9 @@ fn json_syntax_errors_have_positions() {
     assert!(matches!(&e.kind, ParseErrorKind::Syntax(m) if m.starts_with("invalid JSON policy")));
     let e = parse("{} x").expect_err("trailing");
     assert!(e.to_string().contains("trailing characters"), "{e}");
+    // serde_json's column 0 (the end of the text, after a newline) is reported as column 1.
+    let e = parse("{\"path\":\n").expect_err("truncated");
+    assert_eq!((e.line, e.column), (2, 1), "{e}");
 }
 
 #[test]
