@@ -154,6 +154,19 @@ const ERRORS: &[(&str, usize, usize, &str)] = &[
         3,
         "failed to parse policy: line 2, column 3: invalid path \"secret/*/config\": '*' may only be the last character; use \"+\" to match one path segment, as in \"secret/+/config\"",
     ),
+    // Found by the policy_hcl fuzz target: "//" normalized to "/", a rule that never matches.
+    (
+        "path \"//\" { policy = \"deny\" }",
+        1,
+        1,
+        "failed to parse policy: line 1, column 1: invalid path \"//\": it has an empty segment ('//'), which no request path has, so it could never match; remove the extra '/'",
+    ),
+    (
+        "path \"sys/mounts//victim\" { capabilities = [\"deny\"] }",
+        1,
+        1,
+        "failed to parse policy: line 1, column 1: invalid path \"sys/mounts//victim\": it has an empty segment ('//'), which no request path has, so it could never match; remove the extra '/'",
+    ),
     (
         "path \"secret/+app/x\" { capabilities = [\"read\"] }",
         1,
