@@ -52,8 +52,8 @@ export CARGO_TARGET_DIR="${SEALKEEP_FUZZ_TARGET_DIR:-$SEALKEEP_CACHE/fuzz-target
 
 cd "$ROOT/fuzz"
 [ ${#targets[@]} -gt 0 ] || mapfile -t targets < <(cargo fuzz list)
-echo "building ${#targets[@]} fuzz targets (cargo-fuzz $CARGO_FUZZ_VERSION, target dir $CARGO_TARGET_DIR)"
-build_log="${TMPDIR:-/tmp}/sealkeep-fuzz-build.log"
+echo "building the fuzz targets (cargo-fuzz $CARGO_FUZZ_VERSION, target dir $CARGO_TARGET_DIR)"
+build_log="${TMPDIR:-/tmp}/sealkeep-fuzz-build.$$.log"
 if ! cargo fuzz build -s none >"$build_log" 2>&1; then
   tail -60 "$build_log"
   echo "error: the fuzz build failed (log: $build_log)" >&2

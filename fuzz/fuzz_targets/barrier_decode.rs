@@ -15,7 +15,9 @@ fn keyring() -> &'static Keyring {
     static KEYRING: OnceLock<Keyring> = OnceLock::new();
     KEYRING.get_or_init(|| {
         let root = Key::from_slice(&[7; 32]).expect("key");
-        Keyring::new(root).and_then(|k| k.rotated()).expect("keyring")
+        Keyring::new(root)
+            .and_then(|k| k.rotated())
+            .expect("keyring")
     })
 }
 
@@ -29,7 +31,10 @@ fuzz_target!(|data: &[u8]| {
         0 => {
             assert!(ring.decrypt(PATH, rest).is_err());
             if let Ok(term) = barrier::ciphertext_term(PATH, rest) {
-                assert!(rest.len() >= MIN_CIPHERTEXT_LEN, "term {term} from a short blob");
+                assert!(
+                    rest.len() >= MIN_CIPHERTEXT_LEN,
+                    "term {term} from a short blob"
+                );
             }
         }
         1 => {
@@ -46,13 +51,22 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(blob.len(), plaintext.len() + MIN_CIPHERTEXT_LEN);
             let opened = ring.decrypt(PATH, &blob).expect("round trip");
             assert_eq!(opened.as_slice(), plaintext);
-            assert!(ring.decrypt("logical/0000/other", &blob).is_err(), "AAD not bound");
+            assert!(
+                ring.decrypt("logical/0000/other", &blob).is_err(),
+                "AAD not bound"
+            );
             let pos = usize::from(u16::from_be_bytes([*p0, *p1])) % blob.len();
-            assert!(ring.decrypt(PATH, &blob[..pos]).is_err(), "truncated at {pos}");
+            assert!(
+                ring.decrypt(PATH, &blob[..pos]).is_err(),
+                "truncated at {pos}"
+            );
             if *mask != 0 {
                 let mut bad = blob.clone();
                 bad[pos] ^= mask;
-                assert!(ring.decrypt(PATH, &bad).is_err(), "byte {pos} not authenticated");
+                assert!(
+                    ring.decrypt(PATH, &bad).is_err(),
+                    "byte {pos} not authenticated"
+                );
             }
         }
     }

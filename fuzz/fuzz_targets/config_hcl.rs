@@ -22,6 +22,9 @@ fuzz_target!(|data: &[u8]| {
         assert!(!e.fix.is_empty(), "an error without a fix: {e:?}");
         // The position is inside the text.
         assert!(e.line >= 1 && e.column >= 1, "no position: {e:?}");
-        assert!(e.line <= text.lines().count() + 1, "line past the end: {e:?}");
+        assert!(
+            e.line <= text.lines().count() + 1,
+            "line past the end: {e:?}"
+        );
     }
 });

@@ -17,7 +17,10 @@ fuzz_target!(|data: &[u8]| {
     if let Some(Value::Object(patch)) = body.get("data") {
         // Patch the stored data with the body's data, as PATCH does; `options` stands in for
         // the stored version so both sides are fuzzed.
-        let stored = body.get("options").cloned().unwrap_or(Value::Object(Map::new()));
+        let stored = body
+            .get("options")
+            .cloned()
+            .unwrap_or(Value::Object(Map::new()));
         let patch = Value::Object(patch.clone());
         let mut once = stored;
         kv::merge_patch(&mut once, &patch);
@@ -26,7 +29,10 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(once, twice, "merge patch is not idempotent");
         // What is stored loads back (no deeper than serde_json's limit, whatever was merged).
         let stored = serde_json::to_vec(&once).expect("serialize");
-        assert!(serde_json::from_slice::<Value>(&stored).is_ok(), "stored data does not load");
+        assert!(
+            serde_json::from_slice::<Value>(&stored).is_ok(),
+            "stored data does not load"
+        );
         if let Value::Object(map) = &once {
             for depth in 0..3 {
                 let keys = kv::subkeys(map, depth);

@@ -22,7 +22,11 @@ fn check(text: &str) {
             for rule in &policy.rules {
                 // Patterns come out normalized: not empty, no leading '/', no control character.
                 assert!(!rule.pattern.is_empty() && !rule.pattern.starts_with('/'));
-                assert!(!rule.pattern.chars().any(char::is_control), "{:?}", rule.pattern);
+                assert!(
+                    !rule.pattern.chars().any(char::is_control),
+                    "{:?}",
+                    rule.pattern
+                );
                 let path = rule.pattern.trim_end_matches('*');
                 let _ = acl.capabilities(path);
                 let _ = acl.allows(path, Capability::Read);

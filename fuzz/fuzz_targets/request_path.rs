@@ -19,7 +19,10 @@ fuzz_target!(|data: &[u8]| {
     assert!(body.len() <= MAX_PATH_LEN, "{path:?} is too long");
     for segment in body.split('/') {
         assert!(!segment.is_empty(), "{raw:?} -> {path:?}: empty segment");
-        assert!(segment != "." && segment != "..", "{raw:?} -> {path:?}: dot segment");
+        assert!(
+            segment != "." && segment != "..",
+            "{raw:?} -> {path:?}: dot segment"
+        );
         assert!(
             !segment.chars().any(char::is_control),
             "{raw:?} -> {path:?}: control character"

@@ -208,6 +208,13 @@ pub fn normalize_pattern(raw: &str) -> Result<String, &'static str> {
     if p.chars().any(char::is_control) {
         return Err("it contains a control character; remove it");
     }
+    // Vault takes these literally, but request paths never have an empty segment, so such a
+    // rule could never match: a deny written this way would silently deny nothing.
+    if p.starts_with('/') || p.contains("//") {
+        return Err(
+            "it has an empty segment ('//'), which no request path has, so it could never match; remove the extra '/'",
+        );
+    }
     if p.contains("+*") {
         return Err(
             "'+*' is forbidden; use \"+\" for one whole segment, or put '*' after literal text",

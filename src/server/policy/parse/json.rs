@@ -13,7 +13,8 @@ pub(super) fn body(src: &str) -> Result<Body, ParseError> {
     let keys = scan_json(src)?;
     let value: serde_json::Value = serde_json::from_str(src).map_err(|e| ParseError {
         line: e.line(),
-        column: e.column(),
+        // serde_json says column 0 for an error right after a newline; columns start at 1.
+        column: e.column().max(1),
         kind: ParseErrorKind::Syntax(format!("invalid JSON policy: {e}")),
     })?;
     match json_value(&keys, &value, 0) {

@@ -154,6 +154,19 @@ const ERRORS: &[(&str, usize, usize, &str)] = &[
         3,
         "failed to parse policy: line 2, column 3: invalid path \"secret/*/config\": '*' may only be the last character; use \"+\" to match one path segment, as in \"secret/+/config\"",
     ),
+    // Found by the policy_hcl fuzz target: "//" normalized to "/", a rule that never matches.
+    (
+        "path \"//\" { policy = \"deny\" }",
+        1,
+        1,
+        "failed to parse policy: line 1, column 1: invalid path \"//\": it has an empty segment ('//'), which no request path has, so it could never match; remove the extra '/'",
+    ),
+    (
+        "path \"sys/mounts//victim\" { capabilities = [\"deny\"] }",
+        1,
+        1,
+        "failed to parse policy: line 1, column 1: invalid path \"sys/mounts//victim\": it has an empty segment ('//'), which no request path has, so it could never match; remove the extra '/'",
+    ),
     (
         "path \"secret/+app/x\" { capabilities = [\"read\"] }",
         1,
@@ -241,6 +254,9 @@ fn json_syntax_errors_have_positions() {
     assert!(matches!(&e.kind, ParseErrorKind::Syntax(m) if m.starts_with("invalid JSON policy")));
     let e = parse("{} x").expect_err("trailing");
     assert!(e.to_string().contains("trailing characters"), "{e}");
+    // serde_json's column 0 (the end of the text, after a newline) is reported as column 1.
+    let e = parse("{\"path\":\n").expect_err("truncated");
+    assert_eq!((e.line, e.column), (2, 1), "{e}");
 }
 
 #[test]

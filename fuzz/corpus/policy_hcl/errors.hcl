@@ -1,2 +1,0 @@
-path "a*b" { capabilities = ["read"] }
-path "x" "y" { capabilities = ["fly"] }

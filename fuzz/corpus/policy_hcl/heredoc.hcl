@@ -1,7 +1,0 @@
-path "a/b" {
-  capabilities = ["deny"]
-  comment = <<EOT
-multi
-line
-EOT
-}
