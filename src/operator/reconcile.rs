@@ -22,9 +22,10 @@ use super::apply::{AppliedCache, ApplyError, FIELD_MANAGER, apply, apply_known, 
 use super::autoinit::{self, Decision};
 use super::build::{self, Children, LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY};
 use super::crd::{SecretServer, SecretServerStatus};
+use super::initsecret::kms::DataKeys;
 use super::metrics::OperatorMetrics;
 use super::observe::{self, Answer, PodObservation};
-use super::status::{self, Facts, InitState};
+use super::status::{self, Facts, InitFailure, InitState};
 use super::validate::{self, Validated};
 use crate::api_client::Client as ServerClient;
 
@@ -46,6 +47,8 @@ pub struct Context {
     pub http: reqwest::Client,
     pub applied: AppliedCache,
     pub failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+    /// KMS data keys for the init Secret of awskms servers (the operator's own credentials).
+    pub kms: Arc<dyn DataKeys>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -197,34 +200,20 @@ async fn run(ss: &SecretServer, ctx: &Context) -> Result<Action, Error> {
     // 4. observe (and auto-init)
     let mut pods = observe_all(ctx, &v).await?;
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let secret = secrets
-        .get_opt(&v.init_secret_name())
-        .await
-        .map_err(kube_err(format!("reading Secret {}", v.init_secret_name())))?;
-    let secret_state = autoinit::secret_state(secret.as_ref());
-    let init = match autoinit::decide(&v, &pods, secret_state.clone()) {
-        Decision::Report(s) => s,
-        Decision::Initialize { pod, ip } => {
-            let http = pod_http(ctx, &v).await?;
-            let client = ServerClient::with_http(&observe::pod_addr(v.scheme(), &ip), http);
-            tracing::info!(secretserver = %key(ss), pod = %pod, "auto-initializing");
-            match autoinit::initialize(&secrets, &v, secret_state, &pod, &client).await {
-                Ok(name) => {
-                    publish(
-                        ctx,
-                        ss,
-                        false,
-                        "Initialized",
-                        format!("initialized through pod {pod}; root token and key shares stored in Secret {name}"),
-                    )
-                    .await;
-                    // See the server as it is now (an auto-unseal server unseals on init).
-                    pods = observe_all(ctx, &v).await?;
-                    InitState::Initialized { secret: Some(name) }
-                }
-                Err(e) => {
-                    publish(ctx, ss, true, "InitFailed", e.to_string()).await;
-                    InitState::Failed(e.to_string())
+    let init = match read_init_secret(&secrets, &v).await? {
+        Err(forbidden) => forbidden,
+        Ok(secret) => {
+            let secret_state = autoinit::secret_state(secret.as_ref(), &v.owner.uid);
+            match autoinit::decide(&v, &pods, secret_state.clone()) {
+                Decision::Report(s) => s,
+                Decision::Initialize { pod, ip } => {
+                    let state =
+                        auto_initialize(ctx, ss, &v, &secrets, secret_state, &pod, &ip).await?;
+                    if matches!(state, InitState::Initialized { .. }) {
+                        // See the server as it is now (an auto-unseal server unseals on init).
+                        pods = observe_all(ctx, &v).await?;
+                    }
+                    state
                 }
             }
         }
@@ -249,6 +238,88 @@ async fn run(ss: &SecretServer, ctx: &Context) -> Result<Action, Error> {
         return Err(e);
     }
     Ok(Action::requeue(requeue_after(&new)))
+}
+
+/// Reads the init Secret. `Ok(Err(state))` when RBAC forbids it: a condition, not a retry loop.
+async fn read_init_secret(
+    secrets: &Api<Secret>,
+    v: &Validated,
+) -> Result<Result<Option<Secret>, InitState>, Error> {
+    let name = v.init_secret_name();
+    match secrets.get_opt(&name).await {
+        Ok(s) => Ok(Ok(s)),
+        Err(kube::Error::Api(e)) if e.code == 403 => Ok(Err(InitState::Failed {
+            reason: InitFailure::SecretForbidden,
+            message: format!(
+                "the operator may not read Secret {name} in namespace {ns}: Secrets are granted only in the namespaces the operator watches. Add {ns} to the chart's watchNamespaces, or bind the chart's ClusterRole <release>-secrets to the operator's ServiceAccount with a RoleBinding in {ns} ({})",
+                e.message,
+                ns = v.namespace
+            ),
+        })),
+        Err(source) => Err(Error::Kube {
+            what: format!("reading Secret {name}"),
+            source,
+        }),
+    }
+}
+
+/// Runs auto-init through pod `pod` and publishes what happened.
+async fn auto_initialize(
+    ctx: &Context,
+    ss: &SecretServer,
+    v: &Validated,
+    secrets: &Api<Secret>,
+    secret_state: autoinit::SecretState,
+    pod: &str,
+    ip: &str,
+) -> Result<InitState, Error> {
+    let http = pod_http(ctx, v).await?;
+    let client = ServerClient::with_http(&observe::pod_addr(v.scheme(), ip), http);
+    tracing::info!(secretserver = %key(ss), pod = %pod, "auto-initializing");
+    let done = autoinit::initialize(secrets, v, secret_state, pod, &client, ctx.kms.as_ref()).await;
+    Ok(match done {
+        Ok(autoinit::Initialized { secret, revoke }) => {
+            let sealed = if matches!(v.seal, validate::Seal::AwsKms { .. }) {
+                "encrypted with a data key of the seal's KMS key"
+            } else {
+                "in clear (Shamir seal: protect the Secret with RBAC)"
+            };
+            publish(
+                ctx,
+                ss,
+                false,
+                "Initialized",
+                format!("initialized through pod {pod}; root token and key shares stored in Secret {secret}, {sealed}"),
+            )
+            .await;
+            match revoke {
+                autoinit::Revoke::NotRequested => {}
+                autoinit::Revoke::Revoked => {
+                    publish(
+                        ctx,
+                        ss,
+                        false,
+                        "RootTokenRevoked",
+                        format!("revoked the root token (spec.init.revokeRootToken); Secret {secret} records it, and its key shares still allow generate-root"),
+                    )
+                    .await;
+                }
+                autoinit::Revoke::Failed(msg) => {
+                    publish(ctx, ss, true, "RootTokenRevokeFailed", msg).await;
+                }
+            }
+            InitState::Initialized {
+                secret: Some(secret),
+            }
+        }
+        Err(e) => {
+            publish(ctx, ss, true, e.failure().reason(), e.to_string()).await;
+            InitState::Failed {
+                reason: e.failure(),
+                message: e.to_string(),
+            }
+        }
+    })
 }
 
 /// Applies every child; returns the StatefulSet as it was before (for the rollout state).

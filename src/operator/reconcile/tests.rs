@@ -32,6 +32,7 @@ fn context() -> (Arc<Context>, Handle) {
         http: observe::http_client(None).expect("http client"),
         applied: AppliedCache::default(),
         failures: Default::default(),
+        kms: Arc::new(crate::operator::initsecret::kms::FakeKms::default()),
     };
     (Arc::new(ctx), handle)
 }
