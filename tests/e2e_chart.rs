@@ -207,7 +207,7 @@ fn chart_lints_renders_and_refuses_wrong_value_types() {
                     "replicas > 1 turns on leader election"
                 );
                 assert!(rendered.contains("--namespace=e2e-chart-team,sealkeep-system"));
-                assert!(rendered.contains(r#"s.__namespace__ in ["e2e-chart-team","sealkeep-system"]"#));
+                assert!(rendered.contains(r#"s.namespace in ["e2e-chart-team","sealkeep-system"]"#));
             }
         }
         assert!(!rendered.contains("\"*\""), "no wildcard RBAC");

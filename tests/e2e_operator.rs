@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::k8s::*;
 use common::operator::*;
-use serde_json::Value;
 
 fn table(ns: &str) -> String {
     let t = kubectl_ok(&["-n", ns, "get", "secretservers", "-o", "wide"]);

@@ -103,7 +103,7 @@ mod tests {
             "the name rule of the policy no longer matches auth_delegator_name()"
         );
         assert!(policy.contains(&format!(
-            "startsWith('{BINDING_PREFIX}' + s.__namespace__ + ':')"
+            "startsWith('{BINDING_PREFIX}' + s.namespace + ':')"
         )));
         assert!(policy.contains(&format!(
             "variables.binding.roleRef.name == '{AUTH_DELEGATOR}'"
