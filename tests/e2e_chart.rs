@@ -347,15 +347,8 @@ fn helm_install_runs_the_examples_upgrade_rolls_uninstall_keeps_data() {
     );
     assert_eq!(s["status"]["initialized"], true);
     // Encrypted by the operator pod with a data key from moto (IRSA); read with the CLI.
-    let out = cmd(env!("CARGO_BIN_EXE_sealkeep"))
-        .args(["init-secret", "show", "vault", "-n", ns_kms, "--field", "root-token"])
-        .output()
-        .expect("sealkeep init-secret show");
-    assert!(
-        out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with("hvs."),
-        "init-secret show: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let token = common::operator::root_token(ns_kms, "vault");
+    assert!(token.starts_with("hvs."), "init-secret show printed no token");
     let format = kubectl_ok(&["-n", ns_kms, "get", "secret", "vault-init", "-o", "jsonpath={.data.format}"]);
     assert_eq!(format.trim(), "YXdza21zLWVudmVsb3BlLXYx", "awskms-envelope-v1");
 

@@ -153,7 +153,7 @@ pub fn grant_secrets(ns: &str) {
 /// `sealkeep init-secret show NAME -n NS [--field FIELD]` as a human with moto credentials
 /// (the testenv's admin kubeconfig and AWS variables); returns (success, stdout, stderr).
 pub fn init_secret_show(ns: &str, name: &str, field: Option<&str>) -> (bool, String, String) {
-    let mut c = cmd(env!("CARGO_BIN_EXE_sealkeep"));
+    let mut c = sealkeep_cli();
     c.args(["init-secret", "show", name, "-n", ns]);
     if let Some(f) = field {
         c.args(["--field", f]);
@@ -164,6 +164,19 @@ pub fn init_secret_show(ns: &str, name: &str, field: Option<&str>) -> (bool, Str
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// The `sealkeep` binary with the testenv's kubeconfig and explicit moto credentials (the
+/// `testenv env` line `export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing` holds two
+/// assignments, which [`testenv`]'s one-assignment-per-line parser reads as one).
+pub fn sealkeep_cli() -> Command {
+    let mut c = cmd(env!("CARGO_BIN_EXE_sealkeep"));
+    c.env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL_KMS", moto_url())
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    c
 }
 
 /// The root token of SecretServer `ns/name`, through `sealkeep init-secret show`.

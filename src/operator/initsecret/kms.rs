@@ -209,7 +209,13 @@ where
             }
             _ => format!("KMS {op} on key {k:?} failed"),
         };
-        (class, format!("{what} ({code}: {msg})"))
+        // An error without a code (a proxy, or a body the SDK cannot read): show the chain.
+        let detail = if e.code().is_none() {
+            chain.clone()
+        } else {
+            format!("{code}: {msg}")
+        };
+        (class, format!("{what} ({detail})"))
     } else if chain.contains("credentials") || chain.contains("Credentials") {
         (
             KmsErrorClass::MissingCredentials,
