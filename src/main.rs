@@ -104,6 +104,10 @@ struct OperatorArgs {
     /// Log level (RUST_LOG wins).
     #[arg(long, default_value = "info")]
     log_level: String,
+    /// The ClusterRole a namespace binds to let the operator keep Secrets there (named in the
+    /// InitSecretForbidden condition; the chart sets it).
+    #[arg(long)]
+    secrets_cluster_role: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -234,6 +238,7 @@ async fn run_operator(args: OperatorArgs) -> anyhow::Result<()> {
         lease_name: args.lease_name,
         lease_namespace: args.lease_namespace.filter(|n| !n.is_empty()),
         identity,
+        secrets_role: args.secrets_cluster_role.filter(|r| !r.is_empty()),
     };
     sealkeep::operator::controller::run(cfg, sealkeep::server::shutdown_signal()).await?;
     Ok(())

@@ -181,33 +181,56 @@ fn chart_lints_renders_and_refuses_wrong_value_types() {
             .into_iter()
             .chain(find("Role", RELEASE))
         {
-            assert!(!d.contains("secrets"), "Secrets in the main rules: {d}");
+            assert!(!d.contains("\"secrets\""), "Secrets in the main rules: {d}");
         }
         assert_eq!(find("ClusterRole", "sealkeep-secrets").len(), 1);
-        assert_eq!(find("ValidatingAdmissionPolicy", "sealkeep-clusterrolebindings").len(), 1);
         assert_eq!(
-            find("ValidatingAdmissionPolicyBinding", "sealkeep-clusterrolebindings").len(),
+            find("ValidatingAdmissionPolicy", "sealkeep-clusterrolebindings").len(),
+            1
+        );
+        assert_eq!(
+            find(
+                "ValidatingAdmissionPolicyBinding",
+                "sealkeep-clusterrolebindings"
+            )
+            .len(),
             1
         );
         let cluster_wide_secrets = find("ClusterRoleBinding", "sealkeep-secrets").len();
         match extra.get(1).copied() {
             None => {
-                assert_eq!(find("ClusterRole", RELEASE).len(), 1, "ClusterRole in all-namespaces mode");
-                assert_eq!(cluster_wide_secrets, 0, "no Secrets cluster-wide by default");
+                assert_eq!(
+                    find("ClusterRole", RELEASE).len(),
+                    1,
+                    "ClusterRole in all-namespaces mode"
+                );
+                assert_eq!(
+                    cluster_wide_secrets, 0,
+                    "no Secrets cluster-wide by default"
+                );
                 assert!(!rendered.contains("--namespace="));
             }
             Some("rbac.clusterWideSecrets=true") => assert_eq!(cluster_wide_secrets, 1),
             Some(_) => {
                 assert_eq!(cluster_wide_secrets, 0);
-                assert!(find("ClusterRole", RELEASE).is_empty(), "no ClusterRole with namespaced rules");
-                assert_eq!(find("Role", RELEASE).len(), 2, "a Role per watched namespace");
+                assert!(
+                    find("ClusterRole", RELEASE).is_empty(),
+                    "no ClusterRole with namespaced rules"
+                );
+                assert_eq!(
+                    find("Role", RELEASE).len(),
+                    2,
+                    "a Role per watched namespace"
+                );
                 assert_eq!(find("RoleBinding", "sealkeep-secrets").len(), 2);
                 assert!(
                     rendered.contains("--leader-elect"),
                     "replicas > 1 turns on leader election"
                 );
                 assert!(rendered.contains("--namespace=e2e-chart-team,sealkeep-system"));
-                assert!(rendered.contains(r#"s.namespace in ["e2e-chart-team","sealkeep-system"]"#));
+                assert!(
+                    rendered.contains(r#"s.namespace in ["e2e-chart-team","sealkeep-system"]"#)
+                );
             }
         }
         assert!(!rendered.contains("\"*\""), "no wildcard RBAC");
@@ -227,7 +250,10 @@ fn chart_lints_renders_and_refuses_wrong_value_types() {
         "--set",
         "rbac.clusterWideSecrets=true",
     ]);
-    assert!(!ok && err.contains("only makes sense when watching all namespaces"), "{err}");
+    assert!(
+        !ok && err.contains("only makes sense when watching all namespaces"),
+        "{err}"
+    );
 
     // Optional objects: the PDB passes server-side validation; the ServiceMonitor needs the
     // Prometheus Operator's CRD, so it is checked as rendered.
@@ -329,7 +355,10 @@ fn helm_install_runs_the_examples_upgrade_rolls_uninstall_keeps_data() {
         ns_kms,
         "InitSecretForbidden before the namespace opts in",
         Duration::from_secs(180),
-        |s| condition(s, "Initialized").1 == "InitSecretForbidden",
+        |s| {
+            condition(s, "Initialized").1 == "InitSecretForbidden"
+                && s["status"]["initialized"] == false
+        },
     );
     assert_eq!(s["status"]["initialized"], false, "nothing initialized");
     let message = s["status"]["conditions"]
@@ -337,7 +366,11 @@ fn helm_install_runs_the_examples_upgrade_rolls_uninstall_keeps_data() {
         .and_then(|c| c.iter().find(|c| c["type"] == "Initialized"))
         .map(|c| c["message"].to_string())
         .unwrap_or_default();
-    assert!(message.contains("sealkeep-secrets"), "{message}");
+    assert!(
+        message.contains("bind the ClusterRole sealkeep-secrets")
+            && message.contains("watchNamespaces"),
+        "{message}"
+    );
     opt_in(ns_kms);
     let s = wait_sks(
         ns_kms,
@@ -348,9 +381,24 @@ fn helm_install_runs_the_examples_upgrade_rolls_uninstall_keeps_data() {
     assert_eq!(s["status"]["initialized"], true);
     // Encrypted by the operator pod with a data key from moto (IRSA); read with the CLI.
     let token = common::operator::root_token(ns_kms, "vault");
-    assert!(token.starts_with("hvs."), "init-secret show printed no token");
-    let format = kubectl_ok(&["-n", ns_kms, "get", "secret", "vault-init", "-o", "jsonpath={.data.format}"]);
-    assert_eq!(format.trim(), "YXdza21zLWVudmVsb3BlLXYx", "awskms-envelope-v1");
+    assert!(
+        token.starts_with("hvs."),
+        "init-secret show printed no token"
+    );
+    let format = kubectl_ok(&[
+        "-n",
+        ns_kms,
+        "get",
+        "secret",
+        "vault-init",
+        "-o",
+        "jsonpath={.data.format}",
+    ]);
+    assert_eq!(
+        format.trim(),
+        "YXdza21zLWVudmVsb3BlLXYx",
+        "awskms-envelope-v1"
+    );
 
     // shamir.yaml: initialized, sealed until unsealed with the shares from the init Secret.
     let ns_sh = "shamir";

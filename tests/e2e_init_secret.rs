@@ -74,7 +74,8 @@ fn foreign_init_secret_blocks_auto_init_and_is_never_overwritten() {
         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: vault-init\n  namespace: {ns}\n  \
          annotations: {{ sealkeep.dev/init-state: pending }}\nstringData: {{ note: mine }}\n"
     ));
-    let rv = json(&["-n", ns, "get", "secret", "vault-init"])["metadata"]["resourceVersion"].clone();
+    let rv =
+        json(&["-n", ns, "get", "secret", "vault-init"])["metadata"]["resourceVersion"].clone();
     let op = Operator::start(ns);
     apply(&awskms_server(ns, "vault", &kms_alias(), &moto_url()));
     let s = wait_sks(

@@ -114,7 +114,14 @@ fn awskms_irsa_server_autoinits_unseals_survives_pod_and_cr_deletion() {
             .unwrap_or_default()
     };
     assert_eq!(field("format"), b"awskms-envelope-v1");
-    for k in ["kms-key-id", "wrapped-data-key", "nonce", "ciphertext", "key-type", "threshold"] {
+    for k in [
+        "kms-key-id",
+        "wrapped-data-key",
+        "nonce",
+        "ciphertext",
+        "key-type",
+        "threshold",
+    ] {
         assert!(!field(k).is_empty(), "init Secret lacks {k}: {secret}");
     }
     for k in ["root-token", "keys"] {
@@ -127,16 +134,41 @@ fn awskms_irsa_server_autoinits_unseals_survives_pod_and_cr_deletion() {
     // A human with kms:Decrypt reads it with the CLI; the token works against the server.
     let (ok, shown, err) = init_secret_show(ns, "vault", None);
     assert!(ok, "init-secret show: {err}");
-    assert!(shown.contains("awskms-envelope-v1") && shown.contains("Key 5"), "{}", shown.lines().take(2).collect::<Vec<_>>().join("\n"));
+    assert!(
+        shown.contains("awskms-envelope-v1") && shown.contains("Key 5"),
+        "{}",
+        shown.lines().take(2).collect::<Vec<_>>().join("\n")
+    );
     let token = root_token(ns, "vault");
-    let ip = kubectl_ok(&["-n", ns, "get", "pod", "vault-0", "-o", "jsonpath={.status.podIP}"]);
+    let ip = kubectl_ok(&[
+        "-n",
+        ns,
+        "get",
+        "pod",
+        "vault-0",
+        "-o",
+        "jsonpath={.status.podIP}",
+    ]);
     let lookup = std::process::Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "5", "-H"])
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-m",
+            "5",
+            "-H",
+        ])
         .arg(format!("X-Vault-Token: {token}"))
         .arg(format!("http://{ip}:8200/v1/auth/token/lookup-self"))
         .output()
         .expect("curl");
-    assert_eq!(String::from_utf8_lossy(&lookup.stdout), "200", "the root token works");
+    assert_eq!(
+        String::from_utf8_lossy(&lookup.stdout),
+        "200",
+        "the root token works"
+    );
     let secret_rv = secret["metadata"]["resourceVersion"].clone();
     let evs = events(ns);
     assert!(evs.iter().any(|(_, r, _)| r == "Initialized"), "{evs:?}");
@@ -445,10 +477,8 @@ fn operator_service_account_is_not_cluster_admin() {
         "operator-cluster-rules.yaml",
         "operator-secret-rules.yaml",
     ]
-        .map(|f| {
-            std::fs::read_to_string(repo().join("charts/sealkeep/files").join(f)).expect("rules")
-        })
-        .join("\n");
+    .map(|f| std::fs::read_to_string(repo().join("charts/sealkeep/files").join(f)).expect("rules"))
+    .join("\n");
     assert!(
         !rules
             .lines()

@@ -84,14 +84,22 @@ fn operator_service_account_can_bind_only_its_own_auth_delegator_bindings() {
         Duration::from_secs(60),
         || {
             let (ok, err) = create_as_operator(
-                &binding("innocent-name", "system:auth-delegator", "ServiceAccount", NS),
+                &binding(
+                    "innocent-name",
+                    "system:auth-delegator",
+                    "ServiceAccount",
+                    NS,
+                ),
                 true,
             );
             last = err;
             !ok && last.contains(&policy)
         },
     );
-    assert!(last.contains("sealkeep:<namespace>:<name>:auth-delegator"), "{last}");
+    assert!(
+        last.contains("sealkeep:<namespace>:<name>:auth-delegator"),
+        "{last}"
+    );
 
     // RBAC: no bind on other roles, so cluster-admin is refused by the API server itself.
     refused(
@@ -118,7 +126,12 @@ fn operator_service_account_can_bind_only_its_own_auth_delegator_bindings() {
     );
     refused(
         "a ServiceAccount of another namespace",
-        &binding(&own, "system:auth-delegator", "ServiceAccount", "kube-system"),
+        &binding(
+            &own,
+            "system:auth-delegator",
+            "ServiceAccount",
+            "kube-system",
+        ),
         "may only bind ServiceAccounts of the SecretServer's namespace",
     );
     refused(
@@ -133,13 +146,22 @@ fn operator_service_account_can_bind_only_its_own_auth_delegator_bindings() {
     let squatter = format!("sealkeep:{NS}:squatter:auth-delegator");
     apply(&binding(&squatter, "view", "ServiceAccount", NS));
     for (name, expect) in [
-        ("e2e-rbac-victim", "named sealkeep:<namespace>:<name>:auth-delegator, not e2e-rbac-victim"),
-        (squatter.as_str(), "may only bind the ClusterRole system:auth-delegator"),
+        (
+            "e2e-rbac-victim",
+            "named sealkeep:<namespace>:<name>:auth-delegator, not e2e-rbac-victim",
+        ),
+        (
+            squatter.as_str(),
+            "may only bind the ClusterRole system:auth-delegator",
+        ),
     ] {
         let (ok, _, err) = kubectl(&["delete", "clusterrolebinding", name, "--as", &who()]);
         assert!(!ok, "the operator deleted ClusterRoleBinding {name}");
         assert!(err.contains(expect), "delete {name}: {err}");
-        assert!(kubectl(&["get", "clusterrolebinding", name]).0, "{name} is gone");
+        assert!(
+            kubectl(&["get", "clusterrolebinding", name]).0,
+            "{name} is gone"
+        );
     }
 
     // Its normal path still works: create, update (server-side apply) and delete its binding.
@@ -168,7 +190,12 @@ fn operator_service_account_can_bind_only_its_own_auth_delegator_bindings() {
         &policy,
         "--wait=true",
     ]);
-    let escalation = binding(&own, "sealkeep-operator-e2e", "ServiceAccount", "kube-system");
+    let escalation = binding(
+        &own,
+        "sealkeep-operator-e2e",
+        "ServiceAccount",
+        "kube-system",
+    );
     wait_for(
         "RBAC alone allows the escalation (dry run)",
         Duration::from_secs(60),

@@ -43,6 +43,8 @@ pub struct OperatorConfig {
     pub lease_namespace: Option<String>,
     /// Identity in the Lease and in Events (the pod name).
     pub identity: String,
+    /// The ClusterRole a namespace binds to let the operator keep Secrets there.
+    pub secrets_role: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -267,6 +269,7 @@ async fn run_controller(
         applied: AppliedCache::default(),
         failures: Default::default(),
         kms: Arc::new(super::initsecret::kms::AwsDataKeys),
+        secrets_role: cfg.secrets_role.clone(),
     });
     let owned = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY}"));
     // One controller per watched namespace (the operator's Roles grant nothing elsewhere), all

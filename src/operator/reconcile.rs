@@ -49,6 +49,9 @@ pub struct Context {
     pub failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
     /// KMS data keys for the init Secret of awskms servers (the operator's own credentials).
     pub kms: Arc<dyn DataKeys>,
+    /// The ClusterRole with the Secret rules that a namespace binds to opt in (the chart's
+    /// `<release>-secrets`), for the InitSecretForbidden message.
+    pub secrets_role: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -200,8 +203,13 @@ async fn run(ss: &SecretServer, ctx: &Context) -> Result<Action, Error> {
     // 4. observe (and auto-init)
     let mut pods = observe_all(ctx, &v).await?;
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let init = match read_init_secret(&secrets, &v).await? {
-        Err(forbidden) => forbidden,
+    let init = match read_init_secret(&secrets, &v, ctx.secrets_role.as_deref()).await? {
+        // Without the Secret an initialized server is still reported as such (its Secret is
+        // simply not visible); the refusal matters only where it blocks auto-init.
+        Err(forbidden) => match autoinit::decide(&v, &pods, autoinit::SecretState::Absent) {
+            Decision::Initialize { .. } | Decision::Report(InitState::Pending) => forbidden,
+            Decision::Report(other) => other,
+        },
         Ok(secret) => {
             let secret_state = autoinit::secret_state(secret.as_ref(), &v.owner.uid);
             match autoinit::decide(&v, &pods, secret_state.clone()) {
@@ -244,6 +252,7 @@ async fn run(ss: &SecretServer, ctx: &Context) -> Result<Action, Error> {
 async fn read_init_secret(
     secrets: &Api<Secret>,
     v: &Validated,
+    secrets_role: Option<&str>,
 ) -> Result<Result<Option<Secret>, InitState>, Error> {
     let name = v.init_secret_name();
     match secrets.get_opt(&name).await {
@@ -251,9 +260,10 @@ async fn read_init_secret(
         Err(kube::Error::Api(e)) if e.code == 403 => Ok(Err(InitState::Failed {
             reason: InitFailure::SecretForbidden,
             message: format!(
-                "the operator may not read Secret {name} in namespace {ns}: Secrets are granted only in the namespaces the operator watches. Add {ns} to the chart's watchNamespaces, or bind the chart's ClusterRole <release>-secrets to the operator's ServiceAccount with a RoleBinding in {ns} ({})",
+                "the operator may not read Secret {name} in namespace {ns}: Secrets are granted only in the namespaces the operator watches. Add {ns} to the chart's watchNamespaces, or bind the ClusterRole {role} to the operator's ServiceAccount with a RoleBinding in {ns} ({})",
                 e.message,
-                ns = v.namespace
+                ns = v.namespace,
+                role = secrets_role.unwrap_or("<release>-secrets")
             ),
         })),
         Err(source) => Err(Error::Kube {

@@ -379,4 +379,3 @@ pub fn events(ns: &str) -> Vec<(String, String, String)> {
         })
         .unwrap_or_default()
 }
-

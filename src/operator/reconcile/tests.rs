@@ -33,6 +33,7 @@ fn context() -> (Arc<Context>, Handle) {
         applied: AppliedCache::default(),
         failures: Default::default(),
         kms: Arc::new(crate::operator::initsecret::kms::FakeKms::default()),
+        secrets_role: None,
     };
     (Arc::new(ctx), handle)
 }
