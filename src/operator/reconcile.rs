@@ -25,9 +25,8 @@ use super::crd::{SecretServer, SecretServerStatus};
 use super::initsecret::kms::DataKeys;
 use super::metrics::OperatorMetrics;
 use super::observe::{self, Answer, PodObservation};
-use super::status::{self, Facts, InitFailure, InitState};
+use super::status::{self, Facts, InitState};
 use super::validate::{self, Validated};
-use crate::api_client::Client as ServerClient;
 
 /// Requeue interval while anything is not Ready.
 pub const REQUEUE_NOT_READY: Duration = Duration::from_secs(15);
@@ -203,7 +202,7 @@ async fn run(ss: &SecretServer, ctx: &Context) -> Result<Action, Error> {
     // 4. observe (and auto-init)
     let mut pods = observe_all(ctx, &v).await?;
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let init = match read_init_secret(&secrets, &v, ctx.secrets_role.as_deref()).await? {
+    let init = match init::read_init_secret(&secrets, &v, ctx.secrets_role.as_deref()).await? {
         // Without the Secret an initialized server is still reported as such (its Secret is
         // simply not visible); the refusal matters only where it blocks auto-init.
         Err(forbidden) => match autoinit::decide(&v, &pods, autoinit::SecretState::Absent) {
@@ -216,7 +215,8 @@ async fn run(ss: &SecretServer, ctx: &Context) -> Result<Action, Error> {
                 Decision::Report(s) => s,
                 Decision::Initialize { pod, ip } => {
                     let state =
-                        auto_initialize(ctx, ss, &v, &secrets, secret_state, &pod, &ip).await?;
+                        init::auto_initialize(ctx, ss, &v, &secrets, secret_state, &pod, &ip)
+                            .await?;
                     if matches!(state, InitState::Initialized { .. }) {
                         // See the server as it is now (an auto-unseal server unseals on init).
                         pods = observe_all(ctx, &v).await?;
@@ -246,90 +246,6 @@ async fn run(ss: &SecretServer, ctx: &Context) -> Result<Action, Error> {
         return Err(e);
     }
     Ok(Action::requeue(requeue_after(&new)))
-}
-
-/// Reads the init Secret. `Ok(Err(state))` when RBAC forbids it: a condition, not a retry loop.
-async fn read_init_secret(
-    secrets: &Api<Secret>,
-    v: &Validated,
-    secrets_role: Option<&str>,
-) -> Result<Result<Option<Secret>, InitState>, Error> {
-    let name = v.init_secret_name();
-    match secrets.get_opt(&name).await {
-        Ok(s) => Ok(Ok(s)),
-        Err(kube::Error::Api(e)) if e.code == 403 => Ok(Err(InitState::Failed {
-            reason: InitFailure::SecretForbidden,
-            message: format!(
-                "the operator may not read Secret {name} in namespace {ns}: Secrets are granted only in the namespaces the operator watches. Add {ns} to the chart's watchNamespaces, or bind the ClusterRole {role} to the operator's ServiceAccount with a RoleBinding in {ns} ({})",
-                e.message,
-                ns = v.namespace,
-                role = secrets_role.unwrap_or("<release>-secrets")
-            ),
-        })),
-        Err(source) => Err(Error::Kube {
-            what: format!("reading Secret {name}"),
-            source,
-        }),
-    }
-}
-
-/// Runs auto-init through pod `pod` and publishes what happened.
-async fn auto_initialize(
-    ctx: &Context,
-    ss: &SecretServer,
-    v: &Validated,
-    secrets: &Api<Secret>,
-    secret_state: autoinit::SecretState,
-    pod: &str,
-    ip: &str,
-) -> Result<InitState, Error> {
-    let http = pod_http(ctx, v).await?;
-    let client = ServerClient::with_http(&observe::pod_addr(v.scheme(), ip), http);
-    tracing::info!(secretserver = %key(ss), pod = %pod, "auto-initializing");
-    let done = autoinit::initialize(secrets, v, secret_state, pod, &client, ctx.kms.as_ref()).await;
-    Ok(match done {
-        Ok(autoinit::Initialized { secret, revoke }) => {
-            let sealed = if matches!(v.seal, validate::Seal::AwsKms { .. }) {
-                "encrypted with a data key of the seal's KMS key"
-            } else {
-                "in clear (Shamir seal: protect the Secret with RBAC)"
-            };
-            publish(
-                ctx,
-                ss,
-                false,
-                "Initialized",
-                format!("initialized through pod {pod}; root token and key shares stored in Secret {secret}, {sealed}"),
-            )
-            .await;
-            match revoke {
-                autoinit::Revoke::NotRequested => {}
-                autoinit::Revoke::Revoked => {
-                    publish(
-                        ctx,
-                        ss,
-                        false,
-                        "RootTokenRevoked",
-                        format!("revoked the root token (spec.init.revokeRootToken); Secret {secret} records it, and its key shares still allow generate-root"),
-                    )
-                    .await;
-                }
-                autoinit::Revoke::Failed(msg) => {
-                    publish(ctx, ss, true, "RootTokenRevokeFailed", msg).await;
-                }
-            }
-            InitState::Initialized {
-                secret: Some(secret),
-            }
-        }
-        Err(e) => {
-            publish(ctx, ss, true, e.failure().reason(), e.to_string()).await;
-            InitState::Failed {
-                reason: e.failure(),
-                message: e.to_string(),
-            }
-        }
-    })
 }
 
 /// Applies every child; returns the StatefulSet as it was before (for the rollout state).
@@ -667,6 +583,8 @@ async fn write_status(
     .map_err(kube_err(format!("writing the status of {}", key(ss))))?;
     Ok(())
 }
+
+mod init;
 
 #[cfg(test)]
 mod tests;

@@ -358,7 +358,7 @@ pub fn open(
         .open_in_place(
             Nonce::assume_unique_for_key(nonce),
             Aad::from(ad.as_bytes()),
-            &mut *buf,
+            &mut buf,
         )
         .map_err(|_| FormatError::Open { aad: ad.clone() })?;
     let mut payload: Payload = serde_json::from_slice(plain).map_err(|e| FormatError::Invalid {
