@@ -487,7 +487,12 @@ fn helm_install_runs_the_examples_upgrade_rolls_uninstall_keeps_data() {
         "basic-awskms-irsa.yaml: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for f in ["iam-policy-kms-unseal.json", "irsa-trust-policy.json"] {
+    for f in [
+        "iam-policy-kms-unseal.json",
+        "irsa-trust-policy.json",
+        "iam-policy-operator.json",
+        "iam-policy-init-secret-reader.json",
+    ] {
         let v: Value = serde_json::from_str(&example(f)).expect("valid JSON policy");
         assert_eq!(v["Version"], "2012-10-17", "{f}");
     }
