@@ -34,6 +34,12 @@ cargo test --locked --test e2e_testenv -- --ignored --test-threads=1
 step "operator end-to-end tests on testenv (operator with the chart's RBAC, moto for KMS and STS)"
 cargo test --locked --test e2e_operator -- --ignored --test-threads=1
 
+step "the operator's ServiceAccount binds nothing but its own auth-delegator bindings (RBAC + admission policy)"
+cargo test --locked --test e2e_operator_rbac -- --ignored --test-threads=1
+
+step "the init Secret: KMS envelope, foreign Secrets refused, root token revocation, init-secret show"
+cargo test --locked --test e2e_init_secret -- --ignored --test-threads=1
+
 step "Kubernetes auth on testenv (auth-delegator binding, pod login with its projected token)"
 cargo test --locked --test e2e_k8s_auth -- --ignored --test-threads=1
 

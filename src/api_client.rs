@@ -236,6 +236,31 @@ impl Client {
         self.send(self.http.put(&url).json(&body)).await
     }
 
+    /// `POST /v1/auth/token/revoke-self` with `token`: revokes the token that makes the call
+    /// (Vault answers 204 with no body).
+    pub async fn revoke_self(&self, token: &str) -> Result<(), ClientError> {
+        let url = format!("{}/v1/auth/token/revoke-self", self.addr);
+        let resp = self
+            .http
+            .post(&url)
+            .header("X-Vault-Token", token)
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable {
+                addr: self.addr.clone(),
+                source,
+            })?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        Err(ClientError::Status {
+            addr: self.addr.clone(),
+            status: status.as_u16(),
+            body: resp.text().await.unwrap_or_default(),
+        })
+    }
+
     pub async fn leader(&self) -> Result<Leader, ClientError> {
         self.get("/v1/sys/leader").await
     }

@@ -42,6 +42,9 @@ enum Command {
         #[arg(long)]
         reference: bool,
     },
+    /// The init Secret auto-init wrote (root token and key shares).
+    #[command(subcommand)]
+    InitSecret(InitSecretCommand),
     /// Print the seal status like `vault status` (exit 0 unsealed, 2 sealed, 1 error).
     Status {
         /// Server address; defaults to SEALKEEP_ADDR, then VAULT_ADDR, then http://127.0.0.1:8200.
@@ -50,11 +53,33 @@ enum Command {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum InitSecretCommand {
+    /// Print the root token and key shares of SecretServer NAME (Secret NAME-init), decrypting
+    /// them with KMS (kms:Decrypt under your AWS identity) when the seal is awskms.
+    Show {
+        /// The SecretServer's name (its init Secret is NAME-init).
+        name: String,
+        /// Namespace (default: the kubeconfig context's).
+        #[arg(long, short = 'n')]
+        namespace: Option<String>,
+        /// Print only this field, for scripts.
+        #[arg(long, value_enum)]
+        field: Option<sealkeep::cmd::init_secret::Field>,
+        /// KMS region (default: the one stored in the Secret).
+        #[arg(long)]
+        region: Option<String>,
+        /// KMS endpoint (default: AWS_ENDPOINT_URL_KMS, AWS_ENDPOINT_URL, else AWS's).
+        #[arg(long)]
+        kms_endpoint: Option<String>,
+    },
+}
+
 #[derive(clap::Args, Debug)]
 struct OperatorArgs {
-    /// Watch only this namespace (default: all namespaces).
-    #[arg(long, env = "SEALKEEP_WATCH_NAMESPACE")]
-    namespace: Option<String>,
+    /// Watch only these namespaces, comma-separated or repeated (default: all namespaces).
+    #[arg(long, env = "SEALKEEP_WATCH_NAMESPACE", value_delimiter = ',')]
+    namespace: Vec<String>,
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
@@ -79,6 +104,10 @@ struct OperatorArgs {
     /// Log level (RUST_LOG wins).
     #[arg(long, default_value = "info")]
     log_level: String,
+    /// The ClusterRole a namespace binds to let the operator keep Secrets there (named in the
+    /// InitSecretForbidden condition; the chart sets it).
+    #[arg(long)]
+    secrets_cluster_role: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -141,6 +170,35 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::InitSecret(InitSecretCommand::Show {
+            name,
+            namespace,
+            field,
+            region,
+            kms_endpoint,
+        }) => {
+            let opts = sealkeep::cmd::init_secret::ShowOptions {
+                region,
+                kms_endpoint,
+            };
+            match runtime.block_on(sealkeep::cmd::init_secret::show(
+                &name,
+                namespace.as_deref(),
+                field,
+                &opts,
+            )) {
+                Ok(out) => {
+                    print!("{out}");
+                    // It holds the root token and key shares.
+                    drop(zeroize::Zeroizing::new(out));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("Error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Status { address } => {
             let addr = address.unwrap_or_else(sealkeep::api_client::Client::addr_from_env);
             ExitCode::from(runtime.block_on(sealkeep::cmd::status::run(&addr)))
@@ -163,13 +221,24 @@ async fn run_operator(args: OperatorArgs) -> anyhow::Result<()> {
         .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
         .unwrap_or_else(|| format!("sealkeep-operator-{}", std::process::id()));
     let cfg = sealkeep::operator::controller::OperatorConfig {
-        namespace: args.namespace.filter(|n| !n.is_empty()),
+        namespaces: {
+            let mut ns: Vec<String> = args
+                .namespace
+                .into_iter()
+                .map(|n| n.trim().to_owned())
+                .filter(|n| !n.is_empty())
+                .collect();
+            ns.sort();
+            ns.dedup();
+            ns
+        },
         metrics_addr: args.metrics_addr,
         default_image: Some(args.default_image).filter(|i| !i.is_empty()),
         leader_elect: args.leader_elect,
         lease_name: args.lease_name,
         lease_namespace: args.lease_namespace.filter(|n| !n.is_empty()),
         identity,
+        secrets_role: args.secrets_cluster_role.filter(|r| !r.is_empty()),
     };
     sealkeep::operator::controller::run(cfg, sealkeep::server::shutdown_signal()).await?;
     Ok(())

@@ -28,11 +28,6 @@ eval "$("$HERE/testenv" env)"
 # The host's own AWS variables from `testenv env` are for host tools; the demo needs none.
 unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
 
-step "helm install the operator (chart charts/sealkeep, CRD included)"
-helm upgrade --install "$RELEASE" charts/sealkeep -n "$OPNS" --create-namespace --wait --timeout 3m
-kubectl -n "$OPNS" get deploy,pods -o wide
-
-step "apply examples/local-kms.yaml (awskms seal, IRSA web identity, moto as KMS and STS)"
 # A namespace left Terminating by an earlier run must be gone before it is created again.
 for _ in $(seq 1 240); do
   [ "$(kubectl get namespace "$NS" -o jsonpath='{.status.phase}' 2>/dev/null || true)" = Terminating ] || break
@@ -41,6 +36,17 @@ done
 [ "$(kubectl get namespace "$NS" -o jsonpath='{.status.phase}' 2>/dev/null || true)" != Terminating ] \
   || die "namespace $NS is still terminating after 120 s; check: kubectl get namespace $NS -o yaml"
 kubectl get namespace "$NS" >/dev/null 2>&1 || kubectl create namespace "$NS"
+
+step "helm install the operator (chart charts/sealkeep, CRD included), watching namespace $NS"
+# Least privilege: Roles (and Secrets) only in $NS. The operator's own AWS identity (IRSA through
+# moto's STS) gets the data key that encrypts the init Secret.
+helm upgrade --install "$RELEASE" charts/sealkeep -n "$OPNS" --create-namespace --wait --timeout 3m \
+  --set "watchNamespaces={$NS}" \
+  --set aws.roleArn=arn:aws:iam::123456789012:role/sealkeep-operator --set aws.region=us-east-1 \
+  --set "extraEnv[0].name=AWS_ENDPOINT_URL_STS" --set "extraEnv[0].value=$SEALKEEP_TESTENV_MOTO_URL"
+kubectl -n "$OPNS" get deploy,pods -o wide
+
+step "apply examples/local-kms.yaml (awskms seal, IRSA web identity, moto as KMS and STS)"
 kubectl apply -f examples/local-kms.yaml
 sleep 1
 show
@@ -50,10 +56,13 @@ kubectl -n "$NS" wait --for=condition=Ready secretserver/vault --timeout=180s
 show
 
 pod_ip() { kubectl -n "$NS" get pod vault-0 -o jsonpath='{.status.podIP}'; }
-token=$(kubectl -n "$NS" get secret vault-init -o jsonpath='{.data.root-token}' | base64 -d)
+# The init Secret is encrypted with a data key of the KMS key: reading it needs kms:Decrypt
+# (moto's test credentials here).
+token=$(AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_ENDPOINT_URL_KMS="$SEALKEEP_TESTENV_MOTO_URL" \
+  target/debug/sealkeep init-secret show vault -n "$NS" --field root-token)
 addr="http://$(pod_ip):8200"
 
-step "write and read a secret through the server's Vault API (root token from Secret vault-init)"
+step "write and read a secret through the server's Vault API (root token: sealkeep init-secret show vault)"
 curl -fsS -X POST -H "X-Vault-Token: $token" -d '{"data":{"greeting":"hello from sealkeep"}}' \
   "$addr/v1/secret/data/demo" >/dev/null
 printf 'read back: '

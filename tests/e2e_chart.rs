@@ -1,5 +1,6 @@
 //! End-to-end tests of the Helm chart and the examples on testenv: lint, server-side dry-run of
-//! the rendered chart in both RBAC modes, `helm install` with the operator running as a pod
+//! the rendered chart in its three RBAC modes (all namespaces without Secrets, watched
+//! namespaces, cluster-wide Secrets), a namespace opting in to Secrets, `helm install` with the operator running as a pod
 //! under the process kubelet (in-cluster config, the chart's ServiceAccount only), every
 //! example reaching its expected state, `helm upgrade` rolling the operator, and
 //! `helm uninstall` leaving the CRD, the data and the init Secrets. Ignored by default;
@@ -121,6 +122,19 @@ fn operator_pod() -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// The opt-in the chart's NOTES show: the operator may keep Secrets in `ns`.
+fn opt_in(ns: &str) {
+    kubectl_ok(&[
+        "-n",
+        ns,
+        "create",
+        "rolebinding",
+        "sealkeep-secrets",
+        "--clusterrole=sealkeep-secrets",
+        &format!("--serviceaccount={OPNS}:{RELEASE}"),
+    ]);
+}
+
 #[test]
 #[ignore = "needs testenv (root, Go-built control plane): scripts/e2e.sh runs it"]
 fn chart_lints_renders_and_refuses_wrong_value_types() {
@@ -142,36 +156,82 @@ fn chart_lints_renders_and_refuses_wrong_value_types() {
         vec![],
         vec![
             "--set",
-            "watchNamespace=e2e-chart-team",
+            "watchNamespaces={e2e-chart-team,sealkeep-system}",
             "--set",
             "replicaCount=2",
         ],
+        vec!["--set", "rbac.clusterWideSecrets=true"],
     ] {
         let chart = chart();
         let mut args = vec!["template", RELEASE, chart.as_str(), "-n", OPNS];
         args.extend(extra.iter().copied());
         let rendered = helm_ok(&args);
-        let kinds: Vec<&str> = rendered
-            .lines()
-            .filter_map(|l| l.strip_prefix("kind: "))
-            .collect();
-        if extra.is_empty() {
-            assert!(
-                kinds.contains(&"ClusterRole") && kinds.contains(&"ClusterRoleBinding"),
-                "{kinds:?}"
-            );
-        } else {
-            assert!(kinds.contains(&"Role"), "{kinds:?}");
-            assert_eq!(
-                kinds.iter().filter(|k| **k == "ClusterRole").count(),
-                1,
-                "only the cluster-scoped rules (auth-delegator binding) stay a ClusterRole: {kinds:?}"
-            );
-            assert!(
-                rendered.contains("--leader-elect"),
-                "replicas > 1 turns on leader election"
-            );
-            assert!(rendered.contains("--namespace=e2e-chart-team"));
+        let docs: Vec<&str> = rendered.split("\n---\n").collect();
+        let find = |kind: &str, name: &str| -> Vec<&str> {
+            docs.iter()
+                .filter(|d| {
+                    d.lines().any(|l| l == format!("kind: {kind}"))
+                        && d.lines().any(|l| l == format!("  name: {name}"))
+                })
+                .copied()
+                .collect()
+        };
+        // Secrets are never in the main rules; their ClusterRole exists in every mode.
+        for d in find("ClusterRole", RELEASE)
+            .into_iter()
+            .chain(find("Role", RELEASE))
+        {
+            assert!(!d.contains("\"secrets\""), "Secrets in the main rules: {d}");
+        }
+        assert_eq!(find("ClusterRole", "sealkeep-secrets").len(), 1);
+        assert_eq!(
+            find("ValidatingAdmissionPolicy", "sealkeep-clusterrolebindings").len(),
+            1
+        );
+        assert_eq!(
+            find(
+                "ValidatingAdmissionPolicyBinding",
+                "sealkeep-clusterrolebindings"
+            )
+            .len(),
+            1
+        );
+        let cluster_wide_secrets = find("ClusterRoleBinding", "sealkeep-secrets").len();
+        match extra.get(1).copied() {
+            None => {
+                assert_eq!(
+                    find("ClusterRole", RELEASE).len(),
+                    1,
+                    "ClusterRole in all-namespaces mode"
+                );
+                assert_eq!(
+                    cluster_wide_secrets, 0,
+                    "no Secrets cluster-wide by default"
+                );
+                assert!(!rendered.contains("--namespace="));
+            }
+            Some("rbac.clusterWideSecrets=true") => assert_eq!(cluster_wide_secrets, 1),
+            Some(_) => {
+                assert_eq!(cluster_wide_secrets, 0);
+                assert!(
+                    find("ClusterRole", RELEASE).is_empty(),
+                    "no ClusterRole with namespaced rules"
+                );
+                assert_eq!(
+                    find("Role", RELEASE).len(),
+                    2,
+                    "a Role per watched namespace"
+                );
+                assert_eq!(find("RoleBinding", "sealkeep-secrets").len(), 2);
+                assert!(
+                    rendered.contains("--leader-elect"),
+                    "replicas > 1 turns on leader election"
+                );
+                assert!(rendered.contains("--namespace=e2e-chart-team,sealkeep-system"));
+                assert!(
+                    rendered.contains(r#"s.namespace in ["e2e-chart-team","sealkeep-system"]"#)
+                );
+            }
         }
         assert!(!rendered.contains("\"*\""), "no wildcard RBAC");
         let out = dry_run(&rendered);
@@ -181,6 +241,19 @@ fn chart_lints_renders_and_refuses_wrong_value_types() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    let (ok, _, err) = helm(&[
+        "template",
+        RELEASE,
+        &chart(),
+        "--set",
+        "watchNamespaces={a}",
+        "--set",
+        "rbac.clusterWideSecrets=true",
+    ]);
+    assert!(
+        !ok && err.contains("only makes sense when watching all namespaces"),
+        "{err}"
+    );
 
     // Optional objects: the PDB passes server-side validation; the ServiceMonitor needs the
     // Prometheus Operator's CRD, so it is checked as rendered.
@@ -222,6 +295,8 @@ fn chart_lints_renders_and_refuses_wrong_value_types() {
         ),
         ("logFormat=xml", "at '/logFormat': value must be one of"),
         ("metrics.port=notaport", "at '/metrics/port'"),
+        ("watchNamespaces={Bad_NS}", "at '/watchNamespaces/0'"),
+        ("aws.roleArn=not-an-arn", "at '/aws/roleArn'"),
     ] {
         let (ok, _, err) = helm(&["template", RELEASE, &chart(), "--set", set]);
         assert!(!ok, "--set {set} must be refused");
@@ -236,6 +311,20 @@ fn chart_lints_renders_and_refuses_wrong_value_types() {
 #[ignore = "needs testenv (root, Go-built control plane): scripts/e2e.sh runs it"]
 fn helm_install_runs_the_examples_upgrade_rolls_uninstall_keeps_data() {
     let _ = helm(&["uninstall", RELEASE, "-n", OPNS, "--wait"]);
+    // The operator's own AWS identity (IRSA through moto's STS) for the init Secret's data keys.
+    let moto = testenv()
+        .get("SEALKEEP_TESTENV_MOTO_URL")
+        .cloned()
+        .unwrap_or_else(|| "http://198.18.0.1:5000".into());
+    let values = std::env::temp_dir().join("sealkeep-e2e-chart-values.yaml");
+    std::fs::write(
+        &values,
+        format!(
+            "aws:\n  roleArn: arn:aws:iam::123456789012:role/sealkeep-operator\n  region: us-east-1\n\
+             extraEnv:\n  - name: AWS_ENDPOINT_URL_STS\n    value: {moto}\n"
+        ),
+    )
+    .expect("values file");
     helm_ok(&[
         "install",
         RELEASE,
@@ -243,6 +332,8 @@ fn helm_install_runs_the_examples_upgrade_rolls_uninstall_keeps_data() {
         "-n",
         OPNS,
         "--create-namespace",
+        "-f",
+        &values.display().to_string(),
         "--wait",
         "--timeout",
         "3m",
@@ -255,22 +346,64 @@ fn helm_install_runs_the_examples_upgrade_rolls_uninstall_keeps_data() {
     );
     let first_pod = pod["metadata"]["name"].as_str().unwrap_or("").to_owned();
 
-    // local-kms.yaml: Ready and unsealed, through the operator pod.
+    // local-kms.yaml in a namespace that has not opted in: the operator may not keep the init
+    // Secret there (no Secrets cluster-wide by default), and says so.
     let ns_kms = "demo";
     namespace(ns_kms);
     apply(&example("local-kms.yaml"));
     let s = wait_sks(
         ns_kms,
-        "local-kms.yaml Ready",
+        "InitSecretForbidden before the namespace opts in",
+        Duration::from_secs(180),
+        |s| {
+            condition(s, "Initialized").1 == "InitSecretForbidden"
+                && s["status"]["initialized"] == false
+        },
+    );
+    assert_eq!(s["status"]["initialized"], false, "nothing initialized");
+    let message = s["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Initialized"))
+        .map(|c| c["message"].to_string())
+        .unwrap_or_default();
+    assert!(
+        message.contains("bind the ClusterRole sealkeep-secrets")
+            && message.contains("watchNamespaces"),
+        "{message}"
+    );
+    opt_in(ns_kms);
+    let s = wait_sks(
+        ns_kms,
+        "local-kms.yaml Ready after the opt-in",
         Duration::from_secs(180),
         ready,
     );
     assert_eq!(s["status"]["initialized"], true);
-    assert!(kubectl(&["-n", ns_kms, "get", "secret", "vault-init"]).0);
+    // Encrypted by the operator pod with a data key from moto (IRSA); read with the CLI.
+    let token = common::operator::root_token(ns_kms, "vault");
+    assert!(
+        token.starts_with("hvs."),
+        "init-secret show printed no token"
+    );
+    let format = kubectl_ok(&[
+        "-n",
+        ns_kms,
+        "get",
+        "secret",
+        "vault-init",
+        "-o",
+        "jsonpath={.data.format}",
+    ]);
+    assert_eq!(
+        format.trim(),
+        "YXdza21zLWVudmVsb3BlLXYx",
+        "awskms-envelope-v1"
+    );
 
     // shamir.yaml: initialized, sealed until unsealed with the shares from the init Secret.
     let ns_sh = "shamir";
     namespace(ns_sh);
+    opt_in(ns_sh);
     apply(&example("shamir.yaml"));
     let s = wait_sks(
         ns_sh,
@@ -354,7 +487,12 @@ fn helm_install_runs_the_examples_upgrade_rolls_uninstall_keeps_data() {
         "basic-awskms-irsa.yaml: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    for f in ["iam-policy-kms-unseal.json", "irsa-trust-policy.json"] {
+    for f in [
+        "iam-policy-kms-unseal.json",
+        "irsa-trust-policy.json",
+        "iam-policy-operator.json",
+        "iam-policy-init-secret-reader.json",
+    ] {
         let v: Value = serde_json::from_str(&example(f)).expect("valid JSON policy");
         assert_eq!(v["Version"], "2012-10-17", "{f}");
     }

@@ -2,7 +2,9 @@
 //! `spec.auth.kubernetes.enabled` gets the auth-delegator binding from the operator; a pod logs
 //! in through `auth/kubernetes/login` with its projected service-account token and reads only
 //! what its role's policy allows; a service account of another namespace is refused; deleting
-//! the SecretServer removes the binding. Ignored by default; `scripts/e2e.sh` runs it.
+//! the SecretServer removes the binding. The operator runs with the chart's rules and admission
+//! policy (see `e2e_operator_rbac.rs` for what they refuse), so this is also the proof that its
+//! normal path passes them. Ignored by default; `scripts/e2e.sh` runs it.
 
 mod common;
 
@@ -103,6 +105,13 @@ fn pods_log_in_with_their_service_account_and_see_only_their_secrets() {
     let op = Operator::start(ns);
     let manifest = awskms_server(ns, "vault", &kms_alias(), &moto_url())
         + "  auth:\n    kubernetes:\n      enabled: true\n";
+    // Binding a pre-existing ServiceAccount cluster-wide is refused by the CRD's CEL rule.
+    let err = apply_err(&(manifest.clone() + "  serviceAccount:\n    name: default\n"));
+    assert!(
+        err.contains("auth.kubernetes.enabled binds system:auth-delegator cluster-wide")
+            && err.contains("remove spec.serviceAccount.name"),
+        "{err}"
+    );
     apply(&manifest);
     let start = Instant::now();
     let mut s = Value::Null;
@@ -126,20 +135,8 @@ fn pods_log_in_with_their_service_account_and_see_only_their_secrets() {
     assert_eq!(crb["subjects"][0]["name"], "vault");
     assert_eq!(crb["subjects"][0]["namespace"], ns);
 
-    let root_b64 = kubectl_ok(&[
-        "-n",
-        ns,
-        "get",
-        "secret",
-        "vault-init",
-        "-o",
-        "jsonpath={.data.root-token}",
-    ]);
-    let root = String::from_utf8(
-        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, root_b64.trim())
-            .expect("b64"),
-    )
-    .expect("utf8");
+    // The init Secret is a KMS envelope: the root token comes through the CLI (kms:Decrypt).
+    let root = root_token(ns, "vault");
     let ip = kubectl_ok(&[
         "-n",
         ns,

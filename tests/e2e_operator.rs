@@ -10,78 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::k8s::*;
 use common::operator::*;
-use serde_json::Value;
-
-/// (status, reason, message) of a condition.
-fn condition(s: &Value, type_: &str) -> (String, String, String) {
-    s["status"]["conditions"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
-        .map(|c| {
-            (
-                c["status"].as_str().unwrap_or("").to_owned(),
-                c["reason"].as_str().unwrap_or("").to_owned(),
-                c["message"].as_str().unwrap_or("").to_owned(),
-            )
-        })
-        .unwrap_or_default()
-}
-
-fn sks_json(ns: &str, name: &str) -> Value {
-    json(&["-n", ns, "get", "secretserver", name])
-}
-
-fn is_ready(s: &Value) -> bool {
-    s["status"]["ready"] == "1/1"
-        && s["status"]["sealed"] == false
-        && s["status"]["initialized"] == true
-        && condition(s, "Ready").0 == "True"
-}
-
-/// Waits for a SecretServer to satisfy `pred`; shows the last status on failure.
-fn wait_sks(
-    ns: &str,
-    name: &str,
-    what: &str,
-    limit: Duration,
-    pred: impl Fn(&Value) -> bool,
-) -> Value {
-    let start = Instant::now();
-    let mut last = Value::Null;
-    while start.elapsed() < limit {
-        let (ok, out, _) = kubectl(&["-n", ns, "get", "secretserver", name, "-o", "json"]);
-        if ok && let Ok(v) = serde_json::from_str::<Value>(&out) {
-            if pred(&v) {
-                eprintln!("{what}: {:?}", start.elapsed());
-                return v;
-            }
-            last = v;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    panic!(
-        "{what}: not within {limit:?}; last status: {}",
-        serde_json::to_string_pretty(&last["status"]).unwrap_or_default()
-    );
-}
-
-fn events(ns: &str) -> Vec<(String, String, String)> {
-    json(&["-n", ns, "get", "events"])["items"]
-        .as_array()
-        .map(|items| {
-            items
-                .iter()
-                .map(|e| {
-                    (
-                        e["type"].as_str().unwrap_or("").to_owned(),
-                        e["reason"].as_str().unwrap_or("").to_owned(),
-                        e["message"].as_str().unwrap_or("").to_owned(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 fn table(ns: &str) -> String {
     let t = kubectl_ok(&["-n", ns, "get", "secretservers", "-o", "wide"]);
@@ -163,16 +91,84 @@ fn awskms_irsa_server_autoinits_unseals_survives_pod_and_cr_deletion() {
             .any(|e| e["name"] == "AWS_ACCESS_KEY_ID" || e["name"] == "AWS_SECRET_ACCESS_KEY")
     );
 
-    // The init Secret: not owned by the SecretServer; holds the root token and recovery keys.
+    // The init Secret: not owned by the SecretServer; the root token and recovery keys are
+    // sealed with a data key of the seal's KMS key (moto), nothing secret in clear.
     let secret = json(&["-n", ns, "get", "secret", "vault-init"]);
     assert!(secret["metadata"]["ownerReferences"].is_null(), "{secret}");
     assert_eq!(
         secret["metadata"]["annotations"]["sealkeep.dev/init-state"],
         "done"
     );
-    for k in ["root-token", "keys", "key-type", "threshold"] {
-        assert!(secret["data"][k].is_string(), "init Secret lacks {k}");
+    let uid = sks_json(ns, "vault")["metadata"]["uid"].clone();
+    assert_eq!(
+        secret["metadata"]["labels"]["sealkeep.dev/init-secret-for"], uid,
+        "{secret}"
+    );
+    let field = |k: &str| {
+        secret["data"][k]
+            .as_str()
+            .map(|b| {
+                base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b)
+                    .expect("base64")
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(field("format"), b"awskms-envelope-v1");
+    for k in [
+        "kms-key-id",
+        "wrapped-data-key",
+        "nonce",
+        "ciphertext",
+        "key-type",
+        "threshold",
+    ] {
+        assert!(!field(k).is_empty(), "init Secret lacks {k}: {secret}");
     }
+    for k in ["root-token", "keys"] {
+        assert!(secret["data"][k].is_null(), "{k} in clear: {secret}");
+    }
+    assert!(
+        String::from_utf8_lossy(&field("kms-key-id")).starts_with("arn:aws:kms:us-east-1:"),
+        "the key ARN KMS answered"
+    );
+    // A human with kms:Decrypt reads it with the CLI; the token works against the server.
+    let (ok, shown, err) = init_secret_show(ns, "vault", None);
+    assert!(ok, "init-secret show: {err}");
+    assert!(
+        shown.contains("awskms-envelope-v1") && shown.contains("Key 5"),
+        "{}",
+        shown.lines().take(2).collect::<Vec<_>>().join("\n")
+    );
+    let token = root_token(ns, "vault");
+    let ip = kubectl_ok(&[
+        "-n",
+        ns,
+        "get",
+        "pod",
+        "vault-0",
+        "-o",
+        "jsonpath={.status.podIP}",
+    ]);
+    let lookup = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-m",
+            "5",
+            "-H",
+        ])
+        .arg(format!("X-Vault-Token: {token}"))
+        .arg(format!("http://{ip}:8200/v1/auth/token/lookup-self"))
+        .output()
+        .expect("curl");
+    assert_eq!(
+        String::from_utf8_lossy(&lookup.stdout),
+        "200",
+        "the root token works"
+    );
     let secret_rv = secret["metadata"]["resourceVersion"].clone();
     let evs = events(ns);
     assert!(evs.iter().any(|(_, r, _)| r == "Initialized"), "{evs:?}");
@@ -430,12 +426,26 @@ fn operator_service_account_is_not_cluster_admin() {
         "-n",
         "default"
     ]));
-    assert!(can(&["create", "secrets", "-n", "default"]));
     assert!(!can(&["*", "*"]), "the operator must not be cluster admin");
-    assert!(
-        !can(&["list", "secrets", "-n", "default"]),
-        "no listing of Secrets"
-    );
+    // Secrets only where granted: nowhere by default, in a namespace once it opts in.
+    for ns in ["default", "kube-system"] {
+        for verb in ["get", "create", "update", "list"] {
+            assert!(
+                !can(&[verb, "secrets", "-n", ns]),
+                "{verb} secrets in {ns} without an opt-in"
+            );
+        }
+    }
+    let ns = "e2e-op-secrets";
+    namespace(ns);
+    grant_secrets(ns);
+    for verb in ["get", "create", "update"] {
+        assert!(can(&[verb, "secrets", "-n", ns]), "{verb} secrets in {ns}");
+    }
+    for verb in ["list", "watch", "delete", "patch"] {
+        assert!(!can(&[verb, "secrets", "-n", ns]), "{verb} secrets in {ns}");
+    }
+    kubectl_ok(&["delete", "namespace", ns, "--wait=false"]);
     assert!(!can(&["delete", "statefulsets.apps", "-n", "default"]));
     assert!(
         !can(&["update", "secretservers.sealkeep.dev", "-n", "default"]),
@@ -462,11 +472,13 @@ fn operator_service_account_is_not_cluster_admin() {
         "-n",
         "default"
     ]));
-    let rules = ["operator-rules.yaml", "operator-cluster-rules.yaml"]
-        .map(|f| {
-            std::fs::read_to_string(repo().join("charts/sealkeep/files").join(f)).expect("rules")
-        })
-        .join("\n");
+    let rules = [
+        "operator-rules.yaml",
+        "operator-cluster-rules.yaml",
+        "operator-secret-rules.yaml",
+    ]
+    .map(|f| std::fs::read_to_string(repo().join("charts/sealkeep/files").join(f)).expect("rules"))
+    .join("\n");
     assert!(
         !rules
             .lines()

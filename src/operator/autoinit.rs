@@ -1,13 +1,15 @@
 //! Operator layer: auto-initialization. Decides from the observation whether the server needs
-//! initializing, and does it through one pod: the `<name>-init` Secret is created first as a
-//! pending marker (a lock: `create` fails if it exists), then `sys/init` runs, then the Secret
-//! receives the root token and key shares. API and network I/O; [`decide`] is pure.
+//! initializing, and does it through one pod. Under awskms a data key is fetched from KMS
+//! first (nothing is created when KMS fails); then the `<name>-init` Secret is created as a
+//! pending marker (a lock: `create` fails if it exists), `sys/init` runs, and the Secret
+//! receives the root token and key shares, sealed with the data key (see [`super::initsecret`]).
+//! With `spec.init.revokeRootToken` the root token is then revoked and the Secret rewritten.
+//! API and network I/O; [`decide`], [`secret_state`] and the Secret builders are pure.
 //!
 //! The Secret is not owned by the SecretServer, so deleting the SecretServer keeps it.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, PostParams};
@@ -16,36 +18,59 @@ use zeroize::Zeroize;
 use crate::api_client::{Client, InitRequest, InitResponse};
 
 use super::build::{APP_NAME, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_NAME, MANAGED_BY};
+use super::initsecret::kms::{DataKeys, KmsError, KmsKey};
+use super::initsecret::{self, DataKey, FormatError, InitContents, KeyType};
 use super::observe::PodObservation;
-use super::status::InitState;
+use super::status::{InitFailure, InitState};
 use super::validate::{Seal, Validated};
 
 /// Annotation on the init Secret: `pending` while the keys are not stored yet, then `done`.
 pub const INIT_STATE_ANNOTATION: &str = "sealkeep.dev/init-state";
 /// Annotation on the init Secret: uid of the SecretServer that created it.
 pub const OWNER_UID_ANNOTATION: &str = "sealkeep.dev/secretserver-uid";
+/// Label on the init Secret: uid of the SecretServer it was created for. With the annotation
+/// above, it tells a pending marker of this operator from a Secret someone else created.
+pub const INIT_SECRET_FOR_LABEL: &str = "sealkeep.dev/init-secret-for";
 
 /// The init Secret as the reconciler found it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretState {
     Absent,
+    /// Our pending marker (label and annotation carry this SecretServer's uid).
     Pending,
     Done,
+    /// A Secret of that name the operator did not create for this SecretServer; why.
+    Foreign(String),
 }
 
-pub fn secret_state(s: Option<&Secret>) -> SecretState {
-    match s {
-        None => SecretState::Absent,
-        Some(s) => match s
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(INIT_STATE_ANNOTATION))
-            .map(String::as_str)
-        {
-            Some("pending") => SecretState::Pending,
-            _ => SecretState::Done,
+/// Classifies the init Secret for the SecretServer with uid `uid`.
+pub fn secret_state(s: Option<&Secret>, uid: &str) -> SecretState {
+    let Some(s) = s else {
+        return SecretState::Absent;
+    };
+    let annotation = |k: &str| s.metadata.annotations.as_ref().and_then(|a| a.get(k));
+    let label = s
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(INIT_SECRET_FOR_LABEL));
+    match annotation(INIT_STATE_ANNOTATION).map(String::as_str) {
+        Some("done") => SecretState::Done,
+        Some("pending") => match (label, annotation(OWNER_UID_ANNOTATION)) {
+            (Some(l), Some(a)) if l == uid && a == uid => SecretState::Pending,
+            (Some(l), _) if l != uid => SecretState::Foreign(format!(
+                "it is a pending marker for another SecretServer (label {INIT_SECRET_FOR_LABEL}={l}, this one is {uid})"
+            )),
+            _ => SecretState::Foreign(format!(
+                "it is marked pending but lacks the label {INIT_SECRET_FOR_LABEL}={uid} and the annotation {OWNER_UID_ANNOTATION}={uid} the operator sets on the markers it creates"
+            )),
         },
+        Some(other) => SecretState::Foreign(format!(
+            "its annotation {INIT_STATE_ANNOTATION} is {other:?}, not one the operator writes"
+        )),
+        None => SecretState::Foreign(format!(
+            "it has no annotation {INIT_STATE_ANNOTATION}: the operator did not create it"
+        )),
     }
 }
 
@@ -70,14 +95,25 @@ pub fn decide(v: &Validated, pods: &[PodObservation], secret: SecretState) -> De
         .any(|p| p.seal().is_some_and(|s| s.initialized))
     {
         return Decision::Report(match secret {
-            SecretState::Absent => InitState::Initialized { secret: None },
+            SecretState::Absent | SecretState::Foreign(_) => {
+                InitState::Initialized { secret: None }
+            }
             SecretState::Pending => InitState::KeysLost { secret: name },
             SecretState::Done => InitState::Initialized { secret: Some(name) },
         });
     }
     // Every answering pod is uninitialized.
-    if secret == SecretState::Done {
-        return Decision::Report(InitState::Conflict { secret: name });
+    match secret {
+        SecretState::Done => return Decision::Report(InitState::Conflict { secret: name }),
+        SecretState::Foreign(why) => {
+            return Decision::Report(InitState::Failed {
+                reason: InitFailure::SecretForeign,
+                message: format!(
+                    "Secret {name} exists but the operator did not create it for this SecretServer: {why}. The operator writes the root token and keys only into a Secret it created; move that Secret's contents elsewhere and delete it, then the operator initializes the server"
+                ),
+            });
+        }
+        SecretState::Absent | SecretState::Pending => {}
     }
     if !v.init.auto {
         return Decision::Report(InitState::Manual);
@@ -129,6 +165,7 @@ fn secret_meta(v: &Validated, state: &str) -> ObjectMeta {
             (LABEL_NAME.to_owned(), APP_NAME.to_owned()),
             (LABEL_INSTANCE.to_owned(), v.name.clone()),
             (LABEL_MANAGED_BY.to_owned(), MANAGED_BY.to_owned()),
+            (INIT_SECRET_FOR_LABEL.to_owned(), v.owner.uid.clone()),
         ])),
         annotations: Some(BTreeMap::from([
             (INIT_STATE_ANNOTATION.to_owned(), state.to_owned()),
@@ -147,35 +184,65 @@ pub fn pending_secret(v: &Validated) -> Secret {
     }
 }
 
-/// The Secret holding the init result. Pure. Keys: `root-token`, `keys` (base64 shares, one
-/// per line), `key-type` (`unseal` for Shamir, `recovery` for auto-unseal), `threshold`.
-pub fn done_secret(v: &Validated, resp: &InitResponse) -> Secret {
-    let (kind, keys) = match v.seal {
-        Seal::Shamir => ("unseal", &resp.keys_base64),
-        Seal::AwsKms { .. } => ("recovery", &resp.recovery_keys_base64),
+/// What the Secret will hold, from the `sys/init` response.
+pub fn contents(v: &Validated, resp: &InitResponse) -> InitContents {
+    let (key_type, keys) = match v.seal {
+        Seal::Shamir => (KeyType::Unseal, &resp.keys_base64),
+        Seal::AwsKms { .. } => (KeyType::Recovery, &resp.recovery_keys_base64),
     };
-    let data = BTreeMap::from([
-        (
-            "root-token".to_owned(),
-            ByteString(resp.root_token.as_bytes().to_vec()),
-        ),
-        ("keys".to_owned(), ByteString(keys.join("\n").into_bytes())),
-        ("key-type".to_owned(), ByteString(kind.as_bytes().to_vec())),
-        (
-            "threshold".to_owned(),
-            ByteString(v.init.threshold.to_string().into_bytes()),
-        ),
-    ]);
-    Secret {
+    InitContents {
+        root_token: Some(resp.root_token.clone()),
+        keys: keys.clone(),
+        key_type,
+        threshold: v.init.threshold,
+        root_token_revoked: false,
+    }
+}
+
+/// The Secret holding the init result (format in [`super::initsecret`]): sealed with `dk`
+/// under awskms, in clear under Shamir. Pure.
+pub fn done_secret(
+    v: &Validated,
+    c: &InitContents,
+    dk: Option<&DataKey>,
+) -> Result<Secret, FormatError> {
+    let data = match (&v.seal, dk) {
+        (Seal::AwsKms { region, .. }, Some(dk)) => {
+            initsecret::envelope_data(c, dk, region, &v.namespace, &v.init_secret_name())?
+        }
+        _ => initsecret::plain_data(c),
+    };
+    Ok(Secret {
         metadata: secret_meta(v, "done"),
         type_: Some("Opaque".into()),
         data: Some(data),
         ..Secret::default()
+    })
+}
+
+/// The KMS key of an awskms seal, as the operator reaches it.
+pub fn kms_key(v: &Validated) -> Option<KmsKey> {
+    match &v.seal {
+        Seal::AwsKms {
+            key_id,
+            region,
+            endpoint,
+            ..
+        } => Some(KmsKey {
+            key_id: key_id.clone(),
+            region: region.clone(),
+            endpoint: endpoint.clone(),
+        }),
+        Seal::Shamir => None,
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
+    #[error(
+        "cannot get a data key to encrypt the init Secret, so the server was not initialized: {source}. The operator's own AWS identity needs kms:GenerateDataKey on the seal key"
+    )]
+    DataKey { source: KmsError },
     #[error("cannot create the pending init Secret {name}: {source}")]
     CreateMarker { name: String, source: kube::Error },
     #[error("Secret {name} appeared while initializing; another operator replica is initializing")]
@@ -186,21 +253,84 @@ pub enum InitError {
         source: crate::api_client::ClientError,
     },
     #[error(
+        "server initialized, but encrypting its keys for Secret {name} failed: {source}; the root token and key shares are lost"
+    )]
+    Seal { name: String, source: FormatError },
+    #[error(
         "server initialized, but storing its keys in Secret {name} failed: {source}; the root token and key shares are lost"
     )]
     Store { name: String, source: kube::Error },
 }
 
-/// Initializes through `addr` and stores the result. The keys exist only in memory between the
-/// two API calls and are zeroized afterwards.
+impl InitError {
+    /// The condition reason.
+    pub fn failure(&self) -> InitFailure {
+        match self {
+            Self::DataKey { .. } => InitFailure::SecretKms,
+            _ => InitFailure::InitFailed,
+        }
+    }
+}
+
+/// What became of the root token after the keys were stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revoke {
+    NotRequested,
+    Revoked,
+    /// Revoking or recording it failed; the message says which (the token stays in the Secret).
+    Failed(String),
+}
+
+/// A finished auto-init.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Initialized {
+    pub secret: String,
+    pub revoke: Revoke,
+}
+
+/// Replaces the init Secret with bounded retries (the keys exist nowhere else), then zeroizes
+/// the data of `s`.
+async fn store(secrets: &Api<Secret>, name: &str, mut s: Secret) -> Result<(), kube::Error> {
+    let mut last = None;
+    for attempt in 0..5u32 {
+        match secrets.replace(name, &PostParams::default(), &s).await {
+            Ok(_) => {
+                last = None;
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(secret = %name, attempt, error = %e, "storing init keys failed; retrying");
+                last = Some(e);
+                tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+            }
+        }
+    }
+    if let Some(data) = s.data.as_mut() {
+        data.values_mut().for_each(|b| b.0.zeroize());
+    }
+    last.map_or(Ok(()), Err)
+}
+
+/// Initializes through `client` and stores the result. The keys and the data key exist only in
+/// memory between the calls and are zeroized afterwards.
 pub async fn initialize(
     secrets: &Api<Secret>,
     v: &Validated,
     secret: SecretState,
     pod: &str,
     client: &Client,
-) -> Result<String, InitError> {
+    kms: &dyn DataKeys,
+) -> Result<Initialized, InitError> {
     let name = v.init_secret_name();
+    // The data key first: when KMS fails, nothing is created and nothing is initialized.
+    let dk = match kms_key(v) {
+        Some(key) => Some(
+            kms.generate(&key, &initsecret::context(&v.namespace, &name))
+                .await
+                .map_err(|source| InitError::DataKey { source })?,
+        ),
+        None => None,
+    };
     if secret == SecretState::Absent {
         match secrets
             .create(&PostParams::default(), &pending_secret(v))
@@ -218,30 +348,52 @@ pub async fn initialize(
             pod: pod.to_owned(),
             source,
         })?;
-    let mut done = done_secret(v, &resp);
+    let mut c = contents(v, &resp);
     drop(resp);
-    // Bounded retries: the keys exist nowhere else.
-    let mut last = None;
-    for attempt in 0..5u32 {
-        match secrets.replace(&name, &PostParams::default(), &done).await {
-            Ok(_) => {
-                last = None;
-                break;
-            }
-            Err(e) => {
-                tracing::warn!(secret = %name, attempt, error = %e, "storing init keys failed; retrying");
-                last = Some(e);
-                tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+    let done = done_secret(v, &c, dk.as_ref()).map_err(|source| InitError::Seal {
+        name: name.clone(),
+        source,
+    })?;
+    store(secrets, &name, done)
+        .await
+        .map_err(|source| InitError::Store {
+            name: name.clone(),
+            source,
+        })?;
+    if !v.init.revoke_root_token {
+        return Ok(Initialized {
+            secret: name,
+            revoke: Revoke::NotRequested,
+        });
+    }
+    let token = c.root_token.take().unwrap_or_default();
+    let revoked = client.revoke_self(&token).await;
+    drop(zeroize::Zeroizing::new(token));
+    let revoke = match revoked {
+        Err(e) => {
+            // Keep the Secret as stored: it still holds the (valid) root token.
+            Revoke::Failed(format!(
+                "revoking the root token failed: {e}; it is still valid and stored in Secret {name}: revoke it yourself (vault token revoke -self)"
+            ))
+        }
+        Ok(()) => {
+            c.root_token_revoked = true;
+            let recorded = match done_secret(v, &c, dk.as_ref()) {
+                Ok(s) => store(secrets, &name, s).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match recorded {
+                Ok(()) => Revoke::Revoked,
+                Err(e) => Revoke::Failed(format!(
+                    "the root token was revoked, but recording that in Secret {name} failed: {e}; the token it holds no longer works"
+                )),
             }
         }
-    }
-    if let Some(data) = done.data.as_mut() {
-        data.values_mut().for_each(|b| b.0.zeroize());
-    }
-    match last {
-        None => Ok(name),
-        Some(source) => Err(InitError::Store { name, source }),
-    }
+    };
+    Ok(Initialized {
+        secret: name,
+        revoke,
+    })
 }
 
 #[cfg(test)]

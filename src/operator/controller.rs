@@ -33,8 +33,8 @@ use super::reconcile::{Context, error_policy, reconcile};
 /// Settings of `sealkeep operator`.
 #[derive(Debug, Clone)]
 pub struct OperatorConfig {
-    /// Watch one namespace; `None` watches all.
-    pub namespace: Option<String>,
+    /// Watch these namespaces; empty watches all.
+    pub namespaces: Vec<String>,
     pub metrics_addr: SocketAddr,
     pub default_image: Option<String>,
     /// Hold this Lease (in `lease_namespace`) before reconciling.
@@ -43,6 +43,8 @@ pub struct OperatorConfig {
     pub lease_namespace: Option<String>,
     /// Identity in the Lease and in Events (the pod name).
     pub identity: String,
+    /// The ClusterRole a namespace binds to let the operator keep Secrets there.
+    pub secrets_role: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -154,20 +156,18 @@ pub async fn run(
         let _ = stop_tx.send(true);
     });
 
-    let ss_api: Api<SecretServer> = match &cfg.namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    ss_api
-        .list_metadata(&ListParams::default().limit(1))
-        .await
-        .map_err(RunError::Crd)?;
+    for ns in scopes(&cfg) {
+        scoped::<SecretServer>(&client, ns)
+            .list_metadata(&ListParams::default().limit(1))
+            .await
+            .map_err(RunError::Crd)?;
+    }
     ready.store(true, Ordering::Relaxed);
 
     let result = if cfg.leader_elect {
-        lead_then_run(&cfg, client.clone(), ss_api, metrics, stop_rx.clone()).await
+        lead_then_run(&cfg, client.clone(), metrics, stop_rx.clone()).await
     } else {
-        run_controller(&cfg, client.clone(), ss_api, metrics, stop_rx.clone()).await
+        run_controller(&cfg, client.clone(), metrics, stop_rx.clone()).await
     };
     let mut s = stop_rx;
     // Stop the HTTP server too when the controller ended on its own (lost lease).
@@ -183,14 +183,13 @@ pub async fn run(
 async fn lead_then_run(
     cfg: &OperatorConfig,
     client: Client,
-    ss_api: Api<SecretServer>,
     metrics: Arc<OperatorMetrics>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), RunError> {
     let ns = cfg
         .lease_namespace
         .clone()
-        .or_else(|| cfg.namespace.clone())
+        .or_else(|| cfg.namespaces.first().cloned())
         .unwrap_or_else(|| "default".into());
     let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &cfg.lease_name)
         .with_namespace(&ns)
@@ -228,7 +227,7 @@ async fn lead_then_run(
             _ = outer_stop.wait_for(|s| *s) => { let _ = ctl_stop_tx.send(true); false }
         }
     });
-    let res = run_controller(cfg, client, ss_api, metrics, ctl_stop_rx).await;
+    let res = run_controller(cfg, client, metrics, ctl_stop_rx).await;
     let lost_lease = watcher_task.await.unwrap_or(false);
     // Release the Lease on a clean shutdown so a standby takes over at once.
     drop(leader);
@@ -242,12 +241,20 @@ async fn lead_then_run(
     Ok(())
 }
 
+/// The watch scopes: each namespace of `--namespace`, or `None` (all namespaces).
+fn scopes(cfg: &OperatorConfig) -> Vec<Option<&str>> {
+    if cfg.namespaces.is_empty() {
+        vec![None]
+    } else {
+        cfg.namespaces.iter().map(|n| Some(n.as_str())).collect()
+    }
+}
+
 async fn run_controller(
     cfg: &OperatorConfig,
     client: Client,
-    ss_api: Api<SecretServer>,
     metrics: Arc<OperatorMetrics>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), RunError> {
     let reporter = Reporter {
         controller: "sealkeep-operator".into(),
@@ -261,32 +268,46 @@ async fn run_controller(
         http: observe::http_client(None).map_err(RunError::Http)?,
         applied: AppliedCache::default(),
         failures: Default::default(),
+        kms: Arc::new(super::initsecret::kms::AwsDataKeys),
+        secrets_role: cfg.secrets_role.clone(),
     });
     let owned = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY}"));
-    let ns = cfg.namespace.as_deref();
-    let controller = Controller::new(ss_api, watcher::Config::default().any_semantic());
-    let store = controller.store();
+    // One controller per watched namespace (the operator's Roles grant nothing elsewhere), all
+    // sharing one context; `None` is one controller over all namespaces.
+    let mut stores = Vec::new();
+    let mut streams = Vec::new();
+    for ns in scopes(cfg) {
+        let controller = Controller::new(
+            scoped::<SecretServer>(&client, ns),
+            watcher::Config::default().any_semantic(),
+        );
+        stores.push(controller.store());
+        let mut stop = stop.clone();
+        let stream = controller
+            .owns(scoped::<StatefulSet>(&client, ns), owned.clone())
+            .owns(scoped::<Service>(&client, ns), owned.clone())
+            .owns(scoped::<ConfigMap>(&client, ns), owned.clone())
+            .owns(scoped::<ServiceAccount>(&client, ns), owned.clone())
+            .owns(scoped::<PodDisruptionBudget>(&client, ns), owned.clone())
+            .watches(scoped::<Pod>(&client, ns), owned.clone(), |pod: Pod| {
+                let ns = pod.namespace()?;
+                let name = pod.labels().get(LABEL_INSTANCE)?.clone();
+                Some(ObjectRef::<SecretServer>::new(&name).within(&ns))
+            })
+            .graceful_shutdown_on(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .run(reconcile, error_policy, ctx.clone());
+        streams.push(stream.boxed());
+    }
     tracing::info!(
-        namespace = cfg.namespace.as_deref().unwrap_or("<all>"),
+        namespaces = %if cfg.namespaces.is_empty() { "<all>".to_owned() } else { cfg.namespaces.join(",") },
         "operator started"
     );
-    controller
-        .owns(scoped::<StatefulSet>(&client, ns), owned.clone())
-        .owns(scoped::<Service>(&client, ns), owned.clone())
-        .owns(scoped::<ConfigMap>(&client, ns), owned.clone())
-        .owns(scoped::<ServiceAccount>(&client, ns), owned.clone())
-        .owns(scoped::<PodDisruptionBudget>(&client, ns), owned.clone())
-        .watches(scoped::<Pod>(&client, ns), owned, |pod: Pod| {
-            let ns = pod.namespace()?;
-            let name = pod.labels().get(LABEL_INSTANCE)?.clone();
-            Some(ObjectRef::<SecretServer>::new(&name).within(&ns))
-        })
-        .graceful_shutdown_on(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
-        .run(reconcile, error_policy, ctx.clone())
+    let stores = Arc::new(stores);
+    futures::stream::select_all(streams)
         .for_each(|res| {
-            let store = store.clone();
+            let stores = stores.clone();
             let metrics = metrics.clone();
             async move {
                 match res {
@@ -295,9 +316,8 @@ async fn run_controller(
                 }
                 metrics.retain_servers(|k| {
                     k.split_once('/').is_some_and(|(ns, n)| {
-                        store
-                            .get(&ObjectRef::<SecretServer>::new(n).within(ns))
-                            .is_some()
+                        let r = ObjectRef::<SecretServer>::new(n).within(ns);
+                        stores.iter().any(|s| s.get(&r).is_some())
                     })
                 });
             }

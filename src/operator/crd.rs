@@ -68,6 +68,7 @@ use serde::{Deserialize, Serialize};
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.auth) && has(self.auth.kubernetes) && has(self.auth.kubernetes.enabled) && self.auth.kubernetes.enabled && has(self.serviceAccount) && has(self.serviceAccount.name) && self.serviceAccount.name != '')").message("auth.kubernetes.enabled binds system:auth-delegator cluster-wide, so it needs the ServiceAccount the operator creates: remove spec.serviceAccount.name or set auth.kubernetes.enabled: false"))]
 pub struct SecretServerSpec {
     /// Number of server pods. Only 1 is accepted until replicated (Raft) storage exists.
     #[serde(default = "default_replicas")]
@@ -103,6 +104,20 @@ pub struct SecretServerSpec {
     /// Auth methods that need cluster permissions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthSpec>,
+    /// The server's metrics endpoints (`/metrics`, `/v1/sys/metrics`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<TelemetrySpec>,
+}
+
+/// Telemetry settings of the server's listener.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct TelemetrySpec {
+    /// Serve `/metrics` and `/v1/sys/metrics` without a token (Vault's listener option
+    /// `telemetry { unauthenticated_metrics_access = true }`). Default false: a scraper sends a
+    /// token whose policy grants `read` on `sys/metrics`.
+    #[serde(default)]
+    pub unauthenticated_metrics_access: bool,
 }
 
 /// Auth methods of the server that need Kubernetes permissions.
@@ -121,7 +136,8 @@ pub struct AuthSpec {
 pub struct KubernetesAuthSpec {
     /// Grant the server's ServiceAccount `system:auth-delegator` (a ClusterRoleBinding the
     /// operator creates and removes with the SecretServer), so the server can review tokens.
-    /// Enable the method itself in the server with `vault auth enable kubernetes`.
+    /// Enable the method itself in the server with `vault auth enable kubernetes`. Only with
+    /// the ServiceAccount the operator creates: not with `serviceAccount.name`.
     #[serde(default)]
     pub enabled: bool,
 }
@@ -182,6 +198,10 @@ pub struct InitSpec {
     /// Shares needed to recover or unseal.
     #[serde(default = "default_threshold")]
     pub recovery_threshold: i32,
+    /// After auto-init has stored the keys, revoke the root token (`auth/token/revoke-self`)
+    /// and record that in the init Secret. The key shares still allow `generate-root`.
+    #[serde(default)]
+    pub revoke_root_token: bool,
 }
 
 impl Default for InitSpec {
@@ -190,6 +210,7 @@ impl Default for InitSpec {
             auto: true,
             recovery_shares: default_shares(),
             recovery_threshold: default_threshold(),
+            revoke_root_token: false,
         }
     }
 }
@@ -239,7 +260,7 @@ pub struct ServiceAccountSpec {
     /// Name of an existing ServiceAccount to run the server pods as. The operator uses it as it
     /// is: it neither creates, annotates nor deletes it (set `eks.amazonaws.com/role-arn` on it
     /// yourself for EKS's webhook). When unset, the operator creates and owns a ServiceAccount
-    /// named after the SecretServer.
+    /// named after the SecretServer. Not allowed with `auth.kubernetes.enabled`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Extra annotations on the ServiceAccount the operator creates.

@@ -6,6 +6,7 @@ pub mod autoinit;
 pub mod build;
 pub mod controller;
 pub mod crd;
+pub mod initsecret;
 pub mod metrics;
 pub mod observe;
 pub mod reconcile;

@@ -22,11 +22,11 @@ use super::apply::{AppliedCache, ApplyError, FIELD_MANAGER, apply, apply_known, 
 use super::autoinit::{self, Decision};
 use super::build::{self, Children, LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY};
 use super::crd::{SecretServer, SecretServerStatus};
+use super::initsecret::kms::DataKeys;
 use super::metrics::OperatorMetrics;
 use super::observe::{self, Answer, PodObservation};
 use super::status::{self, Facts, InitState};
 use super::validate::{self, Validated};
-use crate::api_client::Client as ServerClient;
 
 /// Requeue interval while anything is not Ready.
 pub const REQUEUE_NOT_READY: Duration = Duration::from_secs(15);
@@ -46,6 +46,11 @@ pub struct Context {
     pub http: reqwest::Client,
     pub applied: AppliedCache,
     pub failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+    /// KMS data keys for the init Secret of awskms servers (the operator's own credentials).
+    pub kms: Arc<dyn DataKeys>,
+    /// The ClusterRole with the Secret rules that a namespace binds to opt in (the chart's
+    /// `<release>-secrets`), for the InitSecretForbidden message.
+    pub secrets_role: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -197,34 +202,26 @@ async fn run(ss: &SecretServer, ctx: &Context) -> Result<Action, Error> {
     // 4. observe (and auto-init)
     let mut pods = observe_all(ctx, &v).await?;
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let secret = secrets
-        .get_opt(&v.init_secret_name())
-        .await
-        .map_err(kube_err(format!("reading Secret {}", v.init_secret_name())))?;
-    let secret_state = autoinit::secret_state(secret.as_ref());
-    let init = match autoinit::decide(&v, &pods, secret_state.clone()) {
-        Decision::Report(s) => s,
-        Decision::Initialize { pod, ip } => {
-            let http = pod_http(ctx, &v).await?;
-            let client = ServerClient::with_http(&observe::pod_addr(v.scheme(), &ip), http);
-            tracing::info!(secretserver = %key(ss), pod = %pod, "auto-initializing");
-            match autoinit::initialize(&secrets, &v, secret_state, &pod, &client).await {
-                Ok(name) => {
-                    publish(
-                        ctx,
-                        ss,
-                        false,
-                        "Initialized",
-                        format!("initialized through pod {pod}; root token and key shares stored in Secret {name}"),
-                    )
-                    .await;
-                    // See the server as it is now (an auto-unseal server unseals on init).
-                    pods = observe_all(ctx, &v).await?;
-                    InitState::Initialized { secret: Some(name) }
-                }
-                Err(e) => {
-                    publish(ctx, ss, true, "InitFailed", e.to_string()).await;
-                    InitState::Failed(e.to_string())
+    let init = match init::read_init_secret(&secrets, &v, ctx.secrets_role.as_deref()).await? {
+        // Without the Secret an initialized server is still reported as such (its Secret is
+        // simply not visible); the refusal matters only where it blocks auto-init.
+        Err(forbidden) => match autoinit::decide(&v, &pods, autoinit::SecretState::Absent) {
+            Decision::Initialize { .. } | Decision::Report(InitState::Pending) => forbidden,
+            Decision::Report(other) => other,
+        },
+        Ok(secret) => {
+            let secret_state = autoinit::secret_state(secret.as_ref(), &v.owner.uid);
+            match autoinit::decide(&v, &pods, secret_state.clone()) {
+                Decision::Report(s) => s,
+                Decision::Initialize { pod, ip } => {
+                    let state =
+                        init::auto_initialize(ctx, ss, &v, &secrets, secret_state, &pod, &ip)
+                            .await?;
+                    if matches!(state, InitState::Initialized { .. }) {
+                        // See the server as it is now (an auto-unseal server unseals on init).
+                        pods = observe_all(ctx, &v).await?;
+                    }
+                    state
                 }
             }
         }
@@ -586,6 +583,8 @@ async fn write_status(
     .map_err(kube_err(format!("writing the status of {}", key(ss))))?;
     Ok(())
 }
+
+mod init;
 
 #[cfg(test)]
 mod tests;

@@ -31,10 +31,37 @@ pub enum InitState {
     /// Not initialized, but the init Secret from an earlier initialization exists: the storage
     /// was replaced. The operator refuses to initialize again.
     Conflict { secret: String },
-    /// Auto-init failed with this error.
-    Failed(String),
+    /// Auto-init failed or was refused.
+    Failed {
+        reason: InitFailure,
+        message: String,
+    },
     /// No pod answered yet.
     Unknown,
+}
+
+/// Why auto-init did not happen: the `Initialized` condition's reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitFailure {
+    /// `sys/init`, or storing its result, failed.
+    InitFailed,
+    /// `<name>-init` exists but the operator did not create it for this SecretServer.
+    SecretForeign,
+    /// KMS refused or did not answer the data-key request for the init Secret.
+    SecretKms,
+    /// The operator may not read or write Secrets in the namespace.
+    SecretForbidden,
+}
+
+impl InitFailure {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::InitFailed => "InitFailed",
+            Self::SecretForeign => "InitSecretForeign",
+            Self::SecretKms => "InitSecretKMSFailed",
+            Self::SecretForbidden => "InitSecretForbidden",
+        }
+    }
 }
 
 /// Everything the status depends on.
@@ -201,11 +228,14 @@ pub fn compute(
                 "the server's storage is empty but Secret {secret} holds keys from an earlier initialization; the operator will not initialize twice. Restore the data volume, or delete Secret {secret} to initialize a new, empty server"
             ),
         ),
-        (InitState::Failed(e), _) => cond(
+        (InitState::Failed { reason, message }, _) => cond(
             INITIALIZED,
             false,
-            "InitFailed",
-            format!("auto-init failed: {e}"),
+            reason.reason(),
+            match reason {
+                InitFailure::InitFailed => format!("auto-init failed: {message}"),
+                _ => message.clone(),
+            },
         ),
         (InitState::Unknown, Some((reason, msg))) => unknown(INITIALIZED, reason, msg.clone()),
         (InitState::Unknown, None) => {
@@ -403,7 +433,7 @@ pub fn compute(
         Some((seal_healthy.reason.clone(), seal_healthy.message.clone()))
     } else if matches!(
         facts.init,
-        InitState::Conflict { .. } | InitState::Failed(_) | InitState::KeysLost { .. }
+        InitState::Conflict { .. } | InitState::Failed { .. } | InitState::KeysLost { .. }
     ) {
         Some((initialized.reason.clone(), initialized.message.clone()))
     } else {

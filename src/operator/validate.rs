@@ -72,6 +72,10 @@ pub enum ValidationError {
     NoImage,
     #[error("spec.listener.tls.secretName is empty; name a kubernetes.io/tls Secret")]
     EmptyTlsSecret,
+    #[error(
+        "spec.auth.kubernetes.enabled would bind system:auth-delegator cluster-wide to the existing ServiceAccount {0:?} (spec.serviceAccount.name), which other workloads may use; remove spec.serviceAccount.name so the operator creates the server's own ServiceAccount, or set spec.auth.kubernetes.enabled: false"
+    )]
+    KubernetesAuthWithForeignServiceAccount(String),
 }
 
 /// The seal, as the builders need it.
@@ -102,6 +106,8 @@ pub struct Init {
     pub auto: bool,
     pub shares: u8,
     pub threshold: u8,
+    /// Revoke the root token once the keys are stored.
+    pub revoke_root_token: bool,
 }
 
 /// A spec that every builder can rely on.
@@ -133,8 +139,11 @@ pub struct Validated {
     pub priority_class_name: Option<String>,
     pub env: Vec<EnvVar>,
     pub tls_secret: Option<String>,
-    /// Grant the server's ServiceAccount `system:auth-delegator` for Kubernetes auth.
+    /// Grant the server's ServiceAccount `system:auth-delegator` for Kubernetes auth (only
+    /// ever the ServiceAccount the operator creates).
     pub kubernetes_auth: bool,
+    /// Serve the metrics endpoints without a token.
+    pub unauthenticated_metrics_access: bool,
 }
 
 impl Validated {
@@ -205,6 +214,7 @@ pub fn validate(
             auto: spec.init.auto,
             shares: s,
             threshold: t,
+            revoke_root_token: spec.init.revoke_root_token,
         },
         _ => return Err(ValidationError::Threshold { shares, threshold }),
     };
@@ -233,9 +243,22 @@ pub fn validate(
         },
         None => None,
     };
+    let kubernetes_auth = spec
+        .auth
+        .as_ref()
+        .and_then(|a| a.kubernetes.as_ref())
+        .is_some_and(|k| k.enabled);
+    let user_account = non_empty(&spec.service_account.name);
+    // Binding a pre-existing account cluster-wide would grant auth-delegator to whatever else
+    // runs as it: the operator only ever binds the account it creates for this server.
+    if let (true, Some(sa)) = (kubernetes_auth, &user_account) {
+        return Err(ValidationError::KubernetesAuthWithForeignServiceAccount(
+            sa.clone(),
+        ));
+    }
     Ok(Validated {
-        service_account: non_empty(&spec.service_account.name).unwrap_or_else(|| name.clone()),
-        manage_service_account: non_empty(&spec.service_account.name).is_none(),
+        service_account: user_account.clone().unwrap_or_else(|| name.clone()),
+        manage_service_account: user_account.is_none(),
         service_account_annotations: spec.service_account.annotations.clone(),
         generation: ss.meta().generation,
         owner,
@@ -254,11 +277,11 @@ pub fn validate(
         priority_class_name: non_empty(&spec.pod.priority_class_name),
         env: spec.env.clone(),
         tls_secret,
-        kubernetes_auth: spec
-            .auth
+        kubernetes_auth,
+        unauthenticated_metrics_access: spec
+            .telemetry
             .as_ref()
-            .and_then(|a| a.kubernetes.as_ref())
-            .is_some_and(|k| k.enabled),
+            .is_some_and(|t| t.unauthenticated_metrics_access),
         name,
         namespace,
     })

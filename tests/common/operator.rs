@@ -1,12 +1,16 @@
 //! The operator as the end-to-end tests and the operator benchmark run it: the CRD, a
-//! ServiceAccount bound to the chart's RBAC rules (charts/sealkeep/files/operator-rules.yaml)
-//! and a kubeconfig with only that ServiceAccount's token, then `sealkeep operator` as a host
-//! process.
+//! ServiceAccount bound to the chart's RBAC rules (charts/sealkeep/files/*.yaml: the namespaced
+//! rules and the cluster rules cluster-wide, Secrets only in the namespaces an operator is
+//! started for), the chart's ValidatingAdmissionPolicy for that ServiceAccount, and a
+//! kubeconfig with only that ServiceAccount's token, then `sealkeep operator` as a host process
+//! with AWS credentials for moto (its KMS data keys for the init Secret).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 use super::k8s::*;
 
@@ -15,6 +19,10 @@ pub const OPERATOR_SA: &str = "sealkeep-operator";
 pub const IMAGE: &str = "ghcr.io/sealkeep/sealkeep:e2e";
 pub const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/sealkeep-e2e";
 pub const BRIDGE_IP: &str = "198.18.0.1";
+/// The ClusterRole with the chart's Secret rules; bound per namespace by [`Operator::start`].
+pub const SECRETS_ROLE: &str = "sealkeep-operator-e2e-secrets";
+/// The release name the chart's admission policy is rendered with (its fullname).
+pub const POLICY_RELEASE: &str = "sealkeep-operator-e2e";
 
 pub fn moto_url() -> String {
     testenv()
@@ -71,11 +79,18 @@ pub fn operator_kubeconfig() -> &'static PathBuf {
                  subjects: [{{ kind: ServiceAccount, name: {OPERATOR_SA}, namespace: {OPERATOR_NS} }}]\n---\n"
             )
         };
+        let unbound = |name: &str, rules: &str| {
+            format!(
+                "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {{ name: {name} }}\n{rules}---\n"
+            )
+        };
         apply(&format!(
-            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{ name: {OPERATOR_SA}, namespace: {OPERATOR_NS} }}\n---\n{}{}",
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{ name: {OPERATOR_SA}, namespace: {OPERATOR_NS} }}\n---\n{}{}{}",
             role("sealkeep-operator-e2e", &rules_of("operator-rules.yaml")),
             role("sealkeep-operator-e2e-cluster", &rules_of("operator-cluster-rules.yaml")),
+            unbound(SECRETS_ROLE, &rules_of("operator-secret-rules.yaml")),
         ));
+        apply(&admission_policy());
         let token = kubectl_ok(&["-n", OPERATOR_NS, "create", "token", OPERATOR_SA, "--duration=3h"]);
         let server = kubectl_ok(&["config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}"]);
         let ca = kubectl_ok(&[
@@ -101,6 +116,76 @@ pub fn operator_kubeconfig() -> &'static PathBuf {
     })
 }
 
+/// The chart's ValidatingAdmissionPolicy and its binding, rendered by Helm for the e2e
+/// operator's ServiceAccount.
+pub fn admission_policy() -> String {
+    let out = cmd("helm")
+        .args([
+            "template",
+            POLICY_RELEASE,
+            &repo().join("charts/sealkeep").display().to_string(),
+            "-n",
+            OPERATOR_NS,
+            "--set",
+            &format!("serviceAccount.name={OPERATOR_SA}"),
+            "-s",
+            "templates/admission-policy.yaml",
+        ])
+        .output()
+        .expect("helm on the testenv PATH");
+    assert!(
+        out.status.success(),
+        "helm template: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Lets the e2e operator keep Secrets in `ns` (the opt-in RoleBinding the chart's NOTES show).
+pub fn grant_secrets(ns: &str) {
+    apply(&format!(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{ name: {SECRETS_ROLE}, namespace: {ns} }}\n\
+         roleRef: {{ apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {SECRETS_ROLE} }}\n\
+         subjects: [{{ kind: ServiceAccount, name: {OPERATOR_SA}, namespace: {OPERATOR_NS} }}]\n"
+    ));
+}
+
+/// `sealkeep init-secret show NAME -n NS [--field FIELD]` as a human with moto credentials
+/// (the testenv's admin kubeconfig and AWS variables); returns (success, stdout, stderr).
+pub fn init_secret_show(ns: &str, name: &str, field: Option<&str>) -> (bool, String, String) {
+    let mut c = sealkeep_cli();
+    c.args(["init-secret", "show", name, "-n", ns]);
+    if let Some(f) = field {
+        c.args(["--field", f]);
+    }
+    let out = c.output().expect("sealkeep init-secret show");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The `sealkeep` binary with the testenv's kubeconfig and explicit moto credentials (the
+/// `testenv env` line `export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing` holds two
+/// assignments, which [`testenv`]'s one-assignment-per-line parser reads as one).
+pub fn sealkeep_cli() -> Command {
+    let mut c = cmd(env!("CARGO_BIN_EXE_sealkeep"));
+    c.env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL_KMS", moto_url())
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    c
+}
+
+/// The root token of SecretServer `ns/name`, through `sealkeep init-secret show`.
+pub fn root_token(ns: &str, name: &str) -> String {
+    let (ok, out, err) = init_secret_show(ns, name, Some("root-token"));
+    assert!(ok, "sealkeep init-secret show {ns}/{name}: {err}");
+    out.trim().to_owned()
+}
+
 /// A running `sealkeep operator` watching one namespace; killed on drop.
 pub struct Operator {
     child: Child,
@@ -114,14 +199,34 @@ impl Operator {
     }
 
     pub fn start_with(ns: &str, identity: &str, extra: &[&str]) -> Self {
+        Self::spawn(ns, identity, extra, true)
+    }
+
+    /// An operator with no AWS identity at all: it cannot get KMS data keys.
+    pub fn start_without_aws(ns: &str) -> Self {
+        Self::spawn(ns, &format!("e2e-{ns}-noaws"), &[], false)
+    }
+
+    fn spawn(ns: &str, identity: &str, extra: &[&str], aws: bool) -> Self {
         let kubeconfig = operator_kubeconfig();
+        grant_secrets(ns);
         let log = scratch_dir().join(format!("operator-{identity}.log"));
         let metrics_port = super::free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_sealkeep"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sealkeep"));
+        command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "sealkeep=debug,kube=info")
+            // No instance-metadata lookups from a developer machine.
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+        if aws {
+            // moto accepts any key; the KMS endpoint comes from each SecretServer's spec.
+            command
+                .env("AWS_ACCESS_KEY_ID", "testing")
+                .env("AWS_SECRET_ACCESS_KEY", "testing");
+        }
+        let child = command
             .args([
                 "operator",
                 "--namespace",
@@ -202,4 +307,75 @@ impl Drop for Operator {
             }
         }
     }
+}
+
+/// (status, reason, message) of a condition.
+pub fn condition(s: &Value, type_: &str) -> (String, String, String) {
+    s["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or("").to_owned(),
+                c["reason"].as_str().unwrap_or("").to_owned(),
+                c["message"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .unwrap_or_default()
+}
+
+pub fn sks_json(ns: &str, name: &str) -> Value {
+    json(&["-n", ns, "get", "secretserver", name])
+}
+
+pub fn is_ready(s: &Value) -> bool {
+    s["status"]["ready"] == "1/1"
+        && s["status"]["sealed"] == false
+        && s["status"]["initialized"] == true
+        && condition(s, "Ready").0 == "True"
+}
+
+/// Waits for a SecretServer to satisfy `pred`; shows the last status on failure.
+pub fn wait_sks(
+    ns: &str,
+    name: &str,
+    what: &str,
+    limit: Duration,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    let start = Instant::now();
+    let mut last = Value::Null;
+    while start.elapsed() < limit {
+        let (ok, out, _) = kubectl(&["-n", ns, "get", "secretserver", name, "-o", "json"]);
+        if ok && let Ok(v) = serde_json::from_str::<Value>(&out) {
+            if pred(&v) {
+                eprintln!("{what}: {:?}", start.elapsed());
+                return v;
+            }
+            last = v;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    panic!(
+        "{what}: not within {limit:?}; last status: {}",
+        serde_json::to_string_pretty(&last["status"]).unwrap_or_default()
+    );
+}
+
+pub fn events(ns: &str) -> Vec<(String, String, String)> {
+    json(&["-n", ns, "get", "events"])["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|e| {
+                    (
+                        e["type"].as_str().unwrap_or("").to_owned(),
+                        e["reason"].as_str().unwrap_or("").to_owned(),
+                        e["message"].as_str().unwrap_or("").to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }

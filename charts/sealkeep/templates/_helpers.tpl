@@ -35,3 +35,10 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- define "sealkeep.leaderElect" -}}
 {{- if or .Values.leaderElection.enabled (gt (int .Values.replicaCount) 1) -}}true{{- end -}}
 {{- end -}}
+
+{{- /* The watched namespaces as a JSON list: watchNamespaces plus the deprecated watchNamespace,
+sorted and without duplicates. Empty: all namespaces. */}}
+{{- define "sealkeep.watchNamespaces" -}}
+{{- $ns := concat (.Values.watchNamespaces | default list) (ternary (list .Values.watchNamespace) list (ne .Values.watchNamespace "")) -}}
+{{- $ns | uniq | sortAlpha | toJson -}}
+{{- end -}}

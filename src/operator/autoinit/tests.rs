@@ -2,6 +2,11 @@ use super::*;
 
 use kube::Resource;
 
+use crate::operator::initsecret::kms::FakeKms;
+use crate::operator::initsecret::{Stored, open, parse};
+
+mod initialize;
+
 use crate::api_client::{SealBackendStatus, SealStatus};
 use crate::operator::crd::SecretServer;
 use crate::operator::observe::{Answer, PodView};
@@ -115,6 +120,33 @@ fn secret_with(annotation: Option<&str>) -> Secret {
             ..ObjectMeta::default()
         },
         ..Secret::default()
+    }
+}
+
+/// A pending marker with the label and owner annotation set to `label_uid`/`annotation_uid`.
+fn marker(label_uid: Option<&str>, annotation_uid: Option<&str>) -> Secret {
+    let mut s = secret_with(Some("pending"));
+    if let Some(u) = label_uid {
+        s.metadata.labels = Some(BTreeMap::from([(
+            INIT_SECRET_FOR_LABEL.to_owned(),
+            u.to_owned(),
+        )]));
+    }
+    if let (Some(u), Some(a)) = (annotation_uid, s.metadata.annotations.as_mut()) {
+        a.insert(OWNER_UID_ANNOTATION.to_owned(), u.to_owned());
+    }
+    s
+}
+
+fn done(v: &Validated, dk: Option<&DataKey>) -> Secret {
+    done_secret(v, &contents(v, &init_response()), dk).expect("done secret")
+}
+
+fn fake_data_key() -> DataKey {
+    DataKey {
+        key_id: FakeKms::KEY_ARN.into(),
+        plaintext: zeroize::Zeroizing::new((100u8..132).collect()),
+        wrapped: (100u8..132).rev().collect(),
     }
 }
 
@@ -333,20 +365,66 @@ fn one_initialized_pod_wins_over_uninitialized_ones() {
 
 #[test]
 fn secret_state_from_annotation() {
-    assert_eq!(secret_state(None), SecretState::Absent);
+    assert_eq!(secret_state(None, UID), SecretState::Absent);
     assert_eq!(
-        secret_state(Some(&secret_with(Some("pending")))),
+        secret_state(Some(&marker(Some(UID), Some(UID))), UID),
         SecretState::Pending
     );
     assert_eq!(
-        secret_state(Some(&secret_with(Some("done")))),
+        secret_state(Some(&secret_with(Some("done"))), UID),
         SecretState::Done
     );
-    // A Secret of that name without (or with another) marker holds something: never overwrite it.
-    assert_eq!(secret_state(Some(&secret_with(None))), SecretState::Done);
+}
+
+#[test]
+fn a_secret_the_operator_did_not_create_is_foreign() {
+    let foreign = |s: &Secret| match secret_state(Some(s), UID) {
+        SecretState::Foreign(why) => why,
+        other => panic!("expected Foreign, got {other:?}"),
+    };
+    // Someone else's Secret of that name, or an unknown marker value: never overwritten.
+    assert!(foreign(&secret_with(None)).contains("did not create it"));
+    assert!(foreign(&secret_with(Some("Pending"))).contains("\"Pending\""));
+    // A pending marker without the operator's label and owner annotation.
+    let why = foreign(&secret_with(Some("pending")));
+    assert!(
+        why.contains(&format!("{INIT_SECRET_FOR_LABEL}={UID}"))
+            && why.contains(OWNER_UID_ANNOTATION),
+        "{why}"
+    );
+    assert!(!foreign(&marker(Some(UID), None)).is_empty());
+    assert!(!foreign(&marker(None, Some(UID))).is_empty());
+    assert!(!foreign(&marker(Some(UID), Some("other-uid"))).is_empty());
+    // A marker of an earlier SecretServer of the same name (another uid).
+    let why = foreign(&marker(Some("old-uid"), Some("old-uid")));
+    assert!(
+        why.contains("another SecretServer") && why.contains("old-uid"),
+        "{why}"
+    );
+}
+
+#[test]
+fn foreign_secret_blocks_init_with_its_own_reason() {
+    let v = awskms();
+    let d = decide(
+        &v,
+        &uninitialized(),
+        SecretState::Foreign("it has no annotation".into()),
+    );
+    let Decision::Report(InitState::Failed { reason, message }) = d else {
+        panic!("expected a refusal, got {d:?}");
+    };
+    assert_eq!(reason, InitFailure::SecretForeign);
+    assert_eq!(reason.reason(), "InitSecretForeign");
+    assert!(
+        message.contains("Secret vault-init exists") && message.contains("it has no annotation"),
+        "{message}"
+    );
+    assert!(message.contains("delete it"), "{message}");
+    // An initialized server is not touched: the foreign Secret is simply not ours.
     assert_eq!(
-        secret_state(Some(&secret_with(Some("Pending")))),
-        SecretState::Done
+        decide(&v, &initialized(), SecretState::Foreign("x".into())),
+        Decision::Report(InitState::Initialized { secret: None })
     );
 }
 
@@ -354,11 +432,11 @@ fn secret_state_from_annotation() {
 fn built_secrets_round_trip_through_secret_state() {
     let v = awskms();
     assert_eq!(
-        secret_state(Some(&pending_secret(&v))),
+        secret_state(Some(&pending_secret(&v)), UID),
         SecretState::Pending
     );
     assert_eq!(
-        secret_state(Some(&done_secret(&v, &init_response()))),
+        secret_state(Some(&done(&v, Some(&fake_data_key()))), UID),
         SecretState::Done
     );
 }
@@ -409,6 +487,10 @@ fn assert_common_meta(s: &Secret, state: &str) {
             .map(String::as_str),
         Some("sealkeep-operator")
     );
+    assert_eq!(
+        labels.get(INIT_SECRET_FOR_LABEL).map(String::as_str),
+        Some(UID)
+    );
     let annotations = m.annotations.as_ref().expect("annotations");
     assert_eq!(
         annotations.get(INIT_STATE_ANNOTATION).map(String::as_str),
@@ -431,32 +513,47 @@ fn pending_secret_is_an_empty_marker() {
 }
 
 #[test]
-fn done_secret_for_awskms_holds_recovery_keys() {
+fn done_secret_for_awskms_is_an_envelope_of_the_recovery_keys() {
     let v = awskms();
-    let s = done_secret(&v, &init_response());
+    let s = done(&v, Some(&fake_data_key()));
     assert_common_meta(&s, "done");
-    assert_eq!(data(&s, "root-token"), "hvs.SUPER-SECRET-ROOT-TOKEN");
+    let data = s.data.as_ref().expect("data");
+    for (k, b) in data {
+        let text = String::from_utf8_lossy(&b.0);
+        assert!(
+            !text.contains("SUPER-SECRET") && !text.contains("RECOVERY-SHARE"),
+            "{k} is in clear"
+        );
+    }
+    assert_eq!(self::data(&s, "format"), "awskms-envelope-v1");
+    assert_eq!(self::data(&s, "key-type"), "recovery");
+    assert_eq!(self::data(&s, "threshold"), "4");
+    assert_eq!(self::data(&s, "kms-key-id"), FakeKms::KEY_ARN);
+    assert_eq!(self::data(&s, "kms-region"), "eu-west-1");
+    let Ok(Stored::Envelope(env)) = parse(data) else {
+        panic!("an envelope");
+    };
+    let c = open(&env, &fake_data_key().plaintext, "secrets", "vault-init").expect("opens");
+    assert_eq!(c.root_token.as_deref(), Some("hvs.SUPER-SECRET-ROOT-TOKEN"));
     assert_eq!(
-        data(&s, "keys"),
-        "RECOVERY-SHARE-1\nRECOVERY-SHARE-2\nRECOVERY-SHARE-3"
+        c.keys,
+        ["RECOVERY-SHARE-1", "RECOVERY-SHARE-2", "RECOVERY-SHARE-3"]
     );
-    assert_eq!(data(&s, "key-type"), "recovery");
-    assert_eq!(data(&s, "threshold"), "4");
-    let keys: Vec<&String> = s.data.as_ref().expect("data").keys().collect();
-    assert_eq!(keys, ["key-type", "keys", "root-token", "threshold"]);
     assert_eq!(s.string_data, None);
 }
 
 #[test]
-fn done_secret_for_shamir_holds_unseal_keys() {
+fn done_secret_for_shamir_holds_unseal_keys_in_clear() {
     let v = shamir();
-    let s = done_secret(&v, &init_response());
+    let s = done(&v, None);
     assert_eq!(s.metadata.name.as_deref(), Some("shamir-init"));
     assert_eq!(s.metadata.owner_references, None);
+    assert_eq!(data(&s, "format"), "plain-v1");
     assert_eq!(data(&s, "keys"), "UNSEAL-SHARE-1\nUNSEAL-SHARE-2");
     assert_eq!(data(&s, "key-type"), "unseal");
     assert_eq!(data(&s, "threshold"), "3");
     assert_eq!(data(&s, "root-token"), "hvs.SUPER-SECRET-ROOT-TOKEN");
+    assert_eq!(data(&s, "root-token-revoked"), "false");
 }
 
 #[test]
@@ -482,6 +579,7 @@ fn init_response_without_keys_defaults_to_empty() {
         serde_json::from_value(serde_json::json!({"root_token": "t"})).expect("decodes");
     assert!(resp.keys_base64.is_empty());
     assert!(resp.recovery_keys_base64.is_empty());
-    let s = done_secret(&shamir(), &resp);
+    let v = shamir();
+    let s = done_secret(&v, &contents(&v, &resp), None).expect("secret");
     assert_eq!(data(&s, "keys"), "");
 }

@@ -51,6 +51,14 @@ pub fn hcl(v: &Validated) -> String {
     } else {
         lines.push("  tls_disable = true".to_owned());
     }
+    if v.unauthenticated_metrics_access {
+        // Vault's listener sub-block: /metrics and /v1/sys/metrics without a token.
+        lines.extend([
+            "  telemetry {".to_owned(),
+            "    unauthenticated_metrics_access = true".to_owned(),
+            "  }".to_owned(),
+        ]);
+    }
     lines.extend(["}".to_owned(), String::new()]);
     match &v.seal {
         Seal::AwsKms {

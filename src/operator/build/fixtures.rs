@@ -99,6 +99,19 @@ spec:
       memory: 64Mi
 "#;
 
+/// Shamir with the metrics endpoints open to scrapers without a token.
+pub(crate) const METRICS_YAML: &str = r#"
+apiVersion: sealkeep.dev/v1alpha1
+kind: SecretServer
+metadata:
+  name: metrics
+spec:
+  seal:
+    shamir: {}
+  telemetry:
+    unauthenticatedMetricsAccess: true
+"#;
+
 /// Parses a SecretServer exactly as written (no namespace or uid unless the YAML has them).
 pub(crate) fn parse(yaml: &str) -> SecretServer {
     serde_yaml::from_str(yaml).expect("fixture is a valid SecretServer")
@@ -134,4 +147,8 @@ pub(crate) fn tls() -> Validated {
 
 pub(crate) fn overrides() -> Validated {
     validated(OVERRIDES_YAML)
+}
+
+pub(crate) fn metrics() -> Validated {
+    validated(METRICS_YAML)
 }

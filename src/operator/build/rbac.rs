@@ -15,9 +15,15 @@ pub const AUTH_DELEGATOR: &str = "system:auth-delegator";
 /// Label with the SecretServer's namespace (cluster-scoped objects have none).
 pub const LABEL_NAMESPACE: &str = "sealkeep.dev/namespace";
 
-/// Name of the binding: unique per SecretServer, at most 253 characters.
+/// Prefix of every ClusterRoleBinding the operator writes. The chart's ValidatingAdmissionPolicy
+/// (charts/sealkeep/templates/admission-policy.yaml) refuses any other name from the operator's
+/// ServiceAccount, so a change here must change that policy too.
+pub const BINDING_PREFIX: &str = "sealkeep:";
+
+/// Name of the binding: unique per SecretServer, at most 253 characters; the namespace in it is
+/// what the admission policy checks the subjects against.
 pub fn auth_delegator_name(v: &Validated) -> String {
-    format!("sealkeep:{}:{}:auth-delegator", v.namespace, v.name)
+    format!("{BINDING_PREFIX}{}:{}:auth-delegator", v.namespace, v.name)
 }
 
 /// Labels that find the bindings of one SecretServer.
@@ -83,6 +89,32 @@ mod tests {
         assert_eq!(
             b.metadata.name.as_deref(),
             Some(format!("sealkeep:{}:{}:auth-delegator", v.namespace, v.name).as_str())
+        );
+    }
+
+    /// The admission policy shipped in the chart allows exactly the bindings this builder makes.
+    #[test]
+    fn chart_admission_policy_matches_the_binding_builder() {
+        let policy = include_str!("../../../charts/sealkeep/templates/admission-policy.yaml");
+        assert!(
+            policy.contains(&format!(
+                "'^{BINDING_PREFIX}[a-z0-9][-a-z0-9]*:[a-z0-9][-a-z0-9.]*:auth-delegator$'"
+            )),
+            "the name rule of the policy no longer matches auth_delegator_name()"
+        );
+        assert!(policy.contains(&format!(
+            "startsWith('{BINDING_PREFIX}' + s.namespace + ':')"
+        )));
+        assert!(policy.contains(&format!(
+            "variables.binding.roleRef.name == '{AUTH_DELEGATOR}'"
+        )));
+        let b = auth_delegator_binding(&fixtures::awskms_role());
+        let s = &b.subjects.as_ref().expect("subjects")[0];
+        assert_eq!(s.kind, "ServiceAccount");
+        assert!(
+            b.metadata.name.as_deref().is_some_and(
+                |n| n.starts_with(&format!("{BINDING_PREFIX}{}:", fixtures::NAMESPACE))
+            )
         );
     }
 }

@@ -93,10 +93,12 @@ fn defaults_apply_to_a_minimal_spec() {
         InitSpec {
             auto: true,
             recovery_shares: 5,
-            recovery_threshold: 3
+            recovery_threshold: 3,
+            revoke_root_token: false,
         }
     );
     assert_eq!(spec.storage.size, "1Gi");
+    assert_eq!(spec.telemetry, None);
 }
 
 /// Helm installs CRDs from the chart's crds/: it must be the generated one.

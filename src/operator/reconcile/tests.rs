@@ -32,6 +32,8 @@ fn context() -> (Arc<Context>, Handle) {
         http: observe::http_client(None).expect("http client"),
         applied: AppliedCache::default(),
         failures: Default::default(),
+        kms: Arc::new(crate::operator::initsecret::kms::FakeKms::default()),
+        secrets_role: None,
     };
     (Arc::new(ctx), handle)
 }
@@ -62,7 +64,12 @@ fn ok(v: Value) -> Response<Body> {
 }
 
 /// Serves the requests of an invalid spec: one status apply, then one Event.
-async fn expect_invalid_spec_writes(mut handle: Handle) -> Value {
+async fn expect_invalid_spec_writes(handle: Handle) -> Value {
+    expect_invalid_spec_writes_noting(handle, "spec.replicas is 3").await
+}
+
+/// As [`expect_invalid_spec_writes`], with the Event's note containing `note`.
+async fn expect_invalid_spec_writes_noting(mut handle: Handle, note: &str) -> Value {
     let (req, send) = handle.next_request().await.expect("status request");
     assert_eq!(req.method(), http::Method::PATCH);
     assert_eq!(
@@ -87,10 +94,7 @@ async fn expect_invalid_spec_writes(mut handle: Handle) -> Value {
     assert_eq!(event["reason"], "InvalidSpec");
     assert_eq!(event["type"], "Warning");
     assert!(
-        event["note"]
-            .as_str()
-            .unwrap_or("")
-            .contains("spec.replicas is 3"),
+        event["note"].as_str().unwrap_or("").contains(note),
         "{event}"
     );
     send.send_response(ok(event));
@@ -131,6 +135,32 @@ async fn invalid_spec_writes_status_and_event_then_waits_for_a_change() {
     assert_eq!(patch["status"]["observedGeneration"], 2);
     assert_eq!(patch["apiVersion"], "sealkeep.dev/v1alpha1");
     assert_eq!(patch["kind"], "SecretServer");
+}
+
+/// Kubernetes auth with a user-named ServiceAccount: refused before anything is applied (no
+/// ClusterRoleBinding, no finalizer, no children): only the status and the Event.
+#[tokio::test]
+async fn kubernetes_auth_with_a_foreign_service_account_binds_nothing() {
+    let (ctx, handle) = context();
+    let ss = Arc::new(secret_server(
+        json!({
+            "seal": {"shamir": {}},
+            "serviceAccount": {"name": "payments"},
+            "auth": {"kubernetes": {"enabled": true}},
+        }),
+        None,
+    ));
+    let verifier = tokio::spawn(expect_invalid_spec_writes_noting(
+        handle,
+        "existing ServiceAccount \"payments\"",
+    ));
+    let action = tokio::time::timeout(Duration::from_secs(5), reconcile(ss, ctx))
+        .await
+        .expect("reconcile finished")
+        .expect("reconcile ok");
+    assert_eq!(action, Action::await_change());
+    let patch = verifier.await.expect("verifier");
+    assert_eq!(patch["status"]["reason"], "InvalidSpec");
 }
 
 #[tokio::test]

@@ -545,9 +545,39 @@ fn init_states_map_to_initialized_reasons() {
             true,
         ),
         (
-            InitState::Failed("sys/init answered 500".into()),
+            InitState::Failed {
+                reason: InitFailure::InitFailed,
+                message: "sys/init answered 500".into(),
+            },
             "False",
             "InitFailed",
+            true,
+        ),
+        (
+            InitState::Failed {
+                reason: InitFailure::SecretForeign,
+                message: "Secret vault-init exists but the operator did not create it".into(),
+            },
+            "False",
+            "InitSecretForeign",
+            true,
+        ),
+        (
+            InitState::Failed {
+                reason: InitFailure::SecretKms,
+                message: "KMS denied GenerateDataKey".into(),
+            },
+            "False",
+            "InitSecretKMSFailed",
+            true,
+        ),
+        (
+            InitState::Failed {
+                reason: InitFailure::SecretForbidden,
+                message: "the operator may not read Secrets".into(),
+            },
+            "False",
+            "InitSecretForbidden",
             true,
         ),
     ];
@@ -582,7 +612,19 @@ fn init_messages() {
         secret: "vault-init".into(),
     });
     assert!(conflict.contains("delete Secret vault-init"), "{conflict}");
-    assert!(msg(InitState::Failed("boom 500".into())).contains("auto-init failed: boom 500"));
+    assert!(
+        msg(InitState::Failed {
+            reason: InitFailure::InitFailed,
+            message: "boom 500".into()
+        })
+        .contains("auto-init failed: boom 500")
+    );
+    // The refusals carry their own message, which says what to do.
+    let foreign = msg(InitState::Failed {
+        reason: InitFailure::SecretForeign,
+        message: "Secret vault-init exists; delete it".into(),
+    });
+    assert_eq!(foreign, "Secret vault-init exists; delete it");
 }
 
 #[test]

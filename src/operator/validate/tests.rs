@@ -33,7 +33,8 @@ fn shamir_defaults() {
         Init {
             auto: true,
             shares: 5,
-            threshold: 3
+            threshold: 3,
+            revoke_root_token: false,
         }
     );
     assert_eq!(v.storage_size, Quantity("1Gi".into()));
@@ -97,6 +98,7 @@ spec:
     auto: false
     recoveryShares: 1
     recoveryThreshold: 1
+    revokeRootToken: true
   storage:
     size: 10Gi
     storageClassName: fast
@@ -112,8 +114,12 @@ spec:
       secretName: ' cert '
   pod:
     priorityClassName: ''
+  telemetry:
+    unauthenticatedMetricsAccess: true
 "#,
     );
+    assert!(v.unauthenticated_metrics_access);
+    assert!(!v.kubernetes_auth);
     assert_eq!(v.namespace, "prod");
     assert_eq!(v.image, "registry.example/sealkeep:2");
     assert_eq!(
@@ -130,7 +136,8 @@ spec:
         Init {
             auto: false,
             shares: 1,
-            threshold: 1
+            threshold: 1,
+            revoke_root_token: true,
         }
     );
     assert_eq!(v.storage_size, Quantity("10Gi".into()));
@@ -293,6 +300,43 @@ fn empty_tls_secret_is_refused() {
 }
 
 #[test]
+fn metrics_need_a_token_unless_the_spec_says_otherwise() {
+    assert!(!check(SHAMIR).expect("valid").unauthenticated_metrics_access);
+    let v = check(&format!("  telemetry: {{}}\n{SHAMIR}")).expect("valid");
+    assert!(!v.unauthenticated_metrics_access);
+}
+
+#[test]
+fn kubernetes_auth_binds_only_the_account_the_operator_creates() {
+    let auth = "  auth:\n    kubernetes:\n      enabled: true\n";
+    let v = check(&format!("{auth}{SHAMIR}")).expect("own account");
+    assert!(v.kubernetes_auth && v.manage_service_account);
+    assert_eq!(v.service_account, "vault");
+    let e = err(&format!(
+        "{auth}  serviceAccount:\n    name: payments-app\n{SHAMIR}"
+    ));
+    assert_eq!(
+        e,
+        ValidationError::KubernetesAuthWithForeignServiceAccount("payments-app".into())
+    );
+    let msg = e.to_string();
+    assert!(
+        msg.contains("\"payments-app\"") && msg.contains("remove spec.serviceAccount.name"),
+        "{msg}"
+    );
+    // A user account without Kubernetes auth stays allowed (it binds nothing).
+    let v = check(&format!(
+        "  serviceAccount:\n    name: payments-app\n{SHAMIR}"
+    ))
+    .expect("user account without auth");
+    assert!(!v.kubernetes_auth && !v.manage_service_account);
+    // A blank name is no name.
+    let v =
+        check(&format!("{auth}  serviceAccount:\n    name: ' '\n{SHAMIR}")).expect("blank name");
+    assert!(v.manage_service_account);
+}
+
+#[test]
 fn every_error_message_says_what_to_change() {
     let errors = [
         ValidationError::NoNamespace,
@@ -313,6 +357,7 @@ fn every_error_message_says_what_to_change() {
         ValidationError::ReservedEnv("POD_IP".into()),
         ValidationError::NoImage,
         ValidationError::EmptyTlsSecret,
+        ValidationError::KubernetesAuthWithForeignServiceAccount("default".into()),
     ];
     for e in errors {
         let msg = e.to_string();

@@ -31,6 +31,27 @@ fn parsed(v: &Validated) -> (String, ServerConfig) {
 }
 
 #[test]
+fn unauthenticated_metrics_access_is_the_listener_telemetry_block() {
+    let text = hcl(&fixtures::metrics());
+    let listener = "listener \"tcp\" {\n  address = \"0.0.0.0:8200\"\n  tls_disable = true\n  telemetry {\n    unauthenticated_metrics_access = true\n  }\n}\n";
+    assert!(text.contains(listener), "{text}");
+    assert_eq!(text.matches("telemetry").count(), 1, "{text}");
+    // Default: no telemetry block, so the server asks scrapers for a token.
+    for v in [fixtures::shamir(), fixtures::awskms_role(), fixtures::tls()] {
+        let text = hcl(&v);
+        assert!(!text.contains("telemetry"), "{text}");
+        assert!(!text.contains("unauthenticated_metrics_access"), "{text}");
+    }
+    // The config hash (and so the pod) changes with the setting.
+    let mut open = fixtures::shamir();
+    open.unauthenticated_metrics_access = true;
+    assert_ne!(
+        config_hash(&config_map(&open)),
+        config_hash(&config_map(&fixtures::shamir()))
+    );
+}
+
+#[test]
 fn config_map_has_one_key_and_child_metadata() {
     let v = fixtures::shamir();
     let cm = config_map(&v);
