@@ -36,6 +36,9 @@ fn unauthenticated_metrics_access_is_the_listener_telemetry_block() {
     let listener = "listener \"tcp\" {\n  address = \"0.0.0.0:8200\"\n  tls_disable = true\n  telemetry {\n    unauthenticated_metrics_access = true\n  }\n}\n";
     assert!(text.contains(listener), "{text}");
     assert_eq!(text.matches("telemetry").count(), 1, "{text}");
+    // The server reads it as the listener's setting.
+    assert!(parsed(&fixtures::metrics()).1.listeners[0].unauthenticated_metrics_access);
+    assert!(!parsed(&fixtures::shamir()).1.listeners[0].unauthenticated_metrics_access);
     // Default: no telemetry block, so the server asks scrapers for a token.
     for v in [fixtures::shamir(), fixtures::awskms_role(), fixtures::tls()] {
         let text = hcl(&v);
