@@ -160,25 +160,23 @@ impl Unsealed {
     /// short, and the audit devices), so an unreadable table fails the unseal, as in Vault,
     /// instead of every request after it.
     pub async fn preload(&self) -> Result<(), CoreError> {
-        let corrupt = |path: &'static str| {
-            move |e: &dyn std::fmt::Display| CoreError::Corrupt {
+        fn corrupt(path: &'static str, e: impl std::fmt::Display) -> CoreError {
+            CoreError::Corrupt {
                 path,
                 reason: e.to_string(),
             }
-        };
+        }
         let mounts = self.mounts();
-        mounts
-            .table()
-            .await
-            .map_err(|e| corrupt(super::mounts::MOUNT_TABLE_PATH)(&e))?;
+        let table = super::mounts::MOUNT_TABLE_PATH;
+        mounts.table().await.map_err(|e| corrupt(table, e))?;
         mounts
             .resume_purges()
             .await
-            .map_err(|e| corrupt(super::mounts::MOUNT_TABLE_PATH)(&e))?;
+            .map_err(|e| corrupt(table, e))?;
         self.audit
             .devices(&self.barrier)
             .await
-            .map_err(|e| corrupt(super::audit::TABLE_PATH)(&e))?;
+            .map_err(|e| corrupt(super::audit::TABLE_PATH, e))?;
         Ok(())
     }
 

@@ -167,10 +167,7 @@ async fn serve(state: &AppState, path: &RequestPath, req: Request) -> Result<Res
     let _gate = mounts.gate().await;
     let table = mounts.table().await?;
     // The engine sees the trailing `/` of a LIST prefix.
-    let full = match path.after("") {
-        Some(p) => p,
-        None => path.as_str().to_owned(),
-    };
+    let full = path.after("").unwrap_or_default();
     let Some((mount, rest)) = table.route(&full) else {
         // As Vault: the ACL is checked before the route, so a refusal is 403, not 404.
         let cap = super::caller::capability(&parts.method, parts.uri.query());

@@ -96,7 +96,7 @@ impl KeyLocks {
         (mount_uuid, key).hash(&mut h);
         let stripe = usize::try_from(h.finish() % LOCK_STRIPES as u64).unwrap_or(0);
         // The stripe is below LOCK_STRIPES, the length of the vector.
-        &self.0[stripe % self.0.len().max(1)]
+        &self.0[stripe]
     }
 }
 
