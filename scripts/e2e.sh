@@ -29,25 +29,25 @@ trap 'testenv/testenv down >/dev/null 2>&1 || true' EXIT
 testenv/testenv up
 
 step "end-to-end tests on testenv"
-cargo test --locked --test e2e_testenv -- --ignored --test-threads=1
+cargo test --locked --workspace --test e2e_testenv -- --ignored --test-threads=1
 
 step "operator end-to-end tests on testenv (operator with the chart's RBAC, moto for KMS and STS)"
-cargo test --locked --test e2e_operator -- --ignored --test-threads=1
+cargo test --locked --workspace --test e2e_operator -- --ignored --test-threads=1
 
 step "the operator's ServiceAccount binds nothing but its own auth-delegator bindings (RBAC + admission policy)"
-cargo test --locked --test e2e_operator_rbac -- --ignored --test-threads=1
+cargo test --locked --workspace --test e2e_operator_rbac -- --ignored --test-threads=1
 
 step "the init Secret: KMS envelope, foreign Secrets refused, root token revocation, init-secret show"
-cargo test --locked --test e2e_init_secret -- --ignored --test-threads=1
+cargo test --locked --workspace --test e2e_init_secret -- --ignored --test-threads=1
 
 step "Kubernetes auth on testenv (auth-delegator binding, pod login with its projected token)"
-cargo test --locked --test e2e_k8s_auth -- --ignored --test-threads=1
+cargo test --locked --workspace --test e2e_k8s_auth -- --ignored --test-threads=1
 
 step "operator benchmark on testenv (figures printed, never asserted)"
-cargo bench --locked --bench operator -- --quick
+cargo bench --locked --workspace --bench operator -- --quick
 
 step "Helm chart and examples on testenv (lint, dry-run, install, examples, upgrade, uninstall)"
-cargo test --locked --test e2e_chart -- --ignored --test-threads=1
+cargo test --locked --workspace --test e2e_chart -- --ignored --test-threads=1
 
 step "the demo (README's run command), start to finish"
 demo_log=$(mktemp)
@@ -61,4 +61,4 @@ grep -q "read after the restart: {'greeting': 'hello from sealkeep'}" "$demo_log
 rm -f "$demo_log"
 
 step "testenv down leaves nothing behind"
-cargo test --locked --test e2e_teardown -- --ignored
+cargo test --locked --workspace --test e2e_teardown -- --ignored

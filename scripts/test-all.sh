@@ -60,7 +60,7 @@ step "cargo test (unit, router, integration against moto)"
 cargo test --locked --workspace --lib --bins --tests
 
 step "parser depth and size limits in release too (optimized frames differ from debug ones)"
-cargo test --locked --release --lib -- depth_limit_ size_limit_
+cargo test --locked --workspace --release --lib -- depth_limit_ size_limit_
 
 # Warm (cargo-fuzz and the instrumented build cached under $SEALKEEP_CACHE): about 2 minutes.
 step "fuzz targets, 10 s each (scripts/fuzz.sh; a long run: scripts/fuzz.sh --seconds 600)"
@@ -69,6 +69,6 @@ bash scripts/fuzz.sh --seconds 10
 bash scripts/e2e.sh
 
 step "benchmarks, run once in release (figures are printed, never asserted)"
-cargo bench --locked --bench barrier -- --quick
-cargo bench --locked --bench unseal -- --runs 5
-cargo bench --locked --bench kv -- --quick
+cargo bench --locked --workspace --bench barrier -- --quick
+cargo bench --locked --workspace --bench unseal -- --runs 5
+cargo bench --locked --workspace --bench kv -- --quick
