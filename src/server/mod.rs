@@ -39,6 +39,10 @@ pub enum ServerError {
     Tls { path: String, reason: String },
     #[error("server task failed: {0}")]
     Serve(std::io::Error),
+    #[error(
+        "storage \"raft\" is parsed but this build does not serve it yet; use storage \"file\" until integrated storage lands"
+    )]
+    RaftUnavailable,
 }
 
 /// A server that has opened its storage and built its core, ready to serve.
@@ -60,6 +64,7 @@ impl Server {
                 }
             }
             StorageConfig::Inmem => Arc::new(InmemBackend::new()),
+            StorageConfig::Raft(_) => return Err(ServerError::RaftUnavailable),
         };
         let seal = match &config.seal {
             SealConfig::Shamir => SealBackend::Shamir,

@@ -2,13 +2,13 @@
 //! so every error can name the file, the line and the fix. Pure.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use super::hcl1::{self, Attr as Attribute, Block, Body, Item, Value};
 
 use super::listener::parse_listener;
 use super::seal::{awskms_from_env, parse_seal};
+use super::storage::parse_storage;
 use super::{
     DEFAULT_MAX_BACKOFF, Env, LogLevel, ReadCacheConfig, SealConfig, ServerConfig, StorageConfig,
 };
@@ -310,7 +310,7 @@ pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<ServerConfi
                             "keep exactly one storage block",
                         ));
                     }
-                    storage = Some(parse_storage(&ctx, b)?);
+                    storage = Some(parse_storage(&ctx, b, env)?);
                 }
                 "listener" => listeners.push(parse_listener(&ctx, b)?),
                 "seal" => {
@@ -366,32 +366,46 @@ pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<ServerConfi
         None => SealConfig::Shamir,
     };
     cfg.read_cache = (!disable_cache).then_some(cache);
+    // Vault's overrides: the environment wins over the file.
+    if let Some(v) = env.var("VAULT_API_ADDR") {
+        cfg.api_addr = Some(v);
+    }
+    if let Some(v) = env.var("VAULT_CLUSTER_ADDR") {
+        cfg.cluster_addr = Some(v);
+    }
+    if matches!(cfg.storage, StorageConfig::Raft(_)) {
+        raft_addresses(&ctx, &mut cfg)?;
+    }
     Ok(cfg)
 }
 
-fn parse_storage(ctx: &Ctx<'_>, b: &Block) -> Result<StorageConfig, ConfigError> {
-    match single_label(ctx, b, "storage", &["file", "inmem"])? {
-        "file" => {
-            let attrs = attributes(ctx, &b.body, "storage \"file\"", &["path"])?;
-            let path = attrs
-                .first()
-                .map(|a| ctx.string(a))
-                .transpose()?
-                .filter(|p| !p.is_empty())
-                .ok_or_else(|| {
-                    ctx.err(
-                        b.pos,
-                        "storage \"file\" needs a path".into(),
-                        "add path = \"/var/lib/sealkeep/data\"",
-                    )
-                })?;
-            Ok(StorageConfig::File {
-                path: PathBuf::from(path),
-            })
+/// Raft needs the addresses other nodes dial: `api_addr` (joins, redirects) and `cluster_addr`
+/// (raft RPCs, forwarding). Unset, they default to the first listener's addresses unless it
+/// listens on every interface, where no one address is right.
+fn raft_addresses(ctx: &Ctx<'_>, cfg: &mut ServerConfig) -> Result<(), ConfigError> {
+    let Some(l) = cfg.listeners.first() else {
+        return Ok(());
+    };
+    let scheme = if l.tls.is_some() { "https" } else { "http" };
+    if cfg.api_addr.is_none() {
+        if l.address.ip().is_unspecified() {
+            return Err(ctx.err(
+                0,
+                format!("storage \"raft\" needs api_addr: the listener listens on {}, which other nodes cannot dial", l.address),
+                "set api_addr = \"https://NAME-0.NAME-internal.NS.svc.cluster.local:8200\" (or VAULT_API_ADDR)",
+            ));
         }
-        _ => {
-            attributes(ctx, &b.body, "storage \"inmem\"", &[])?;
-            Ok(StorageConfig::Inmem)
-        }
+        cfg.api_addr = Some(format!("{scheme}://{}", l.address));
     }
+    if cfg.cluster_addr.is_none() {
+        if l.cluster_address.ip().is_unspecified() {
+            return Err(ctx.err(
+                0,
+                format!("storage \"raft\" needs cluster_addr: the cluster port listens on {}, which other nodes cannot dial", l.cluster_address),
+                "set cluster_addr = \"https://NAME-0.NAME-internal.NS.svc.cluster.local:8201\" (or VAULT_CLUSTER_ADDR)",
+            ));
+        }
+        cfg.cluster_addr = Some(format!("https://{}", l.cluster_address));
+    }
+    Ok(())
 }

@@ -24,6 +24,7 @@ const LISTENER_KEYS: &[&str] = &[
     "http_write_timeout",
     "http_idle_timeout",
     "max_connections",
+    "cluster_address",
 ];
 const TELEMETRY_KEYS: &[&str] = &["unauthenticated_metrics_access"];
 
@@ -33,6 +34,7 @@ pub(super) fn parse_listener(ctx: &Ctx<'_>, b: &Block) -> Result<ListenerConfig,
     let attrs = attributes(ctx, &settings, "listener \"tcp\"", LISTENER_KEYS)?;
     let mut cfg = ListenerConfig::plain(SocketAddr::from(([127, 0, 0, 1], 8200)));
     let mut tls_disable = false;
+    let mut cluster_address = None;
     let mut cert = None;
     let mut key = None;
     let defaults = HttpTimeouts::default();
@@ -47,6 +49,16 @@ pub(super) fn parse_listener(ctx: &Ctx<'_>, b: &Block) -> Result<ListenerConfig,
                         "write address = \"0.0.0.0:8200\" (an IP address and a port)",
                     )
                 })?;
+            }
+            "cluster_address" => {
+                let v = ctx.string(a)?;
+                cluster_address = Some(v.parse().map_err(|_| {
+                    ctx.err(
+                        a.pos,
+                        format!("cluster_address {v:?} is not an IP:port"),
+                        "write cluster_address = \"0.0.0.0:8201\" (an IP address and a port)",
+                    )
+                })?);
             }
             "tls_disable" => tls_disable = ctx.boolean(a)?,
             "tls_cert_file" => cert = Some((PathBuf::from(ctx.string(a)?), a.pos)),
@@ -110,6 +122,8 @@ pub(super) fn parse_listener(ctx: &Ctx<'_>, b: &Block) -> Result<ListenerConfig,
             }
         }
     };
+    cfg.cluster_address =
+        cluster_address.unwrap_or_else(|| super::default_cluster_address(cfg.address));
     Ok(cfg)
 }
 

@@ -6,6 +6,9 @@ mod hcl;
 pub(crate) mod hcl1;
 mod listener;
 mod seal;
+mod storage;
+
+pub use self::storage::{DEFAULT_PERFORMANCE_MULTIPLIER, MAX_PERFORMANCE_MULTIPLIER};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -58,6 +61,8 @@ pub enum StorageConfig {
     File { path: PathBuf },
     /// `storage "inmem" {}`: lost on restart.
     Inmem,
+    /// `storage "raft" { ... }`: integrated Raft storage, replicated to the cluster's nodes.
+    Raft(RaftConfig),
 }
 
 impl StorageConfig {
@@ -65,8 +70,31 @@ impl StorageConfig {
         match self {
             Self::File { .. } => "file",
             Self::Inmem => "inmem",
+            Self::Raft(_) => "raft",
         }
     }
+}
+
+/// Vault's `storage "raft"` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftConfig {
+    /// Directory of the raft log, the state machine and the persisted node id.
+    pub path: PathBuf,
+    /// The node's name in the cluster (`node_id`, or `VAULT_RAFT_NODE_ID`); `None`: a random
+    /// name, persisted in `path`.
+    pub node_id: Option<String>,
+    /// Scales every raft timer: 1 (the default) is the fastest failover, 10 the most tolerant.
+    pub performance_multiplier: u32,
+    /// Where to look for the cluster to join, tried in turn until one answers.
+    pub retry_join: Vec<RetryJoin>,
+}
+
+/// One `retry_join { ... }` stanza.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryJoin {
+    pub leader_api_addr: String,
+    pub leader_tls_servername: Option<String>,
+    pub leader_ca_cert_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +107,8 @@ pub struct ListenerConfig {
     pub max_connections: usize,
     /// `telemetry { unauthenticated_metrics_access = true }`: metrics without a token.
     pub unauthenticated_metrics_access: bool,
+    /// Where the cluster port listens (`cluster_address`; default: the API port + 1).
+    pub cluster_address: SocketAddr,
 }
 
 impl ListenerConfig {
@@ -91,8 +121,14 @@ impl ListenerConfig {
             timeouts: HttpTimeouts::default(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             unauthenticated_metrics_access: false,
+            cluster_address: default_cluster_address(address),
         }
     }
+}
+
+/// The cluster port's default: the API port + 1, on the same IP (as Vault).
+pub fn default_cluster_address(api: SocketAddr) -> SocketAddr {
+    SocketAddr::new(api.ip(), api.port().saturating_add(1))
 }
 
 /// Vault's listener timeouts (`http_read_header_timeout` and friends).
