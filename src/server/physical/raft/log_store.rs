@@ -149,7 +149,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let last = table.last().map_err(|e| io_err("raft log", e))?;
         let last_log_id = match last {
             Some((_, bytes)) => Some(decode::<Entry>(bytes.value(), "raft log entry")?.log_id()),
-            None => last_purged_log_id.clone(),
+            None => last_purged_log_id,
         };
         Ok(LogState {
             last_purged_log_id,
