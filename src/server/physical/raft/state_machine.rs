@@ -43,6 +43,8 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_meta");
 const LAST_APPLIED: &str = "last_applied";
 const LAST_MEMBERSHIP: &str = "last_membership";
 const SNAPSHOT: &str = "current_snapshot";
+/// The current snapshot's metadata alone, so reading it does not decode the whole snapshot.
+const SNAPSHOT_META: &str = "current_snapshot_meta";
 
 /// A snapshot as it is sent to followers and stored: metadata and the whole key/value table.
 #[derive(Serialize, Deserialize)]
@@ -156,9 +158,11 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         .await
         .map_err(sm_err)??;
         let stored = bytes.clone();
+        let stored_meta = meta.clone();
         self.writer
             .run(move |db| {
                 write_txn(db, Durability::Immediate, |txn| {
+                    write_meta(txn, SNAPSHOT_META, &stored_meta)?;
                     let mut table = txn.open_table(META).map_err(sm_err)?;
                     table.insert(SNAPSHOT, stored.as_slice()).map_err(sm_err)?;
                     Ok(())
@@ -265,6 +269,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     drop(table);
                     write_meta(txn, LAST_APPLIED, &meta.last_log_id)?;
                     write_meta(txn, LAST_MEMBERSHIP, &meta.last_membership)?;
+                    write_meta(txn, SNAPSHOT_META, &meta)?;
                     let mut table = txn.open_table(META).map_err(sm_err)?;
                     table.insert(SNAPSHOT, bytes.as_slice()).map_err(sm_err)?;
                     Ok(())
@@ -275,15 +280,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
         let txn = self.db.begin_read().map_err(sm_err)?;
-        let table = txn.open_table(META).map_err(sm_err)?;
-        let Some(bytes) = table.get(SNAPSHOT).map_err(sm_err)? else {
+        let Some(meta) = read_meta::<SnapshotMeta>(&txn, SNAPSHOT_META)? else {
             return Ok(None);
         };
-        let bytes = bytes.value().to_vec();
-        let file: SnapshotFile = decode(&bytes, "raft snapshot")?;
+        let table = txn.open_table(META).map_err(sm_err)?;
+        let Some(bytes) = table.get(SNAPSHOT).map_err(sm_err)? else {
+            return Err(sm_err(
+                "the current snapshot's metadata is stored but its data is missing; the state machine file is corrupt",
+            ));
+        };
         Ok(Some(Snapshot {
-            meta: file.meta,
-            snapshot: io::Cursor::new(bytes),
+            meta,
+            snapshot: io::Cursor::new(bytes.value().to_vec()),
         }))
     }
 }

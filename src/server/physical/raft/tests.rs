@@ -119,6 +119,49 @@ async fn acknowledged_writes_survive_shutdown_and_crash_like_drop() {
     b.shutdown().await.expect("shutdown");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_survives_a_snapshot_and_log_purge_through_raft() {
+    let dir = tempfile::tempdir().expect("dir");
+    let b = single_node(dir.path()).await;
+    for i in 0..10 {
+        b.put(&format!("s/{i}"), vec![i as u8]).await.expect("put");
+    }
+    let raft = &b.inner.raft;
+    raft.trigger().snapshot().await.expect("trigger snapshot");
+    let m = raft
+        .wait(Some(Duration::from_secs(10)))
+        .metrics(|m| m.snapshot.is_some(), "a snapshot")
+        .await
+        .expect("snapshot built");
+    let upto = m.snapshot.map(|id| id.index()).expect("snapshot index");
+    raft.trigger().purge_log(upto).await.expect("trigger purge");
+    raft.wait(Some(Duration::from_secs(10)))
+        .metrics(
+            |m| m.purged.map(|id| id.index()) == Some(upto),
+            "purged log",
+        )
+        .await
+        .expect("log purged");
+    b.put("s/after", b"x".to_vec())
+        .await
+        .expect("put after purge");
+    b.shutdown().await.expect("shutdown");
+    drop(b);
+
+    let b = reopen(dir.path()).await;
+    b.wait_for_leader(Duration::from_secs(10))
+        .await
+        .expect("leader");
+    for i in 0..10 {
+        assert_eq!(
+            b.get(&format!("s/{i}")).await.expect("get"),
+            Some(vec![i as u8])
+        );
+    }
+    assert_eq!(b.get("s/after").await.expect("get"), Some(b"x".to_vec()));
+    b.shutdown().await.expect("shutdown");
+}
+
 fn assert_uninitialized_error(e: PhysicalError) {
     match &e {
         PhysicalError::NotLeader {
