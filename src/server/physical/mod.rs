@@ -7,10 +7,12 @@
 mod cache;
 mod file;
 mod inmem;
+mod raft;
 
 pub use cache::{CachedBackend, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_SIZE};
 pub use file::FileBackend;
 pub use inmem::InmemBackend;
+pub use raft::{NodeInfo, RaftBackend, RaftRole, RaftStatus, RaftTiming};
 
 use async_trait::async_trait;
 
@@ -31,6 +33,14 @@ pub enum PhysicalError {
     },
     #[error("storage key {key:?} is invalid: {reason}")]
     InvalidKey { key: String, reason: &'static str },
+    /// The raft backend cannot serve the request on this node: it is not the leader, no leader
+    /// is elected, or the node has not joined a cluster. `reason` says which and what to do;
+    /// `leader_api_addr` is where the active node takes requests, when one is known.
+    #[error("{reason}")]
+    NotLeader {
+        leader_api_addr: Option<String>,
+        reason: String,
+    },
 }
 
 /// Durable key/value storage. Every successful `put`, `delete` and `transaction` has been made

@@ -1,0 +1,347 @@
+//! Physical layer: integrated raft storage (`storage "raft"`) on openraft and redb. Does disk
+//! I/O (and, once the cluster transport exists, network I/O).
+//!
+//! Layout of the configured `path`: `node-id` (this node's raft id, see [`node_id`]),
+//! `raft/log.redb` (log, vote, committed, purged: [`log_store`]) and `raft/sm.redb` (the
+//! key/value table, applied state and current snapshot: [`state_machine`]). Two files, so log
+//! appends and state-machine applies do not serialise on redb's single writer.
+//!
+//! [`RaftBackend`] implements [`Physical`]:
+//! - `put`, `delete` and `transaction` propose one log entry holding all their operations and
+//!   return once it is committed and applied locally, so the writer reads its own write. On a
+//!   node that is not the leader they fail with [`PhysicalError::NotLeader`], which carries the
+//!   leader's `api_addr` when one is known.
+//! - `get` and `list` first confirm leadership with a ReadIndex round (openraft's
+//!   `ensure_linearizable(ReadPolicy::ReadIndex)`: a quorum acknowledges this leader's term and
+//!   the local state machine has applied everything committed before the read began), then
+//!   read the local state machine. A paused or partitioned ex-leader cannot pass that check.
+//!
+//! Only [`RaftBackend::initialize_single`] (which `sys/init` calls) forms a cluster. Opening a
+//! node with empty raft state never initialises it: two nodes that each formed a cluster of
+//! their own is the split-brain this rule exists to prevent.
+//!
+//! Every openraft type stays inside this module; the public API uses our own types.
+
+mod db_thread;
+mod log_store;
+mod network;
+mod node_id;
+mod state_machine;
+mod status;
+mod timing;
+mod types;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use openraft::errors::{ClientWriteError, InitializeError, LinearizableReadError, RaftError};
+use openraft::type_config::async_runtime::WatchReceiver;
+use openraft::{ReadPolicy, ServerState};
+use redb::Database;
+
+use self::log_store::LogStore;
+use self::network::NotConnected;
+use self::state_machine::StateMachine;
+pub use self::status::{RaftRole, RaftStatus};
+pub use self::timing::RaftTiming;
+pub use self::types::NodeInfo;
+use self::types::{Request, TypeConfig};
+use super::{Physical, PhysicalError, TxnOp, check_key};
+
+/// The directory, inside the configured `path`, that holds the raft files.
+pub const RAFT_DIR: &str = "raft";
+/// Most key and value bytes one `put`, `delete` or `transaction` may carry: one raft entry
+/// (Vault's `max_entry_size` default, 1 MiB). Entries travel to every peer and sit in the log.
+pub const MAX_ENTRY_SIZE: usize = 1024 * 1024;
+
+type Raft = openraft::Raft<TypeConfig, StateMachine>;
+
+/// The raft backend. Cheap to clone. Call [`RaftBackend::shutdown`] before dropping the last
+/// clone for an orderly stop; a drop without it behaves like a crash (all acknowledged writes
+/// are durable either way) and openraft's tasks release the files shortly after.
+#[derive(Clone)]
+pub struct RaftBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    raft: Raft,
+    sm_db: Arc<Database>,
+    node_id: u64,
+    node: NodeInfo,
+    dir: PathBuf,
+    timing: RaftTiming,
+}
+
+impl std::fmt::Debug for RaftBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaftBackend")
+            .field("dir", &self.inner.dir)
+            .field("node_id", &self.inner.node_id)
+            .finish()
+    }
+}
+
+/// An I/O error of the raft storage in `dir`.
+fn io_error(dir: &Path, message: impl std::fmt::Display) -> PhysicalError {
+    PhysicalError::Io {
+        backend: "raft",
+        path: dir.display().to_string(),
+        message: message.to_string(),
+    }
+}
+
+/// Rejects, before anything is proposed, what no node could apply: invalid keys, and more
+/// bytes than one raft entry may carry. Nothing of a rejected request reaches the log.
+fn validate(ops: &[TxnOp]) -> Result<(), PhysicalError> {
+    let mut total = 0usize;
+    for op in ops {
+        let (key, value_len) = match op {
+            TxnOp::Put { key, value } => (key, value.len()),
+            TxnOp::Delete { key } => (key, 0),
+        };
+        check_key(key)?;
+        total = total.saturating_add(key.len()).saturating_add(value_len);
+        if total > MAX_ENTRY_SIZE {
+            return Err(PhysicalError::InvalidKey {
+                key: key.clone(),
+                reason: "the request's keys and values exceed the 1 MiB one raft entry may carry; store large data in smaller entries",
+            });
+        }
+    }
+    Ok(())
+}
+
+impl RaftBackend {
+    /// Opens the raft storage in `dir` (creating it if needed) and starts this node's raft
+    /// task. `node_id`: the configured id, else the one persisted in `dir/node-id`, else a new
+    /// random one (then persisted). `node`: this node's names and addresses, announced when it
+    /// forms or joins a cluster. A node with empty raft state stays uninitialised.
+    pub async fn open(
+        dir: &Path,
+        node_id: Option<u64>,
+        node: NodeInfo,
+        timing: RaftTiming,
+    ) -> Result<Self, PhysicalError> {
+        let raft_dir = dir.join(RAFT_DIR);
+        std::fs::create_dir_all(&raft_dir).map_err(|e| {
+            io_error(
+                &raft_dir,
+                format!("cannot create the raft directory: {e}; make storage \"raft\" path writable by this user"),
+            )
+        })?;
+        let node_id = node_id::load_or_create(dir, node_id)?;
+        let config = Arc::new(timing.config()?);
+        let log = LogStore::open(&raft_dir).map_err(|e| io_error(&raft_dir, e))?;
+        let sm = StateMachine::open(&raft_dir).map_err(|e| io_error(&raft_dir, e))?;
+        let sm_db = Arc::clone(sm.db());
+        let raft = Raft::new(node_id, config, NotConnected, log, sm)
+            .await
+            .map_err(|e| io_error(&raft_dir, format!("cannot start raft: {e}")))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                raft,
+                sm_db,
+                node_id,
+                node,
+                dir: dir.to_owned(),
+                timing,
+            }),
+        })
+    }
+
+    /// This node's raft id.
+    pub fn node_id(&self) -> u64 {
+        self.inner.node_id
+    }
+
+    /// Whether this node belongs to a cluster (has a membership), as of its latest metrics.
+    pub async fn is_initialized(&self) -> Result<bool, PhysicalError> {
+        self.inner
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| self.err(format!("raft has stopped: {e}; restart the server")))
+    }
+
+    /// Makes this node a one-voter cluster and waits until it leads it. Only `sys/init` may
+    /// call this; it fails on a node that already has raft state (a vote or log entries).
+    pub async fn initialize_single(&self) -> Result<(), PhysicalError> {
+        let members = BTreeMap::from([(self.inner.node_id, self.inner.node.clone())]);
+        match self.inner.raft.initialize(members).await {
+            Ok(()) => {}
+            Err(RaftError::APIError(InitializeError::NotAllowed(e))) => {
+                return Err(self.err(format!(
+                    "this node's raft storage is already initialized ({e}); a cluster is formed only once, on a node with empty raft state"
+                )));
+            }
+            Err(e) => return Err(self.err(format!("cannot initialize the raft cluster: {e}"))),
+        }
+        // A lone voter elects itself at once; allow for a loaded machine.
+        let patience = self.inner.timing.election_max * 3 + Duration::from_secs(5);
+        self.wait_for_leader(patience).await.map(drop)
+    }
+
+    /// Waits until some node is known as leader and, when it is this node, until it can serve
+    /// (its first-term entry applied); returns the leader's id.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Result<u64, PhysicalError> {
+        let metrics = self
+            .inner
+            .raft
+            .wait(Some(timeout))
+            .metrics(
+                |m| match m.current_leader {
+                    Some(id) if id == m.id => {
+                        m.state == ServerState::Leader && m.last_applied.is_some()
+                    }
+                    Some(_) => true,
+                    None => false,
+                },
+                "a raft leader",
+            )
+            .await
+            .map_err(|e| {
+                self.err(format!(
+                    "no raft leader within {timeout:?} ({e}); check that a quorum of the cluster's voters is up"
+                ))
+            })?;
+        metrics
+            .current_leader
+            .ok_or_else(|| self.err("raft reported a leader and then none; retry"))
+    }
+
+    /// This node's raft state, from openraft's latest metrics.
+    pub fn status(&self) -> RaftStatus {
+        let metrics = self.inner.raft.metrics();
+        let m = metrics.borrow_watched();
+        status::from_metrics(&m)
+    }
+
+    /// Whether this node currently considers itself the leader (the active node).
+    pub fn is_leader(&self) -> bool {
+        self.inner.raft.is_leader()
+    }
+
+    /// Stops this node's raft task; reads and writes fail afterwards. Idempotent.
+    pub async fn shutdown(&self) -> Result<(), PhysicalError> {
+        self.inner
+            .raft
+            .shutdown()
+            .await
+            .map_err(|e| self.err(format!("raft did not stop cleanly: {e}")))
+    }
+
+    fn err(&self, message: impl std::fmt::Display) -> PhysicalError {
+        io_error(&self.inner.dir, message)
+    }
+
+    /// The error for a request this node cannot serve because it does not lead.
+    fn not_leader(&self, leader: Option<NodeInfo>) -> PhysicalError {
+        let status = self.status();
+        let reason = match (&leader, status.initialized) {
+            (_, false) => "this node is not part of a raft cluster yet (its raft state is empty); initialize the cluster with sys/init on one node, or join this node to the existing cluster".to_owned(),
+            (Some(l), true) => format!(
+                "this node is a standby; the active node is {} (raft node {}); send the request to {}",
+                l.name,
+                status.leader_id.map_or_else(|| "?".to_owned(), |id| id.to_string()),
+                l.api_addr
+            ),
+            (None, true) => "no raft leader is elected at the moment; retry in a few seconds, and check that a quorum of the cluster's voters is up".to_owned(),
+        };
+        PhysicalError::NotLeader {
+            leader_api_addr: leader.map(|l| l.api_addr),
+            reason,
+        }
+    }
+
+    /// Confirms, with a ReadIndex round, that this node leads and has applied everything
+    /// committed before now, so a local read is linearizable.
+    async fn linearize(&self) -> Result<(), PhysicalError> {
+        match self
+            .inner
+            .raft
+            .ensure_linearizable(ReadPolicy::ReadIndex)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
+                Err(self.not_leader(f.leader_node))
+            }
+            Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(e))) => {
+                Err(self.not_leader_quorum(e))
+            }
+            Err(RaftError::Fatal(e)) => {
+                Err(self.err(format!("raft has stopped: {e}; restart the server")))
+            }
+        }
+    }
+
+    fn not_leader_quorum(&self, e: impl std::fmt::Display) -> PhysicalError {
+        PhysicalError::NotLeader {
+            leader_api_addr: None,
+            reason: format!(
+                "this node could not confirm its leadership with a quorum ({e}); retry in a few seconds, and check that a quorum of the cluster's voters is up and reachable"
+            ),
+        }
+    }
+}
+
+#[async_trait]
+impl Physical for RaftBackend {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, PhysicalError> {
+        check_key(key)?;
+        self.linearize().await?;
+        state_machine::read_value(&self.inner.sm_db, key).map_err(|e| self.err(e))
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>) -> Result<(), PhysicalError> {
+        self.transaction(vec![TxnOp::Put {
+            key: key.to_owned(),
+            value,
+        }])
+        .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), PhysicalError> {
+        self.transaction(vec![TxnOp::Delete {
+            key: key.to_owned(),
+        }])
+        .await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, PhysicalError> {
+        self.linearize().await?;
+        let db = Arc::clone(&self.inner.sm_db);
+        let prefix = prefix.to_owned();
+        tokio::task::spawn_blocking(move || state_machine::list_children(&db, &prefix))
+            .await
+            .map_err(|e| self.err(format!("storage task failed: {e}")))?
+            .map_err(|e| self.err(e))
+    }
+
+    async fn transaction(&self, ops: Vec<TxnOp>) -> Result<(), PhysicalError> {
+        validate(&ops)?;
+        match self.inner.raft.client_write(Request { ops }).await {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(self.not_leader(f.leader_node))
+            }
+            Err(RaftError::APIError(e)) => {
+                Err(self.err(format!("raft refused the write: {e}; it was not applied")))
+            }
+            Err(RaftError::Fatal(e)) => Err(self.err(format!(
+                "raft has stopped: {e}; the write may or may not be stored; restart the server"
+            ))),
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        "raft"
+    }
+}

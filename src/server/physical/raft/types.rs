@@ -1,0 +1,148 @@
+//! Physical layer (raft): the openraft type configuration, the replicated log payload and the
+//! on-disk encoding of openraft's types. Pure: no I/O.
+//!
+//! Everything openraft-specific that the rest of the module shares is named here, so the
+//! storage, network and backend files use these aliases instead of spelling openraft's generics.
+//!
+//! Encoding: postcard (compact, positional). openraft keeps its serde layouts positional-format
+//! compatible across versions (see its `SnapshotMeta` and `LeaderId` notes), which is what a
+//! positional format needs. The payload's own layout ([`WireOp`]) is ours and must only ever
+//! gain variants at the end.
+
+use std::fmt;
+use std::io;
+
+use serde::de::DeserializeOwned;
+use serde::ser::SerializeSeq;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::server::physical::TxnOp;
+
+openraft::declare_raft_types!(
+    /// The openraft type configuration of Sealkeep's integrated storage.
+    pub(crate) TypeConfig:
+        D = Request,
+        R = Response,
+        NodeId = u64,
+        Node = NodeInfo,
+);
+
+pub(crate) type LogId = openraft::type_config::alias::LogIdOf<TypeConfig>;
+pub(crate) type Entry = openraft::type_config::alias::EntryOf<TypeConfig>;
+pub(crate) type Vote = openraft::type_config::alias::VoteOf<TypeConfig>;
+pub(crate) type StoredMembership = openraft::type_config::alias::StoredMembershipOf<TypeConfig>;
+pub(crate) type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>;
+/// Snapshots are held in memory as one serialised buffer (see `state_machine`).
+pub(crate) type SnapshotData = io::Cursor<Vec<u8>>;
+pub(crate) type Snapshot = openraft::type_config::alias::SnapshotOf<TypeConfig, SnapshotData>;
+
+/// What the cluster knows about a member node (stored in every membership log entry).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// A stable, human-readable name (the pod name), used to recognise a rejoining node.
+    pub name: String,
+    /// The node's client API address (`api_addr`), where standbys redirect clients.
+    pub api_addr: String,
+    /// The node's cluster address (`cluster_addr`), where peers send raft RPCs.
+    pub cluster_addr: String,
+}
+
+/// One replicated log payload: the operations of one `put`, `delete` or `transaction`, applied
+/// atomically by every node's state machine.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Request {
+    pub(crate) ops: Vec<TxnOp>,
+}
+
+// Display and Debug show only the shape: values are ciphertext or seal material and keys are
+// paths, neither belongs in a log line.
+impl fmt::Display for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "request({} ops, {} bytes)", self.ops.len(), self.bytes())
+    }
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl Request {
+    /// Key and value bytes of all operations.
+    pub(crate) fn bytes(&self) -> usize {
+        self.ops
+            .iter()
+            .map(|op| match op {
+                TxnOp::Put { key, value } => key.len() + value.len(),
+                TxnOp::Delete { key } => key.len(),
+            })
+            .sum()
+    }
+}
+
+/// The serialised form of one operation (borrowed when writing).
+#[derive(Serialize)]
+enum WireOpRef<'a> {
+    Put { key: &'a str, value: &'a [u8] },
+    Delete { key: &'a str },
+}
+
+/// The serialised form of one operation (owned when reading).
+#[derive(Deserialize)]
+enum WireOp {
+    Put { key: String, value: Vec<u8> },
+    Delete { key: String },
+}
+
+impl Serialize for Request {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.ops.len()))?;
+        for op in &self.ops {
+            let wire = match op {
+                TxnOp::Put { key, value } => WireOpRef::Put { key, value },
+                TxnOp::Delete { key } => WireOpRef::Delete { key },
+            };
+            seq.serialize_element(&wire)?;
+        }
+        seq.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Request {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let wire = Vec::<WireOp>::deserialize(deserializer)?;
+        let ops = wire
+            .into_iter()
+            .map(|op| match op {
+                WireOp::Put { key, value } => TxnOp::Put { key, value },
+                WireOp::Delete { key } => TxnOp::Delete { key },
+            })
+            .collect();
+        Ok(Self { ops })
+    }
+}
+
+/// The state machine's answer to an applied [`Request`]: nothing beyond "applied".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Response {}
+
+/// Serialises `value` for storage or the wire.
+pub(crate) fn encode<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
+    postcard::to_allocvec(value).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Deserialises `bytes` written by [`encode`]; `what` names the record in the error.
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> io::Result<T> {
+    postcard::from_bytes(bytes).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("cannot decode the stored {what}: {e}; the raft data is corrupt or from an incompatible version"),
+        )
+    })
+}
+
+/// An `io::Error` for any failure of redb or a storage thread.
+pub(crate) fn io_err(what: &str, e: impl fmt::Display) -> io::Error {
+    io::Error::other(format!("{what}: {e}"))
+}
