@@ -166,9 +166,25 @@ async fn read(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn acknowledged_writes_survive_sigkill_and_restart() {
+    crash_rounds(None, ROUNDS).await;
+}
+
+/// The same on integrated raft storage (one node): the same durability as `storage "file"`.
+#[tokio::test(flavor = "multi_thread")]
+async fn acknowledged_writes_survive_sigkill_and_restart_on_raft() {
+    crash_rounds(Some("raft"), ROUNDS / 2).await;
+}
+
+async fn crash_rounds(storage: Option<&str>, rounds: u32) {
     let started = Instant::now();
     let dir = tempfile::tempdir().expect("tempdir");
-    let spec = ServerSpec::plain(dir.path());
+    let mut spec = ServerSpec::plain(dir.path());
+    if storage == Some("raft") {
+        spec.extra_hcl = format!(
+            "storage \"raft\" {{\n  path = \"{}\"\n  node_id = \"crash-0\"\n}}\n",
+            dir.path().join("raft").display()
+        );
+    }
     let mut server = ServerProc::start(&spec);
     let addr = server.addr.clone();
     let (status, init) = put(
@@ -197,7 +213,7 @@ async fn acknowledged_writes_survive_sigkill_and_restart() {
     let mut in_flight: Vec<(String, String)> = Vec::new();
     let mut refused = Vec::new();
     let mut kills = 0u32;
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         if started.elapsed() > TIME_LIMIT {
             println!("time limit reached after {round} rounds");
             break;

@@ -19,9 +19,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use self::config::{SealConfig, ServerConfig, StorageConfig};
+use self::config::{RaftConfig, SealConfig, ServerConfig, StorageConfig};
 use self::core::{Core, InitRequest, SealBackend};
-use self::physical::{CachedBackend, FileBackend, InmemBackend, Physical};
+use self::physical::{
+    CachedBackend, FileBackend, InmemBackend, NodeInfo, Physical, RaftBackend, RaftTiming,
+};
 use crate::telemetry::ServerMetrics;
 
 #[derive(Debug, thiserror::Error)]
@@ -39,10 +41,38 @@ pub enum ServerError {
     Tls { path: String, reason: String },
     #[error("server task failed: {0}")]
     Serve(std::io::Error),
-    #[error(
-        "storage \"raft\" is parsed but this build does not serve it yet; use storage \"file\" until integrated storage lands"
-    )]
-    RaftUnavailable,
+}
+
+async fn seal_backend(config: &ServerConfig, metrics: &Arc<ServerMetrics>) -> SealBackend {
+    match &config.seal {
+        SealConfig::Shamir => SealBackend::Shamir,
+        SealConfig::AwsKms(kms) => SealBackend::AwsKms(Arc::new(
+            seal::AwsKmsSeal::new(kms, Arc::clone(metrics)).await,
+        )),
+    }
+}
+
+/// Opens integrated raft storage with this node's name and addresses (no read cache: a
+/// replicated store changes under a standby's feet).
+async fn open_raft(r: &RaftConfig, config: &ServerConfig) -> Result<RaftBackend, ServerError> {
+    let timing = RaftTiming::with_performance_multiplier(r.performance_multiplier)?;
+    let node = NodeInfo {
+        name: r.node_id.clone().unwrap_or_else(default_node_name),
+        api_addr: config.api_addr.clone().unwrap_or_default(),
+        cluster_addr: config.cluster_addr.clone().unwrap_or_default(),
+    };
+    let raft = RaftBackend::open(&r.path, None, node, timing).await?;
+    Ok(raft)
+}
+
+/// Without `node_id`: the host name (the pod name on Kubernetes), as Vault's docs advise.
+fn default_node_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "sealkeep".to_owned())
 }
 
 /// A server that has opened its storage and built its core, ready to serve.
@@ -64,14 +94,14 @@ impl Server {
                 }
             }
             StorageConfig::Inmem => Arc::new(InmemBackend::new()),
-            StorageConfig::Raft(_) => return Err(ServerError::RaftUnavailable),
+            StorageConfig::Raft(r) => {
+                let raft = open_raft(r, &config).await?;
+                let seal = seal_backend(&config, &metrics).await;
+                let core = Core::new_raft(raft, seal, metrics, config.cluster_name.clone()).await?;
+                return Ok(Self { core, config });
+            }
         };
-        let seal = match &config.seal {
-            SealConfig::Shamir => SealBackend::Shamir,
-            SealConfig::AwsKms(kms) => SealBackend::AwsKms(Arc::new(
-                seal::AwsKmsSeal::new(kms, Arc::clone(&metrics)).await,
-            )),
-        };
+        let seal = seal_backend(&config, &metrics).await;
         let core = Core::new(physical, seal, metrics, config.cluster_name.clone()).await?;
         Ok(Self { core, config })
     }
@@ -137,6 +167,7 @@ impl Server {
         if let Some(a) = auto {
             a.abort();
         }
+        self.core.shutdown_storage().await;
         Ok(())
     }
 }

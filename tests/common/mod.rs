@@ -119,7 +119,8 @@ pub struct ServerProc {
 pub struct ServerSpec<'a> {
     pub dir: &'a Path,
     pub port: u16,
-    /// Extra HCL appended to storage + listener.
+    /// Extra HCL appended to storage + listener; a `storage` block in it replaces the
+    /// default `storage "file"` in `dir/data`.
     pub extra_hcl: String,
     pub env: Vec<(String, String)>,
 }
@@ -136,11 +137,17 @@ impl<'a> ServerSpec<'a> {
     }
 
     pub fn config_text(&self) -> String {
+        let storage = if self.extra_hcl.contains("storage \"") {
+            String::new()
+        } else {
+            format!(
+                "storage \"file\" {{ path = \"{}\" }}\n",
+                self.dir.join("data").display()
+            )
+        };
         format!(
-            "storage \"file\" {{ path = \"{}\" }}\nlistener \"tcp\" {{ address = \"127.0.0.1:{}\" tls_disable = 1 }}\n{}\n",
-            self.dir.join("data").display(),
-            self.port,
-            self.extra_hcl
+            "{storage}listener \"tcp\" {{ address = \"127.0.0.1:{}\" tls_disable = 1 }}\n{}\n",
+            self.port, self.extra_hcl
         )
     }
 }

@@ -122,11 +122,14 @@ fn check_node_id(ctx: &Ctx<'_>, pos: usize, id: &str) -> Result<(), ConfigError>
     }
 }
 
+/// The body of each `retry_join` stanza, with its position.
+type RetryJoins<'b> = Vec<(&'b Body, usize)>;
+
 /// Separates the `retry_join` stanzas (blocks, or `retry_join = { ... }`) from the settings.
 fn split_retry_join<'b>(
     ctx: &Ctx<'_>,
     body: &'b Body,
-) -> Result<(Body, Vec<(&'b Body, usize)>), ConfigError> {
+) -> Result<(Body, RetryJoins<'b>), ConfigError> {
     let mut rest = Vec::with_capacity(body.items.len());
     let mut joins = Vec::new();
     for item in &body.items {

@@ -247,6 +247,8 @@ impl Core {
             key: paths::SEAL_CONFIG.into(),
             value: json(&seal_config)?,
         });
+        // On raft, this node forms the cluster now: only sys/init ever does.
+        self.form_cluster().await?;
         self.physical.transaction(ops).await?;
         self.metrics.initialized.set(1);
 

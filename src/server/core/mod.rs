@@ -3,6 +3,7 @@
 //! layers below; holds keys only inside the [`Barrier`] of the unsealed state.
 
 mod autounseal;
+mod ha;
 mod init;
 pub mod paths;
 mod unseal;
@@ -14,13 +15,14 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, RwLock};
 use zeroize::Zeroizing;
 
+pub use ha::HaStatus;
 pub use init::{InitRequest, InitResponse};
 
 use super::audit::AuditStore;
 use super::barrier::{Barrier, BarrierError, KEYRING_PATH, Key, Keyring};
 use super::kv::KeyLocks;
 use super::mounts::{MountStore, Mounts};
-use super::physical::{Physical, PhysicalError};
+use super::physical::{Physical, PhysicalError, RaftBackend};
 use super::policy::PolicyStore;
 use super::seal::shamir::ShamirError;
 use super::seal::{AwsKmsSeal, SealError, SealType, WrappedRootKey};
@@ -209,6 +211,8 @@ pub struct SealStatus {
 
 pub struct Core {
     physical: Arc<dyn Physical>,
+    /// The raft handle behind `physical`, when `storage "raft"` (see [`ha`]).
+    raft: Option<RaftBackend>,
     seal: SealBackend,
     state: RwLock<State>,
     metrics: Arc<ServerMetrics>,
@@ -233,36 +237,91 @@ impl Core {
         metrics: Arc<ServerMetrics>,
         cluster_name: Option<String>,
     ) -> Result<Arc<Self>, CoreError> {
-        let state = match read_json::<SealConfigRecord>(&*physical, paths::SEAL_CONFIG).await? {
-            None => State::Uninitialized,
-            Some(seal_config) => {
-                if seal_config.seal_type != seal.seal_type() {
-                    return Err(CoreError::InvalidRequest(format!(
-                        "storage was initialized with the {} seal but the configuration says {}; seal migration is not supported, restore the original seal stanza",
-                        seal_config.seal_type.as_str(),
-                        seal.seal_type().as_str()
-                    )));
-                }
-                let recovery = read_json(&*physical, paths::RECOVERY_CONFIG).await?;
-                State::Sealed(SealedState {
-                    seal_config,
-                    recovery,
-                    progress: Progress::default(),
-                    manual: false,
-                })
-            }
+        let state = Self::starting_state(&*physical, &seal).await?;
+        Ok(Self::assemble(
+            physical,
+            None,
+            seal,
+            metrics,
+            cluster_name,
+            state,
+        ))
+    }
+
+    /// A core on integrated raft storage. A node with empty raft state starts uninitialized
+    /// (only `sys/init` forms a cluster); a member waits for a leader, then reads its seal
+    /// configuration as [`Core::new`] does.
+    pub async fn new_raft(
+        raft: RaftBackend,
+        seal: SealBackend,
+        metrics: Arc<ServerMetrics>,
+        cluster_name: Option<String>,
+    ) -> Result<Arc<Self>, CoreError> {
+        let physical: Arc<dyn Physical> = Arc::new(raft.clone());
+        let state = if raft.is_initialized().await? {
+            raft.wait_for_leader(ha::LEADER_PATIENCE).await?;
+            Self::starting_state(&*physical, &seal).await?
+        } else {
+            State::Uninitialized
         };
+        Ok(Self::assemble(
+            physical,
+            Some(raft),
+            seal,
+            metrics,
+            cluster_name,
+            state,
+        ))
+    }
+
+    fn assemble(
+        physical: Arc<dyn Physical>,
+        raft: Option<RaftBackend>,
+        seal: SealBackend,
+        metrics: Arc<ServerMetrics>,
+        cluster_name: Option<String>,
+        state: State,
+    ) -> Arc<Self> {
         metrics
             .initialized
             .set(i64::from(!matches!(state, State::Uninitialized)));
-        Ok(Arc::new(Self {
+        Arc::new(Self {
             physical,
+            raft,
             seal,
             state: RwLock::new(state),
             metrics,
             cluster_name,
             wake: Notify::new(),
-        }))
+        })
+    }
+
+    /// Uninitialized without a seal configuration in storage, else sealed.
+    async fn starting_state(
+        physical: &dyn Physical,
+        seal: &SealBackend,
+    ) -> Result<State, CoreError> {
+        Ok(
+            match read_json::<SealConfigRecord>(physical, paths::SEAL_CONFIG).await? {
+                None => State::Uninitialized,
+                Some(seal_config) => {
+                    if seal_config.seal_type != seal.seal_type() {
+                        return Err(CoreError::InvalidRequest(format!(
+                            "storage was initialized with the {} seal but the configuration says {}; seal migration is not supported, restore the original seal stanza",
+                            seal_config.seal_type.as_str(),
+                            seal.seal_type().as_str()
+                        )));
+                    }
+                    let recovery = read_json(physical, paths::RECOVERY_CONFIG).await?;
+                    State::Sealed(SealedState {
+                        seal_config,
+                        recovery,
+                        progress: Progress::default(),
+                        manual: false,
+                    })
+                }
+            },
+        )
     }
 
     pub fn seal_backend(&self) -> &SealBackend {

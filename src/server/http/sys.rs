@@ -120,16 +120,22 @@ pub(super) async fn leader(
         return Err(ApiError::method_not_allowed());
     }
     state.core.unsealed().await?;
-    Ok(Json(json!({
-        "ha_enabled": false,
-        "is_self": false,
+    let ha = state.core.ha_status();
+    let mut body = json!({
+        "ha_enabled": ha.ha_enabled,
+        "is_self": ha.is_self,
         "active_time": "0001-01-01T00:00:00Z",
-        "leader_address": "",
-        "leader_cluster_address": "",
+        "leader_address": ha.leader_address,
+        "leader_cluster_address": ha.leader_cluster_address,
         "performance_standby": false,
         "performance_standby_last_remote_wal": 0,
-    }))
-    .into_response())
+    });
+    // As Vault: the raft indexes only with integrated storage.
+    if ha.ha_enabled {
+        body["raft_committed_index"] = json!(ha.raft_committed_index);
+        body["raft_applied_index"] = json!(ha.raft_applied_index);
+    }
+    Ok(Json(body).into_response())
 }
 
 /// `sys/rotate`: `update` and `sudo` (checked by the [`Caller`]).
