@@ -202,6 +202,13 @@ fn store_path(store: &StorageConfig) -> &Path {
     }
 }
 
+fn node_name(store: &StorageConfig) -> &str {
+    match store {
+        StorageConfig::Raft(r) => r.node_id.as_deref().unwrap_or(""),
+        _ => "",
+    }
+}
+
 fn timing(performance_multiplier: u32) -> Result<RaftTiming, PhysicalError> {
     RaftTiming::with_performance_multiplier(performance_multiplier)
 }
@@ -282,7 +289,8 @@ async fn open_destination(cfg: &MigrateConfig) -> Result<Store, MigrateError> {
         StorageConfig::Raft(r) => {
             let timing = timing(r.performance_multiplier).map_err(open_err)?;
             let node = NodeInfo {
-                name: r.node_id.clone().unwrap_or_default(),
+                // Required by the migration file's parser.
+                name: node_name(store).to_owned(),
                 api_addr: cfg.api_addr.clone().unwrap_or_default(),
                 cluster_addr: cfg.cluster_addr.clone(),
             };
@@ -448,10 +456,17 @@ async fn copy(
             ))
         })?;
         println!(
-            "Formed a one-node raft cluster in {} (raft node id {})",
+            "Formed a one-node raft cluster in {} (node {:?}, raft id {}, cluster_addr {})",
             dest_path.display(),
-            raft.node_id()
+            node_name(&cfg.destination),
+            raft.node_id(),
+            cfg.cluster_addr
         );
+        if cfg.api_addr.is_none() {
+            println!(
+                "note: no api_addr in the migration file, so the node's membership entry has none; standbys that join later learn where to redirect clients from it: set api_addr in the file before migrating a node others will join"
+            );
+        }
     }
     let mut copied = 0usize;
     let mut last_report = Instant::now();

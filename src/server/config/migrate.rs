@@ -174,6 +174,13 @@ fn parse_store(ctx: &Ctx<'_>, b: &Block, types: &[&str]) -> Result<StorageConfig
     single_label(ctx, b, &b.ident, types)?;
     let store = parse_storage(ctx, b, &NoEnv)?;
     if let StorageConfig::Raft(r) = &store {
+        if b.ident == "storage_destination" && r.node_id.is_none() {
+            return Err(ctx.err(
+                b.pos,
+                "storage_destination \"raft\" needs node_id".into(),
+                "add node_id = \"vault-0\": the node's name in its cluster (the pod name), which the server that runs on this storage must use too",
+            ));
+        }
         if !r.retry_join.is_empty() {
             return Err(ctx.err(
                 b.pos,

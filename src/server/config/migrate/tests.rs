@@ -32,7 +32,8 @@ fn error(text: &str, line: usize) -> ConfigError {
 }
 
 const FILE_SOURCE: &str = "storage_source \"file\" { path = \"/src\" }\n";
-const RAFT_DESTINATION: &str = "storage_destination \"raft\" { path = \"/dst\" }\n";
+const RAFT_DESTINATION: &str =
+    "storage_destination \"raft\" { path = \"/dst\"  node_id = \"n0\" }\n";
 
 #[test]
 fn parses_vaults_example() {
@@ -56,14 +57,14 @@ fn parses_vaults_example() {
 }
 
 #[test]
-fn defaults_cluster_addr_and_leaves_api_addr_unset() {
+fn defaults_cluster_addr_and_leaves_api_addr_unset_when_absent() {
     let cfg = parse(&format!("{FILE_SOURCE}{RAFT_DESTINATION}")).expect("parse");
     assert_eq!(cfg.cluster_addr, DEFAULT_MIGRATE_CLUSTER_ADDR);
     assert_eq!(cfg.api_addr, None);
     let StorageConfig::Raft(r) = &cfg.destination else {
         panic!("expected raft, got {:?}", cfg.destination);
     };
-    assert_eq!(r.node_id, None);
+    assert_eq!(r.node_id.as_deref(), Some("n0"));
 }
 
 #[test]
@@ -80,7 +81,7 @@ fn accepts_raft_to_file_and_raft_to_raft() {
         }
     );
     let cfg = parse(
-        "storage_source \"raft\" { path = \"/a\" }\nstorage_destination \"raft\" { path = \"/b\" }",
+        "storage_source \"raft\" { path = \"/a\" }\nstorage_destination \"raft\" { path = \"/b\" node_id = \"n\" }",
     )
     .expect("raft to raft");
     assert_eq!(cfg.destination.kind(), "raft");
@@ -132,7 +133,7 @@ fn refuses_unsupported_types() {
 #[test]
 fn refuses_the_same_path_on_both_sides() {
     let e = error(
-        "storage_source \"file\" { path = \"/data/\" }\nstorage_destination \"raft\" { path = \"/data\" }",
+        "storage_source \"file\" { path = \"/data/\" }\nstorage_destination \"raft\" { path = \"/data\" node_id = \"n\" }",
         2,
     );
     assert_eq!(
@@ -211,7 +212,7 @@ fn refuses_bad_addresses() {
 fn refuses_retry_join_and_a_store_without_path() {
     let e = error(
         &format!(
-            "{FILE_SOURCE}storage_destination \"raft\" {{\n  path = \"/d\"\n  retry_join {{ leader_api_addr = \"https://a:8200\" }}\n}}\n"
+            "{FILE_SOURCE}storage_destination \"raft\" {{\n  path = \"/d\"\n  node_id = \"n\"\n  retry_join {{ leader_api_addr = \"https://a:8200\" }}\n}}\n"
         ),
         2,
     );
@@ -229,6 +230,12 @@ fn refuses_retry_join_and_a_store_without_path() {
         2,
     );
     assert_eq!(e.message, "storage \"raft\" needs a path");
+    let e = error(
+        &format!("{FILE_SOURCE}storage_destination \"raft\" {{ path = \"/d\" }}\n"),
+        2,
+    );
+    assert_eq!(e.message, "storage_destination \"raft\" needs node_id");
+    assert!(e.fix.contains("pod name"), "{e}");
 }
 
 #[test]
