@@ -75,8 +75,34 @@ enum InitSecretCommand {
     },
 }
 
+#[derive(Subcommand, Debug)]
+enum OperatorCommand {
+    /// Copy every key of one storage backend into another, offline (Vault's
+    /// `operator migrate`): for example a `file` server's storage into a new `raft` store.
+    Migrate(MigrateArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct MigrateArgs {
+    /// The migration file: storage_source, storage_destination and cluster_addr (Vault's
+    /// format). `-config` is accepted too.
+    #[arg(long, short = 'c')]
+    config: PathBuf,
+    /// Copy only keys at or after this one (keys are copied in sorted order), to resume a
+    /// migration that stopped.
+    #[arg(long)]
+    start: Option<String>,
+    /// Vault resets its migration lock with this. Sealkeep keeps no such lock: it says so and
+    /// copies nothing.
+    #[arg(long)]
+    reset: bool,
+}
+
 #[derive(clap::Args, Debug)]
 struct OperatorArgs {
+    /// `operator migrate`; without a subcommand, `operator` runs the operator.
+    #[command(subcommand)]
+    command: Option<OperatorCommand>,
     /// Watch only these namespaces, comma-separated or repeated (default: all namespaces).
     #[arg(long, env = "SEALKEEP_WATCH_NAMESPACE", value_delimiter = ',')]
     namespace: Vec<String>,
@@ -137,7 +163,9 @@ struct ServerArgs {
 fn main() -> ExitCode {
     // One TLS provider for the whole process (rustls with aws-lc-rs, shared with the AWS SDK).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(sealkeep::cmd::migrate::vault_style_args(
+        std::env::args_os().collect(),
+    ));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -163,6 +191,17 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Operator(OperatorArgs {
+            command: Some(OperatorCommand::Migrate(args)),
+            ..
+        }) => {
+            let opts = sealkeep::cmd::migrate::MigrateOptions {
+                config: args.config,
+                start: args.start,
+                reset: args.reset,
+            };
+            ExitCode::from(runtime.block_on(sealkeep::cmd::migrate::run(&opts)))
+        }
         Command::Operator(args) => match runtime.block_on(run_operator(args)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

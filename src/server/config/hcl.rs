@@ -201,8 +201,8 @@ const TOP_KEYS: &[&str] = &[
 ];
 const TOP_BLOCKS: &[&str] = &["storage", "listener", "seal"];
 
-pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<ServerConfig, ConfigError> {
-    let ctx = Ctx { file, text };
+/// Parses `text` into its syntax tree and the context that locates its errors.
+pub(super) fn parse_tree<'a>(file: &'a str, text: &'a str) -> Result<(Ctx<'a>, Body), ConfigError> {
     let body = hcl1::parse(text).map_err(|e| {
         let (line, column) = line_col(text, e.pos);
         let near = text
@@ -218,6 +218,11 @@ pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<ServerConfi
             fix: format!("fix the syntax on line {line}: {near}"),
         }
     })?;
+    Ok((Ctx { file, text }, body))
+}
+
+pub(super) fn parse(file: &str, text: &str, env: &dyn Env) -> Result<ServerConfig, ConfigError> {
+    let (ctx, body) = parse_tree(file, text)?;
 
     let mut storage: Option<StorageConfig> = None;
     let mut listeners = Vec::new();

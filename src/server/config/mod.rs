@@ -5,9 +5,11 @@ mod hcl;
 /// The HCL1 parser, shared with the policy parser (`server::policy`).
 pub(crate) mod hcl1;
 mod listener;
+mod migrate;
 mod seal;
 mod storage;
 
+pub use self::migrate::{DEFAULT_MIGRATE_CLUSTER_ADDR, MigrateConfig};
 pub use self::storage::{DEFAULT_PERFORMANCE_MULTIPLIER, MAX_PERFORMANCE_MULTIPLIER};
 
 use std::net::SocketAddr;
