@@ -179,6 +179,37 @@ async fn migrates_a_file_server_into_raft() {
     assert!(err.contains("already holds a raft cluster"), "{err}");
     assert!(err.contains(&destination.display().to_string()), "{err}");
     assert_eq!(raft_dump(&destination).await, expected);
+
+    // A raft server on the result: sealed, unsealed with the same keys, every secret there.
+    let mut spec = ServerSpec::plain(dir.path());
+    spec.extra_hcl = format!(
+        "storage \"raft\" {{\n  path = \"{}\"\n  node_id = \"vault-0\"\n}}\n",
+        destination.display()
+    );
+    let server = ServerProc::start(&spec);
+    let addr = server.addr.clone();
+    let status = wait_status(&addr, Duration::from_secs(30), |_| true).await;
+    assert_eq!(status["storage_type"], "raft", "{status}");
+    assert_eq!(status["initialized"], true, "{status}");
+    for key in init["keys"].as_array().expect("keys").iter().take(2) {
+        let (status, body) = put(&addr, "/v1/sys/unseal", None, &json!({ "key": key })).await;
+        assert_eq!(status, 200, "unseal on raft: {body}");
+    }
+    wait_status(&addr, Duration::from_secs(30), |v| v["sealed"] == false).await;
+    for i in 0..40 {
+        let (status, body) = get_auth(&addr, &format!("/v1/secret/data/app/{i}"), &token).await;
+        assert_eq!(status, 200, "read {i} on raft: {body}");
+        let want = if i % 10 == 0 {
+            "L".repeat(300 * 1024)
+        } else {
+            format!("value-{i}")
+        };
+        assert!(
+            body["data"]["data"]["value"] == want.as_str(),
+            "value {i} differs"
+        );
+    }
+    drop(server);
 }
 
 /// A file store written directly (no server): fast, and able to hold what a server would
