@@ -98,11 +98,19 @@ pub(super) async fn health(
     }
     let codes = parse_health_query(query.as_deref())?;
     let st = state.core.seal_status().await;
-    // Single node: never a standby, DR secondary or removed, so those codes cannot apply.
+    let ha = state.core.ha_status();
+    // An unsealed raft node that is not the leader is a standby (never a DR secondary or a
+    // performance standby here). A standby that knows no leader cannot serve at all: 474.
+    let standby = !st.sealed && ha.ha_enabled && !ha.is_self;
+    let leader_known = !ha.leader_address.is_empty();
     let status = if !st.initialized {
         codes.uninit
     } else if st.sealed {
         codes.sealed
+    } else if standby && !codes.standby_ok {
+        codes.standby
+    } else if standby && !leader_known {
+        codes.ha_unhealthy
     } else {
         codes.active
     };
@@ -112,7 +120,7 @@ pub(super) async fn health(
     let mut body = json!({
         "initialized": st.initialized,
         "sealed": st.sealed,
-        "standby": false,
+        "standby": standby,
         "performance_standby": false,
         "replication_performance_mode": "disabled",
         "replication_dr_mode": "disabled",
@@ -124,6 +132,9 @@ pub(super) async fn health(
         "clock_skew_ms": 0,
         "removed_from_cluster": false,
     });
+    if standby {
+        body["ha_connection_healthy"] = json!(leader_known);
+    }
     if let Some(c) = &st.cluster {
         body["cluster_name"] = json!(c.cluster_name);
         body["cluster_id"] = json!(c.cluster_id);

@@ -11,6 +11,7 @@ mod kv;
 mod mounts;
 pub mod path;
 mod policy;
+mod standby;
 mod sys;
 mod token;
 
@@ -94,6 +95,10 @@ pub fn router(state: AppState) -> Router {
         .with_state(state.clone());
     let front_door = tower::ServiceBuilder::new()
         .layer(middleware::from_fn(path::front_door))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            standby::redirect_to_active,
+        ))
         .service(routes);
     Router::new()
         .fallback_service(front_door)
