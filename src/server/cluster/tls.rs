@@ -251,6 +251,9 @@ fn san(value: &str) -> Result<SanType, String> {
     if let Ok(ip) = value.parse::<std::net::IpAddr>() {
         return Ok(SanType::IpAddress(ip));
     }
+    // rcgen accepts any IA5 string; peers verify DNS syntax, so check it here.
+    rustls::pki_types::DnsName::try_from(value)
+        .map_err(|e| format!("{value:?} is not a valid DNS name: {e}"))?;
     let dns = value
         .try_into()
         .map_err(|e| format!("{value:?} is not a valid DNS name: {e}"))?;
@@ -316,6 +319,32 @@ impl NodeTls {
             .map_err(|e| cfg_err(format!("node certificate and key: {e}")))?;
         config.alpn_protocols = vec![ALPN_H2.to_vec()];
         Ok(Arc::new(config))
+    }
+
+    /// A client configuration that presents this node's certificate but trusts the CA of
+    /// `server`: a client of a foreign cluster that knows the server's CA.
+    #[cfg(test)]
+    pub(crate) fn client_config_trusting(&self, server: &NodeTls) -> Arc<ClientConfig> {
+        let mut config = ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("TLS 1.3")
+            .with_root_certificates(server.roots().expect("roots"))
+            .with_client_auth_cert(vec![self.cert_der.clone()], self.key())
+            .expect("client cert");
+        config.alpn_protocols = vec![ALPN_H2.to_vec()];
+        Arc::new(config)
+    }
+
+    /// A client configuration that trusts this node's CA and presents no certificate.
+    #[cfg(test)]
+    pub(crate) fn client_config_without_cert(&self) -> Arc<ClientConfig> {
+        let mut config = ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("TLS 1.3")
+            .with_root_certificates(self.roots().expect("roots"))
+            .with_no_client_auth();
+        config.alpn_protocols = vec![ALPN_H2.to_vec()];
+        Arc::new(config)
     }
 
     /// The cluster port's client configuration: TLS 1.3, ALPN `h2`, the server verified against

@@ -1,5 +1,5 @@
 //! Physical layer: integrated raft storage (`storage "raft"`) on openraft and redb. Does disk
-//! I/O (and, once the cluster transport exists, network I/O).
+//! I/O, and network I/O to peers through the cluster port ([`transport`], [`network`]).
 //!
 //! Layout of the configured `path`: `node-id` (this node's raft id, see [`node_id`]),
 //! `raft/log.redb` (log, vote, committed, purged: [`log_store`]) and `raft/sm.redb` (the
@@ -16,6 +16,11 @@
 //!   the local state machine has applied everything committed before the read began), then
 //!   read the local state machine. A paused or partitioned ex-leader cannot pass that check.
 //!
+//! Peers: [`RaftBackend::open_clustered`] (or [`RaftBackend::set_cluster_tls`] later) gives the
+//! node the cluster port's mutual TLS; without it every RPC to a peer fails as unreachable, so
+//! only a single-node cluster works. [`RaftBackend::rpc_handler`] is the receiving side, for
+//! the cluster listener to mount. Membership changes are in [`membership`].
+//!
 //! Only [`RaftBackend::initialize_single`] (which `sys/init` calls) forms a cluster. Opening a
 //! node with empty raft state never initialises it: two nodes that each formed a cluster of
 //! their own is the split-brain this rule exists to prevent.
@@ -24,11 +29,13 @@
 
 mod db_thread;
 mod log_store;
+mod membership;
 mod network;
 mod node_id;
 mod state_machine;
 mod status;
 mod timing;
+mod transport;
 mod types;
 
 #[cfg(test)]
@@ -46,13 +53,19 @@ use openraft::{ReadPolicy, ServerState};
 use redb::Database;
 
 use self::log_store::LogStore;
-use self::network::NotConnected;
+// Not yet re-exported by `physical` (outside this step's files); the integrator adds
+// `RaftPeer, RaftRpcHandler` to `physical`'s `pub use raft::{..}` and drops this allow.
+#[allow(unused_imports)]
+pub use self::membership::RaftPeer;
+pub use self::network::RaftRpcHandler;
 use self::state_machine::StateMachine;
 pub use self::status::{RaftRole, RaftStatus};
 pub use self::timing::RaftTiming;
 pub use self::types::NodeInfo;
+use self::transport::ClusterNetwork;
 use self::types::{Request, TypeConfig};
 use super::{Physical, PhysicalError, TxnOp, check_key};
+use crate::server::cluster::NodeTls;
 
 /// The directory, inside the configured `path`, that holds the raft files.
 pub const RAFT_DIR: &str = "raft";
@@ -77,6 +90,7 @@ struct Inner {
     node: NodeInfo,
     dir: PathBuf,
     timing: RaftTiming,
+    network: ClusterNetwork,
 }
 
 impl std::fmt::Debug for RaftBackend {
@@ -123,11 +137,37 @@ impl RaftBackend {
     /// task. `node_id`: the configured id, else the one persisted in `dir/node-id`, else a new
     /// random one (then persisted). `node`: this node's names and addresses, announced when it
     /// forms or joins a cluster. A node with empty raft state stays uninitialised.
+    ///
+    /// The node has no cluster TLS: it cannot reach peers until [`Self::set_cluster_tls`].
     pub async fn open(
         dir: &Path,
         node_id: Option<u64>,
         node: NodeInfo,
         timing: RaftTiming,
+    ) -> Result<Self, PhysicalError> {
+        Self::open_with(dir, node_id, node, timing, None).await
+    }
+
+    /// [`Self::open`], with the cluster port's TLS identity (from
+    /// [`crate::server::cluster::ClusterTls::issue_node`]), so the node reaches its peers at
+    /// once. Mount [`Self::rpc_handler`] on this node's cluster listener for peers to reach it.
+    pub async fn open_clustered(
+        dir: &Path,
+        node_id: Option<u64>,
+        node: NodeInfo,
+        timing: RaftTiming,
+        tls: &NodeTls,
+    ) -> Result<Self, PhysicalError> {
+        let client = tls.client_config().map_err(|e| io_error(dir, e))?;
+        Self::open_with(dir, node_id, node, timing, Some(client)).await
+    }
+
+    async fn open_with(
+        dir: &Path,
+        node_id: Option<u64>,
+        node: NodeInfo,
+        timing: RaftTiming,
+        tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Result<Self, PhysicalError> {
         let raft_dir = dir.join(RAFT_DIR);
         std::fs::create_dir_all(&raft_dir).map_err(|e| {
@@ -141,7 +181,8 @@ impl RaftBackend {
         let log = LogStore::open(&raft_dir).map_err(|e| io_error(&raft_dir, e))?;
         let sm = StateMachine::open(&raft_dir).map_err(|e| io_error(&raft_dir, e))?;
         let sm_db = Arc::clone(sm.db());
-        let raft = Raft::new(node_id, config, NotConnected, log, sm)
+        let network = ClusterNetwork::new(node_id, tls);
+        let raft = Raft::new(node_id, config, network.clone(), log, sm)
             .await
             .map_err(|e| io_error(&raft_dir, format!("cannot start raft: {e}")))?;
         Ok(Self {
@@ -152,8 +193,23 @@ impl RaftBackend {
                 node,
                 dir: dir.to_owned(),
                 timing,
+                network,
             }),
         })
+    }
+
+    /// Installs or replaces the cluster port's TLS identity used to reach peers (for a node
+    /// opened with [`Self::open`] that learns the cluster CA after unseal or join).
+    pub fn set_cluster_tls(&self, tls: &NodeTls) -> Result<(), PhysicalError> {
+        let client = tls.client_config().map_err(|e| self.err(e))?;
+        self.inner.network.set_tls(client);
+        Ok(())
+    }
+
+    /// The receiving side of raft RPCs, for the cluster listener:
+    /// `cluster::router(Arc::new(backend.rpc_handler()))`.
+    pub fn rpc_handler(&self) -> RaftRpcHandler {
+        RaftRpcHandler::new(self.inner.raft.clone())
     }
 
     /// This node's raft id.
@@ -282,6 +338,25 @@ impl RaftBackend {
         }
     }
 
+    /// The error of a failed proposal (`what`: "the write", "the membership change").
+    fn write_error(
+        &self,
+        e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>,
+        what: &str,
+    ) -> PhysicalError {
+        match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+                self.not_leader(f.leader_node)
+            }
+            RaftError::APIError(e) => {
+                self.err(format!("raft refused {what}: {e}; it was not applied"))
+            }
+            RaftError::Fatal(e) => self.err(format!(
+                "raft has stopped: {e}; {what} may or may not be stored; restart the server"
+            )),
+        }
+    }
+
     fn not_leader_quorum(&self, e: impl std::fmt::Display) -> PhysicalError {
         PhysicalError::NotLeader {
             leader_api_addr: None,
@@ -329,15 +404,7 @@ impl Physical for RaftBackend {
         validate(&ops)?;
         match self.inner.raft.client_write(Request { ops }).await {
             Ok(_) => Ok(()),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(self.not_leader(f.leader_node))
-            }
-            Err(RaftError::APIError(e)) => {
-                Err(self.err(format!("raft refused the write: {e}; it was not applied")))
-            }
-            Err(RaftError::Fatal(e)) => Err(self.err(format!(
-                "raft has stopped: {e}; the write may or may not be stored; restart the server"
-            ))),
+            Err(e) => Err(self.write_error(e, "the write")),
         }
     }
 
