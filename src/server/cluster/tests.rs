@@ -61,7 +61,8 @@ async fn post(client: &PeerClient, body: &[u8]) -> Result<Bytes, ClientError> {
 }
 
 fn node(ca: &ClusterTls, name: &str) -> NodeTls {
-    ca.issue_node(name, "https://127.0.0.1:8201").expect("issue")
+    ca.issue_node(name, "https://127.0.0.1:8201")
+        .expect("issue")
 }
 
 #[test]
@@ -78,7 +79,10 @@ fn cluster_tls_round_trips_and_never_shows_its_key() {
     }
     let n = node(&loaded, "sealkeep-0");
     let shown = format!("{n:?}");
-    assert!(shown.contains("sealkeep-0") && shown.contains("redacted"), "{shown}");
+    assert!(
+        shown.contains("sealkeep-0") && shown.contains("redacted"),
+        "{shown}"
+    );
     assert_eq!(n.name(), "sealkeep-0");
 
     // Another CA's key with this certificate, garbage, and a future version are refused.
@@ -90,7 +94,10 @@ fn cluster_tls_round_trips_and_never_shows_its_key() {
     let err = ClusterTls::from_bytes(mixed.to_string().as_bytes()).expect_err("mismatch");
     assert!(err.to_string().contains("does not match"), "{err}");
     let err = ClusterTls::from_bytes(b"\x00garbage").expect_err("garbage");
-    assert!(err.to_string().contains("not a cluster TLS record"), "{err}");
+    assert!(
+        err.to_string().contains("not a cluster TLS record"),
+        "{err}"
+    );
     let mut future: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
     future["version"] = 2.into();
     let err = ClusterTls::from_bytes(future.to_string().as_bytes()).expect_err("version");
@@ -113,11 +120,17 @@ fn node_certificates_need_a_usable_name() {
 #[test]
 fn cluster_addresses_parse() {
     let a = ClusterAddr::parse("https://sealkeep-0.sealkeep-internal.ns.svc:8201").expect("dns");
-    assert_eq!((a.host(), a.port()), ("sealkeep-0.sealkeep-internal.ns.svc", 8201));
+    assert_eq!(
+        (a.host(), a.port()),
+        ("sealkeep-0.sealkeep-internal.ns.svc", 8201)
+    );
     let a = ClusterAddr::parse("127.0.0.1:8201/").expect("no scheme");
     assert_eq!((a.host(), a.port()), ("127.0.0.1", 8201));
     let a = ClusterAddr::parse("https://[::1]:8201").expect("v6");
-    assert_eq!((a.host(), a.port(), a.to_string().as_str()), ("::1", 8201, "[::1]:8201"));
+    assert_eq!(
+        (a.host(), a.port(), a.to_string().as_str()),
+        ("::1", 8201, "[::1]:8201")
+    );
     for bad in [
         "http://a:1",
         "https://a",
@@ -169,7 +182,10 @@ async fn a_member_is_served_over_mutual_tls_http2() {
     assert!(err.is_connect(), "{err}");
 
     s.stop.send(true).expect("stop");
-    tokio::time::timeout(BOUND, s.task).await.expect("stops").expect("task");
+    tokio::time::timeout(BOUND, s.task)
+        .await
+        .expect("stops")
+        .expect("task");
     let err = post(&client, b"after").await.expect_err("stopped");
     assert!(err.to_string().contains(&s.addr.to_string()), "{err}");
 }
@@ -184,11 +200,15 @@ async fn peers_without_a_certificate_of_the_cluster_ca_are_refused() {
     // A certificate from another CA, presented by a client that trusts this server.
     let foreign = node(&ClusterTls::generate().expect("generate"), "intruder");
     let client = PeerClient::new(&url, foreign.client_config_trusting(&server)).expect("client");
-    post(&client, b"rpc").await.expect_err("a foreign CA's certificate");
+    post(&client, b"rpc")
+        .await
+        .expect_err("a foreign CA's certificate");
 
     // No certificate at all.
     let client = PeerClient::new(&url, server.client_config_without_cert()).expect("client");
-    post(&client, b"rpc").await.expect_err("no client certificate");
+    post(&client, b"rpc")
+        .await
+        .expect_err("no client certificate");
 
     // A client of another cluster that does not trust this server gives up on its own.
     let client = PeerClient::new(&url, foreign.client_config().expect("cfg")).expect("client");
@@ -214,7 +234,10 @@ async fn bodies_over_the_limit_are_refused() {
         peer.client_config().expect("client config"),
     )
     .expect("client");
-    assert_eq!(post(&client, &[1; 1024]).await.expect("at the limit").len(), 1024);
+    assert_eq!(
+        post(&client, &[1; 1024]).await.expect("at the limit").len(),
+        1024
+    );
     match post(&client, &[1; 1025]).await {
         Err(ClientError::Status { status, .. }) => {
             assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE)

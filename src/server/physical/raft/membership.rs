@@ -38,20 +38,26 @@ impl RaftBackend {
 
     /// Makes the learner `id` a voter.
     pub async fn promote(&self, id: u64) -> Result<(), PhysicalError> {
-        self.change(ChangeMembers::AddVoterIds(BTreeSet::from([id])), "the promotion")
-            .await
+        self.change(
+            ChangeMembers::AddVoterIds(BTreeSet::from([id])),
+            "the promotion",
+        )
+        .await
     }
 
     /// Sets the voters to exactly `voters` (each already a member). Voters left out leave the
     /// cluster entirely.
     pub async fn change_membership(&self, voters: BTreeSet<u64>) -> Result<(), PhysicalError> {
         if voters.is_empty() {
-            return Err(self.err(
-                "a raft cluster needs at least one voter; list the voters to keep",
-            ));
+            return Err(
+                self.err("a raft cluster needs at least one voter; list the voters to keep")
+            );
         }
-        self.change(ChangeMembers::ReplaceAllVoters(voters), "the membership change")
-            .await
+        self.change(
+            ChangeMembers::ReplaceAllVoters(voters),
+            "the membership change",
+        )
+        .await
     }
 
     /// Removes `id` (voter or learner) from the cluster.
@@ -122,10 +128,8 @@ impl RaftBackend {
         let m = metrics.borrow_watched();
         let membership = m.membership_config.membership();
         let voters: BTreeSet<u64> = membership.voter_ids().collect();
-        let nodes: BTreeMap<u64, NodeInfo> = membership
-            .nodes()
-            .map(|(id, n)| (*id, n.clone()))
-            .collect();
+        let nodes: BTreeMap<u64, NodeInfo> =
+            membership.nodes().map(|(id, n)| (*id, n.clone())).collect();
         let mut peers: Vec<RaftPeer> = nodes
             .into_iter()
             .map(|(id, node)| RaftPeer {

@@ -61,8 +61,8 @@ pub use self::network::RaftRpcHandler;
 use self::state_machine::StateMachine;
 pub use self::status::{RaftRole, RaftStatus};
 pub use self::timing::RaftTiming;
-pub use self::types::NodeInfo;
 use self::transport::ClusterNetwork;
+pub use self::types::NodeInfo;
 use self::types::{Request, TypeConfig};
 use super::{Physical, PhysicalError, TxnOp, check_key};
 use crate::server::cluster::NodeTls;
@@ -244,8 +244,10 @@ impl RaftBackend {
         self.wait_for_leader(patience).await.map(drop)
     }
 
-    /// Waits until some node is known as leader and, when it is this node, until it can serve
-    /// (its first-term entry applied); returns the leader's id.
+    /// Waits until some node is known as leader and, when it is this node, until it can serve:
+    /// something applied, and (with peers) a quorum has acknowledged this leader, which is when
+    /// openraft's leader lease lets it accept writes (a freshly elected leader refuses them
+    /// until then); returns the leader's id.
     pub async fn wait_for_leader(&self, timeout: Duration) -> Result<u64, PhysicalError> {
         let metrics = self
             .inner
@@ -254,7 +256,10 @@ impl RaftBackend {
             .metrics(
                 |m| match m.current_leader {
                     Some(id) if id == m.id => {
-                        m.state == ServerState::Leader && m.last_applied.is_some()
+                        let alone = m.membership_config.membership().voter_ids().count() == 1;
+                        m.state == ServerState::Leader
+                            && m.last_applied.is_some()
+                            && (alone || m.last_quorum_acked.is_some())
                     }
                     Some(_) => true,
                     None => false,
@@ -308,6 +313,7 @@ impl RaftBackend {
                 status.leader_id.map_or_else(|| "?".to_owned(), |id| id.to_string()),
                 l.api_addr
             ),
+            (None, true) if status.leader_id == Some(self.inner.node_id) => "this node was just elected raft leader and no quorum has acknowledged it yet; retry in a moment".to_owned(),
             (None, true) => "no raft leader is elected at the moment; retry in a few seconds, and check that a quorum of the cluster's voters is up".to_owned(),
         };
         PhysicalError::NotLeader {

@@ -1,7 +1,9 @@
 //! Tests of the raft backend: the physical contract on a one-node cluster, durability across
 //! orderly and crash-like restarts, cluster formation only on request, and the node id file.
-//! Storage-level tests (openraft's suite, snapshots) are in `tests/storage.rs`.
+//! Storage-level tests (openraft's suite, snapshots) are in `tests/storage.rs`; multi-node
+//! tests over the cluster port in `tests/cluster.rs`.
 
+mod cluster;
 mod storage;
 
 use std::path::Path;

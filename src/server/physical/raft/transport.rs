@@ -158,19 +158,18 @@ impl PeerNetwork {
             .shared
             .peer(&self.addr)
             .map_err(|e| CallError::Unreachable(format!("{}: {e}", who())))?;
-        let body = encode(&rpc)
-            .map_err(|e| CallError::Network(format!("cannot encode the RPC: {e}")))?;
-        let reply = match tokio::time::timeout(timeout, peer.post(RAFT_RPC_PATH, body, MAX_REPLY))
-            .await
-        {
-            Err(_) => return Err(CallError::Timeout(timeout)),
-            Ok(Err(e)) if e.is_connect() => return Err(CallError::Unreachable(e.to_string())),
-            Ok(Err(e @ crate::server::cluster::ClientError::Status { .. })) => {
-                return Err(CallError::Unreachable(e.to_string()));
-            }
-            Ok(Err(e)) => return Err(CallError::Network(e.to_string())),
-            Ok(Ok(bytes)) => bytes,
-        };
+        let body =
+            encode(&rpc).map_err(|e| CallError::Network(format!("cannot encode the RPC: {e}")))?;
+        let reply =
+            match tokio::time::timeout(timeout, peer.post(RAFT_RPC_PATH, body, MAX_REPLY)).await {
+                Err(_) => return Err(CallError::Timeout(timeout)),
+                Ok(Err(e)) if e.is_connect() => return Err(CallError::Unreachable(e.to_string())),
+                Ok(Err(e @ crate::server::cluster::ClientError::Status { .. })) => {
+                    return Err(CallError::Unreachable(e.to_string()));
+                }
+                Ok(Err(e)) => return Err(CallError::Network(e.to_string())),
+                Ok(Ok(bytes)) => bytes,
+            };
         match decode_wire::<RaftRpcReply>(&reply, "raft RPC reply") {
             Ok(RaftRpcReply::Refused(reason)) => Err(CallError::Unreachable(format!(
                 "{} refused the RPC: {reason}",
@@ -260,7 +259,10 @@ impl RaftNetworkV2<TypeConfig> for PeerNetwork {
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
         let action = RPCTypes::TransferLeader;
-        match self.call(RaftRpc::TransferLeader(req), option.hard_ttl()).await {
+        match self
+            .call(RaftRpc::TransferLeader(req), option.hard_ttl())
+            .await
+        {
             Ok(RaftRpcReply::TransferLeader(r)) => Ok(r),
             Ok(_) => Err(self.unexpected().rpc(self, action)),
             Err(e) => Err(e.rpc(self, action)),
