@@ -63,6 +63,16 @@ async fn contract_passes_on_a_single_node_cluster() {
     assert_eq!(status.leader, Some(node()));
     assert_eq!(status.voters, vec![(b.node_id(), node())]);
     contract::run(&b).await;
+    // Metrics are published a moment after a write returns: wait (bounded) for them to settle.
+    b.inner
+        .raft
+        .wait(Some(Duration::from_secs(10)))
+        .metrics(
+            |m| m.last_applied.is_some() && m.local_committed == m.last_applied,
+            "applied catches up with committed",
+        )
+        .await
+        .expect("metrics settle");
     let after = b.status();
     assert!(after.applied_index > status.applied_index);
     assert_eq!(after.committed_index, after.applied_index);
