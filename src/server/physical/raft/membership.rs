@@ -26,14 +26,43 @@ pub struct RaftPeer {
 }
 
 impl RaftBackend {
-    /// Adds `id` as a learner and waits until it has caught up with the leader's log.
-    pub async fn add_learner(&self, id: u64, node: NodeInfo) -> Result<(), PhysicalError> {
+    /// Adds `id` as a learner and waits, at most `timeout`, until it has replicated the leader's
+    /// log up to the entry that added it (from the log, or from a snapshot when the log is
+    /// compacted). On timeout the learner stays added and keeps catching up; the error says so.
+    pub async fn add_learner(
+        &self,
+        id: u64,
+        node: NodeInfo,
+        timeout: Duration,
+    ) -> Result<(), PhysicalError> {
+        // openraft's own "blocking" mode only waits until the lag is under
+        // `replication_lag_threshold` (thousands of entries), so wait here instead.
+        let added = self
+            .inner
+            .raft
+            .add_learner(id, node, false)
+            .await
+            .map_err(|e| self.write_error(e, "adding the learner"))?;
+        let upto = added.log_id.index();
         self.inner
             .raft
-            .add_learner(id, node, true)
+            .wait(Some(timeout))
+            .metrics(
+                |m| {
+                    m.replication
+                        .as_ref()
+                        .and_then(|r| r.get(&id))
+                        .is_some_and(|matched| matched.as_ref().is_some_and(|l| l.index() >= upto))
+                },
+                "the learner caught up",
+            )
             .await
             .map(drop)
-            .map_err(|e| self.write_error(e, "adding the learner"))
+            .map_err(|e| {
+                self.err(format!(
+                    "raft node {id} was added as a learner but has not caught up within {timeout:?} ({e}); check that it is up and its cluster_addr is reachable from this node"
+                ))
+            })
     }
 
     /// Makes the learner `id` a voter.

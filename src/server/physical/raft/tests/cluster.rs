@@ -48,7 +48,14 @@ impl Node {
     }
 }
 
-async fn start_node(ca: &ClusterTls, id: u64) -> Node {
+/// How a node gets its cluster TLS: at open, or installed after (as after unseal or join).
+#[derive(Clone, Copy, PartialEq)]
+enum TlsAt {
+    Open,
+    Later,
+}
+
+async fn start_node(ca: &ClusterTls, id: u64, tls_at: TlsAt) -> Node {
     let dir = tempfile::tempdir().expect("dir");
     let name = format!("sealkeep-{id}");
     // Only the host of cluster_addr goes into the certificate; the port is picked below.
@@ -67,9 +74,13 @@ async fn start_node(ca: &ClusterTls, id: u64) -> Node {
         api_addr: format!("http://127.0.0.1:{}", 18200 + id),
         cluster_addr: format!("https://{addr}"),
     };
-    let backend = RaftBackend::open_clustered(dir.path(), Some(id), info.clone(), timing(), &tls)
-        .await
-        .expect("open");
+    let backend = match tls_at {
+        TlsAt::Open => {
+            RaftBackend::open_clustered(dir.path(), Some(id), info.clone(), timing(), &tls).await
+        }
+        TlsAt::Later => RaftBackend::open(dir.path(), Some(id), info.clone(), timing()).await,
+    }
+    .expect("open");
     let app = cluster::router(Arc::new(backend.rpc_handler()));
     let (stop, stop_rx) = watch::channel(false);
     let serving = tokio::spawn(listener.serve(app, stop_rx, Duration::from_secs(1)));
@@ -82,6 +93,14 @@ async fn start_node(ca: &ClusterTls, id: u64) -> Node {
         serving,
         _dir: dir,
     }
+}
+
+async fn add_learner(leader: &Node, learner: &Node) {
+    leader
+        .backend
+        .add_learner(learner.id(), learner.info.clone(), BOUND)
+        .await
+        .expect("add_learner");
 }
 
 /// Waits until `node` has applied at least `index`.
@@ -136,20 +155,49 @@ async fn put(leader: &RaftBackend, acked: &mut Vec<(String, Vec<u8>)>, key: Stri
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_replicate_transfer_leadership_and_fail_over() {
     let ca = ClusterTls::generate().expect("ca");
-    let a = start_node(&ca, 1).await;
-    let b = start_node(&ca, 2).await;
-    let c = start_node(&ca, 3).await;
+    let a = start_node(&ca, 1, TlsAt::Later).await;
+    let b = start_node(&ca, 2, TlsAt::Open).await;
+    let c = start_node(&ca, 3, TlsAt::Open).await;
 
-    // Form the cluster on A, add B and C as learners (blocking until caught up), then voters.
+    // A forms the cluster with no cluster TLS yet (as `sys/init` does before the CA exists),
+    // then gets it.
     a.backend.initialize_single().await.expect("initialize");
     let mut acked = Vec::new();
     put(&a.backend, &mut acked, "before/0".into()).await;
-    for n in [&b, &c] {
-        tokio::time::timeout(BOUND, a.backend.add_learner(n.id(), n.info.clone()))
-            .await
-            .expect("add_learner in bounded time")
-            .expect("add_learner");
-    }
+    a.backend.set_cluster_tls(&a.tls).expect("set TLS");
+
+    // B joins as a learner (blocking until caught up) from the log.
+    add_learner(&a, &b).await;
+    // C joins after A compacted its log: it can only catch up from a snapshot sent over the
+    // cluster port.
+    put(&a.backend, &mut acked, "before/snapshot".into()).await;
+    let raft = &a.backend.inner.raft;
+    raft.trigger().snapshot().await.expect("trigger snapshot");
+    let m = raft
+        .wait(Some(BOUND))
+        .metrics(|m| m.snapshot.is_some(), "a snapshot")
+        .await
+        .expect("snapshot built");
+    let upto = m.snapshot.map(|id| id.index()).expect("snapshot index");
+    raft.trigger().purge_log(upto).await.expect("trigger purge");
+    raft.wait(Some(BOUND))
+        .metrics(
+            |m| m.purged.map(|id| id.index()) == Some(upto),
+            "purged log",
+        )
+        .await
+        .expect("log purged");
+    add_learner(&a, &c).await;
+    c.backend
+        .inner
+        .raft
+        .wait(Some(BOUND))
+        .metrics(
+            |m| m.snapshot.is_some_and(|id| id.index() >= upto),
+            "C installed the snapshot",
+        )
+        .await
+        .expect("C was caught up by a snapshot");
     assert_eq!(b.backend.status().role, RaftRole::Learner);
     a.backend.promote(b.id()).await.expect("promote B");
     a.backend
@@ -265,7 +313,7 @@ async fn three_nodes_replicate_transfer_leadership_and_fail_over() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undecodable_rpcs_are_refused_not_fatal() {
     let ca = ClusterTls::generate().expect("ca");
-    let n = start_node(&ca, 1).await;
+    let n = start_node(&ca, 1, TlsAt::Open).await;
     n.backend.initialize_single().await.expect("initialize");
     let peer = ca
         .issue_node("sealkeep-9", "https://127.0.0.1:8201")
