@@ -28,6 +28,7 @@
 //! Every openraft type stays inside this module; the public API uses our own types.
 
 mod db_thread;
+mod errors;
 mod log_store;
 mod membership;
 mod network;
@@ -47,11 +48,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use openraft::errors::{ClientWriteError, InitializeError, LinearizableReadError, RaftError};
+use openraft::errors::{InitializeError, LinearizableReadError, RaftError};
 use openraft::type_config::async_runtime::WatchReceiver;
 use openraft::{ReadPolicy, ServerState};
 use redb::Database;
 
+use self::errors::io_error;
 use self::log_store::LogStore;
 // Not yet re-exported by `physical` (outside this step's files); the integrator adds
 // `RaftPeer, RaftRpcHandler` to `physical`'s `pub use raft::{..}` and drops this allow.
@@ -99,15 +101,6 @@ impl std::fmt::Debug for RaftBackend {
             .field("dir", &self.inner.dir)
             .field("node_id", &self.inner.node_id)
             .finish()
-    }
-}
-
-/// An I/O error of the raft storage in `dir`.
-fn io_error(dir: &Path, message: impl std::fmt::Display) -> PhysicalError {
-    PhysicalError::Io {
-        backend: "raft",
-        path: dir.display().to_string(),
-        message: message.to_string(),
     }
 }
 
@@ -298,30 +291,6 @@ impl RaftBackend {
             .map_err(|e| self.err(format!("raft did not stop cleanly: {e}")))
     }
 
-    fn err(&self, message: impl std::fmt::Display) -> PhysicalError {
-        io_error(&self.inner.dir, message)
-    }
-
-    /// The error for a request this node cannot serve because it does not lead.
-    fn not_leader(&self, leader: Option<NodeInfo>) -> PhysicalError {
-        let status = self.status();
-        let reason = match (&leader, status.initialized) {
-            (_, false) => "this node is not part of a raft cluster yet (its raft state is empty); initialize the cluster with sys/init on one node, or join this node to the existing cluster".to_owned(),
-            (Some(l), true) => format!(
-                "this node is a standby; the active node is {} (raft node {}); send the request to {}",
-                l.name,
-                status.leader_id.map_or_else(|| "?".to_owned(), |id| id.to_string()),
-                l.api_addr
-            ),
-            (None, true) if status.leader_id == Some(self.inner.node_id) => "this node was just elected raft leader and no quorum has acknowledged it yet; retry in a moment".to_owned(),
-            (None, true) => "no raft leader is elected at the moment; retry in a few seconds, and check that a quorum of the cluster's voters is up".to_owned(),
-        };
-        PhysicalError::NotLeader {
-            leader_api_addr: leader.map(|l| l.api_addr),
-            reason,
-        }
-    }
-
     /// Confirms, with a ReadIndex round, that this node leads and has applied everything
     /// committed before now, so a local read is linearizable.
     async fn linearize(&self) -> Result<(), PhysicalError> {
@@ -341,34 +310,6 @@ impl RaftBackend {
             Err(RaftError::Fatal(e)) => {
                 Err(self.err(format!("raft has stopped: {e}; restart the server")))
             }
-        }
-    }
-
-    /// The error of a failed proposal (`what`: "the write", "the membership change").
-    fn write_error(
-        &self,
-        e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>,
-        what: &str,
-    ) -> PhysicalError {
-        match e {
-            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
-                self.not_leader(f.leader_node)
-            }
-            RaftError::APIError(e) => {
-                self.err(format!("raft refused {what}: {e}; it was not applied"))
-            }
-            RaftError::Fatal(e) => self.err(format!(
-                "raft has stopped: {e}; {what} may or may not be stored; restart the server"
-            )),
-        }
-    }
-
-    fn not_leader_quorum(&self, e: impl std::fmt::Display) -> PhysicalError {
-        PhysicalError::NotLeader {
-            leader_api_addr: None,
-            reason: format!(
-                "this node could not confirm its leadership with a quorum ({e}); retry in a few seconds, and check that a quorum of the cluster's voters is up and reachable"
-            ),
         }
     }
 }
