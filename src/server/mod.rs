@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod auth;
 pub mod barrier;
+pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod http;

@@ -1,5 +1,5 @@
 //! Physical layer: integrated raft storage (`storage "raft"`) on openraft and redb. Does disk
-//! I/O (and, once the cluster transport exists, network I/O).
+//! I/O, and network I/O to peers through the cluster port ([`transport`], [`network`]).
 //!
 //! Layout of the configured `path`: `node-id` (this node's raft id, see [`node_id`]),
 //! `raft/log.redb` (log, vote, committed, purged: [`log_store`]) and `raft/sm.redb` (the
@@ -16,6 +16,11 @@
 //!   the local state machine has applied everything committed before the read began), then
 //!   read the local state machine. A paused or partitioned ex-leader cannot pass that check.
 //!
+//! Peers: [`RaftBackend::open_clustered`] (or [`RaftBackend::set_cluster_tls`] later) gives the
+//! node the cluster port's mutual TLS; without it every RPC to a peer fails as unreachable, so
+//! only a single-node cluster works. [`RaftBackend::rpc_handler`] is the receiving side, for
+//! the cluster listener to mount. Membership changes are in [`membership`].
+//!
 //! Only [`RaftBackend::initialize_single`] (which `sys/init` calls) forms a cluster. Opening a
 //! node with empty raft state never initialises it: two nodes that each formed a cluster of
 //! their own is the split-brain this rule exists to prevent.
@@ -23,12 +28,15 @@
 //! Every openraft type stays inside this module; the public API uses our own types.
 
 mod db_thread;
+mod errors;
 mod log_store;
+mod membership;
 mod network;
 mod node_id;
 mod state_machine;
 mod status;
 mod timing;
+mod transport;
 mod types;
 
 #[cfg(test)]
@@ -40,19 +48,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use openraft::errors::{ClientWriteError, InitializeError, LinearizableReadError, RaftError};
+use openraft::errors::{InitializeError, LinearizableReadError, RaftError};
 use openraft::type_config::async_runtime::WatchReceiver;
 use openraft::{ReadPolicy, ServerState};
 use redb::Database;
 
+use self::errors::io_error;
 use self::log_store::LogStore;
-use self::network::NotConnected;
+// Not yet re-exported by `physical` (outside this step's files); the integrator adds
+// `RaftPeer, RaftRpcHandler` to `physical`'s `pub use raft::{..}` and drops this allow.
+#[allow(unused_imports)]
+pub use self::membership::RaftPeer;
+pub use self::network::RaftRpcHandler;
 use self::state_machine::StateMachine;
 pub use self::status::{RaftRole, RaftStatus};
 pub use self::timing::RaftTiming;
+use self::transport::ClusterNetwork;
 pub use self::types::NodeInfo;
 use self::types::{Request, TypeConfig};
 use super::{Physical, PhysicalError, TxnOp, check_key};
+use crate::server::cluster::NodeTls;
 
 /// The directory, inside the configured `path`, that holds the raft files.
 pub const RAFT_DIR: &str = "raft";
@@ -77,6 +92,7 @@ struct Inner {
     node: NodeInfo,
     dir: PathBuf,
     timing: RaftTiming,
+    network: ClusterNetwork,
 }
 
 impl std::fmt::Debug for RaftBackend {
@@ -85,15 +101,6 @@ impl std::fmt::Debug for RaftBackend {
             .field("dir", &self.inner.dir)
             .field("node_id", &self.inner.node_id)
             .finish()
-    }
-}
-
-/// An I/O error of the raft storage in `dir`.
-fn io_error(dir: &Path, message: impl std::fmt::Display) -> PhysicalError {
-    PhysicalError::Io {
-        backend: "raft",
-        path: dir.display().to_string(),
-        message: message.to_string(),
     }
 }
 
@@ -123,11 +130,37 @@ impl RaftBackend {
     /// task. `node_id`: the configured id, else the one persisted in `dir/node-id`, else a new
     /// random one (then persisted). `node`: this node's names and addresses, announced when it
     /// forms or joins a cluster. A node with empty raft state stays uninitialised.
+    ///
+    /// The node has no cluster TLS: it cannot reach peers until [`Self::set_cluster_tls`].
     pub async fn open(
         dir: &Path,
         node_id: Option<u64>,
         node: NodeInfo,
         timing: RaftTiming,
+    ) -> Result<Self, PhysicalError> {
+        Self::open_with(dir, node_id, node, timing, None).await
+    }
+
+    /// [`Self::open`], with the cluster port's TLS identity (from
+    /// [`crate::server::cluster::ClusterTls::issue_node`]), so the node reaches its peers at
+    /// once. Mount [`Self::rpc_handler`] on this node's cluster listener for peers to reach it.
+    pub async fn open_clustered(
+        dir: &Path,
+        node_id: Option<u64>,
+        node: NodeInfo,
+        timing: RaftTiming,
+        tls: &NodeTls,
+    ) -> Result<Self, PhysicalError> {
+        let client = tls.client_config().map_err(|e| io_error(dir, e))?;
+        Self::open_with(dir, node_id, node, timing, Some(client)).await
+    }
+
+    async fn open_with(
+        dir: &Path,
+        node_id: Option<u64>,
+        node: NodeInfo,
+        timing: RaftTiming,
+        tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Result<Self, PhysicalError> {
         let raft_dir = dir.join(RAFT_DIR);
         std::fs::create_dir_all(&raft_dir).map_err(|e| {
@@ -141,7 +174,8 @@ impl RaftBackend {
         let log = LogStore::open(&raft_dir).map_err(|e| io_error(&raft_dir, e))?;
         let sm = StateMachine::open(&raft_dir).map_err(|e| io_error(&raft_dir, e))?;
         let sm_db = Arc::clone(sm.db());
-        let raft = Raft::new(node_id, config, NotConnected, log, sm)
+        let network = ClusterNetwork::new(node_id, tls);
+        let raft = Raft::new(node_id, config, network.clone(), log, sm)
             .await
             .map_err(|e| io_error(&raft_dir, format!("cannot start raft: {e}")))?;
         Ok(Self {
@@ -152,8 +186,23 @@ impl RaftBackend {
                 node,
                 dir: dir.to_owned(),
                 timing,
+                network,
             }),
         })
+    }
+
+    /// Installs or replaces the cluster port's TLS identity used to reach peers (for a node
+    /// opened with [`Self::open`] that learns the cluster CA after unseal or join).
+    pub fn set_cluster_tls(&self, tls: &NodeTls) -> Result<(), PhysicalError> {
+        let client = tls.client_config().map_err(|e| self.err(e))?;
+        self.inner.network.set_tls(client);
+        Ok(())
+    }
+
+    /// The receiving side of raft RPCs, for the cluster listener:
+    /// `cluster::router(Arc::new(backend.rpc_handler()))`.
+    pub fn rpc_handler(&self) -> RaftRpcHandler {
+        RaftRpcHandler::new(self.inner.raft.clone())
     }
 
     /// This node's raft id.
@@ -188,8 +237,10 @@ impl RaftBackend {
         self.wait_for_leader(patience).await.map(drop)
     }
 
-    /// Waits until some node is known as leader and, when it is this node, until it can serve
-    /// (its first-term entry applied); returns the leader's id.
+    /// Waits until some node is known as leader and, when it is this node, until it can serve:
+    /// something applied, and (with peers) a quorum has acknowledged this leader, which is when
+    /// openraft's leader lease lets it accept writes (a freshly elected leader refuses them
+    /// until then); returns the leader's id.
     pub async fn wait_for_leader(&self, timeout: Duration) -> Result<u64, PhysicalError> {
         let metrics = self
             .inner
@@ -198,7 +249,10 @@ impl RaftBackend {
             .metrics(
                 |m| match m.current_leader {
                     Some(id) if id == m.id => {
-                        m.state == ServerState::Leader && m.last_applied.is_some()
+                        let alone = m.membership_config.membership().voter_ids().count() == 1;
+                        m.state == ServerState::Leader
+                            && m.last_applied.is_some()
+                            && (alone || m.last_quorum_acked.is_some())
                     }
                     Some(_) => true,
                     None => false,
@@ -237,29 +291,6 @@ impl RaftBackend {
             .map_err(|e| self.err(format!("raft did not stop cleanly: {e}")))
     }
 
-    fn err(&self, message: impl std::fmt::Display) -> PhysicalError {
-        io_error(&self.inner.dir, message)
-    }
-
-    /// The error for a request this node cannot serve because it does not lead.
-    fn not_leader(&self, leader: Option<NodeInfo>) -> PhysicalError {
-        let status = self.status();
-        let reason = match (&leader, status.initialized) {
-            (_, false) => "this node is not part of a raft cluster yet (its raft state is empty); initialize the cluster with sys/init on one node, or join this node to the existing cluster".to_owned(),
-            (Some(l), true) => format!(
-                "this node is a standby; the active node is {} (raft node {}); send the request to {}",
-                l.name,
-                status.leader_id.map_or_else(|| "?".to_owned(), |id| id.to_string()),
-                l.api_addr
-            ),
-            (None, true) => "no raft leader is elected at the moment; retry in a few seconds, and check that a quorum of the cluster's voters is up".to_owned(),
-        };
-        PhysicalError::NotLeader {
-            leader_api_addr: leader.map(|l| l.api_addr),
-            reason,
-        }
-    }
-
     /// Confirms, with a ReadIndex round, that this node leads and has applied everything
     /// committed before now, so a local read is linearizable.
     async fn linearize(&self) -> Result<(), PhysicalError> {
@@ -279,15 +310,6 @@ impl RaftBackend {
             Err(RaftError::Fatal(e)) => {
                 Err(self.err(format!("raft has stopped: {e}; restart the server")))
             }
-        }
-    }
-
-    fn not_leader_quorum(&self, e: impl std::fmt::Display) -> PhysicalError {
-        PhysicalError::NotLeader {
-            leader_api_addr: None,
-            reason: format!(
-                "this node could not confirm its leadership with a quorum ({e}); retry in a few seconds, and check that a quorum of the cluster's voters is up and reachable"
-            ),
         }
     }
 }
@@ -329,15 +351,7 @@ impl Physical for RaftBackend {
         validate(&ops)?;
         match self.inner.raft.client_write(Request { ops }).await {
             Ok(_) => Ok(()),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(self.not_leader(f.leader_node))
-            }
-            Err(RaftError::APIError(e)) => {
-                Err(self.err(format!("raft refused the write: {e}; it was not applied")))
-            }
-            Err(RaftError::Fatal(e)) => Err(self.err(format!(
-                "raft has stopped: {e}; the write may or may not be stored; restart the server"
-            ))),
+            Err(e) => Err(self.write_error(e, "the write")),
         }
     }
 

@@ -1,7 +1,9 @@
 //! Tests of the raft backend: the physical contract on a one-node cluster, durability across
 //! orderly and crash-like restarts, cluster formation only on request, and the node id file.
-//! Storage-level tests (openraft's suite, snapshots) are in `tests/storage.rs`.
+//! Storage-level tests (openraft's suite, snapshots) are in `tests/storage.rs`; multi-node
+//! tests over the cluster port in `tests/cluster.rs`.
 
+mod cluster;
 mod storage;
 
 use std::path::Path;
@@ -61,6 +63,16 @@ async fn contract_passes_on_a_single_node_cluster() {
     assert_eq!(status.leader, Some(node()));
     assert_eq!(status.voters, vec![(b.node_id(), node())]);
     contract::run(&b).await;
+    // Metrics are published a moment after a write returns: wait (bounded) for them to settle.
+    b.inner
+        .raft
+        .wait(Some(Duration::from_secs(10)))
+        .metrics(
+            |m| m.last_applied.is_some() && m.local_committed == m.last_applied,
+            "applied catches up with committed",
+        )
+        .await
+        .expect("metrics settle");
     let after = b.status();
     assert!(after.applied_index > status.applied_index);
     assert_eq!(after.committed_index, after.applied_index);

@@ -63,6 +63,9 @@ impl RaftTiming {
             election_timeout_max: ms(self.election_max),
             // A loaded 2-core node must not abort a snapshot transfer of a few MiB.
             install_snapshot_timeout: 10_000,
+            // At most 32 entries of at most 1 MiB (MAX_ENTRY_SIZE) per append RPC: a batch
+            // stays well inside the cluster port's 64 MiB body limit.
+            max_payload_entries: 32,
             enable_pre_vote: Some(true),
             ..Default::default()
         };

@@ -1,0 +1,199 @@
+//! Cluster layer: the client side of the cluster port. One HTTP/2 connection over mutual TLS per
+//! peer, opened on first use, shared by concurrent requests (HTTP/2 streams) and reopened after
+//! it fails. Does network I/O.
+//!
+//! The client sets no deadlines of its own: callers bound each call (raft's per-RPC timeout),
+//! which also bounds connecting. A dead peer is detected by HTTP/2 keep-alive pings.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, Uri, header};
+use bytes::Bytes;
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use super::{AddrError, ClusterAddr};
+
+/// How often an idle connection is pinged, and how long a ping may go unanswered before the
+/// connection counts as dead.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A failed request to a peer.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No connection could be made (refused, unresolvable, TLS handshake failed).
+    #[error(
+        "cannot connect to cluster peer {addr}: {reason}; check that the peer is up, that its cluster_addr is reachable, and that both nodes hold the same cluster CA"
+    )]
+    Connect { addr: String, reason: String },
+    /// The connection broke during the request; the peer may or may not have handled it.
+    #[error("request to cluster peer {addr} failed: {reason}")]
+    Request { addr: String, reason: String },
+    /// The peer answered with an HTTP error status.
+    #[error("cluster peer {addr} answered HTTP {status}: {message}")]
+    Status {
+        addr: String,
+        status: StatusCode,
+        message: String,
+    },
+}
+
+impl ClientError {
+    /// Whether the peer could not be reached at all (as opposed to failing mid-request).
+    pub fn is_connect(&self) -> bool {
+        matches!(self, Self::Connect { .. })
+    }
+}
+
+/// A client for one peer's cluster port. Cheap to share (`Arc`); concurrent calls share one
+/// connection.
+pub struct PeerClient {
+    addr: ClusterAddr,
+    authority: String,
+    tls: TlsConnector,
+    conn: tokio::sync::Mutex<Option<SendRequest<Body>>>,
+}
+
+impl std::fmt::Debug for PeerClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerClient")
+            .field("addr", &self.authority)
+            .finish()
+    }
+}
+
+impl PeerClient {
+    /// A client for the peer at `cluster_addr`, authenticating with `tls` (from
+    /// [`super::NodeTls::client_config`]). Connects on first use.
+    pub fn new(cluster_addr: &str, tls: Arc<ClientConfig>) -> Result<Self, AddrError> {
+        let addr = ClusterAddr::parse(cluster_addr)?;
+        Ok(Self {
+            authority: addr.to_string(),
+            addr,
+            tls: TlsConnector::from(tls),
+            conn: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// The peer's address as `HOST:PORT`.
+    pub fn addr(&self) -> &str {
+        &self.authority
+    }
+
+    /// POSTs `body` to `path` and returns the reply body (at most `max_reply` bytes).
+    pub async fn post(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        max_reply: usize,
+    ) -> Result<Bytes, ClientError> {
+        let mut sender = self.sender().await?;
+        let req_err = |reason: String| ClientError::Request {
+            addr: self.authority.clone(),
+            reason,
+        };
+        let uri: Uri = format!("https://{}{}", self.authority, path)
+            .parse()
+            .map_err(|e| req_err(format!("invalid request path {path:?}: {e}")))?;
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(uri)
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .body(Body::from(body))
+            .map_err(|e| req_err(e.to_string()))?;
+        let result = async {
+            sender.ready().await?;
+            sender.send_request(request).await
+        }
+        .await;
+        let response = match result {
+            Ok(r) => r,
+            Err(e) => {
+                self.forget_if_closed().await;
+                return Err(req_err(e.to_string()));
+            }
+        };
+        let status = response.status();
+        let bytes = axum::body::to_bytes(Body::new(response.into_body()), max_reply)
+            .await
+            .map_err(|e| req_err(format!("reading the reply: {e}")))?;
+        if status != StatusCode::OK {
+            let message = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned();
+            return Err(ClientError::Status {
+                addr: self.authority.clone(),
+                status,
+                message,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// The open connection, or a new one.
+    async fn sender(&self) -> Result<SendRequest<Body>, ClientError> {
+        let mut slot = self.conn.lock().await;
+        if let Some(s) = slot.as_ref()
+            && !s.is_closed()
+        {
+            return Ok(s.clone());
+        }
+        *slot = None;
+        let sender = self.connect().await?;
+        *slot = Some(sender.clone());
+        Ok(sender)
+    }
+
+    /// After a failed request: drops the cached connection if it has closed, so the next call
+    /// reconnects (a failure of one stream keeps a healthy connection).
+    async fn forget_if_closed(&self) {
+        let mut slot = self.conn.lock().await;
+        if slot.as_ref().is_some_and(SendRequest::is_closed) {
+            *slot = None;
+        }
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Body>, ClientError> {
+        let conn_err = |reason: String| ClientError::Connect {
+            addr: self.authority.clone(),
+            reason,
+        };
+        let tcp = TcpStream::connect((self.addr.host(), self.addr.port()))
+            .await
+            .map_err(|e| conn_err(e.to_string()))?;
+        let _ = tcp.set_nodelay(true);
+        let name = ServerName::try_from(self.addr.host().to_owned())
+            .map_err(|e| conn_err(format!("invalid server name: {e}")))?;
+        let tls = self
+            .tls
+            .connect(name, tcp)
+            .await
+            .map_err(|e| conn_err(format!("TLS handshake: {e}")))?;
+        if tls.get_ref().1.alpn_protocol() != Some(super::tls::ALPN_H2) {
+            return Err(conn_err(
+                "the peer did not negotiate HTTP/2 (ALPN h2)".into(),
+            ));
+        }
+        let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true)
+            .adaptive_window(true)
+            .handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| conn_err(format!("HTTP/2 handshake: {e}")))?;
+        let addr = self.authority.clone();
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(peer = %addr, error = %e, "cluster connection closed");
+            }
+        });
+        Ok(sender)
+    }
+}
