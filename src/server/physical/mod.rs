@@ -12,7 +12,10 @@ mod raft;
 pub use cache::{CachedBackend, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_SIZE};
 pub use file::{DB_FILE, FileBackend};
 pub use inmem::InmemBackend;
-pub use raft::{MAX_ENTRY_SIZE, NodeInfo, RaftBackend, RaftRole, RaftStatus, RaftTiming};
+pub use raft::{
+    MAX_ENTRY_SIZE, NodeInfo, RaftBackend, RaftPeer, RaftRole, RaftRpcHandler, RaftStatus,
+    RaftTiming,
+};
 
 use async_trait::async_trait;
 

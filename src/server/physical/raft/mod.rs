@@ -55,9 +55,6 @@ use redb::Database;
 
 use self::errors::io_error;
 use self::log_store::LogStore;
-// Not yet re-exported by `physical` (outside this step's files); the integrator adds
-// `RaftPeer, RaftRpcHandler` to `physical`'s `pub use raft::{..}` and drops this allow.
-#[allow(unused_imports)]
 pub use self::membership::RaftPeer;
 pub use self::network::RaftRpcHandler;
 use self::state_machine::StateMachine;
