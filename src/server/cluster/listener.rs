@@ -24,6 +24,7 @@ use tower::ServiceExt;
 use tower_http::limit::RequestBodyLimitLayer;
 
 use super::tls::{NodeTls, TlsError};
+use crate::server::listener::accept_bounded;
 
 /// Bounds of the cluster port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,31 +102,9 @@ impl ClusterListener {
             .layer(RequestBodyLimitLayer::new(self.limits.max_body));
         let slots = Arc::new(Semaphore::new(self.limits.max_connections.max(1)));
         let graceful = GracefulShutdown::new();
-        let mut accept_errors = 0u32;
-        loop {
-            let permit = tokio::select! {
-                p = Arc::clone(&slots).acquire_owned() => match p {
-                    Ok(p) => p,
-                    Err(_) => break,
-                },
-                () = stopped(&mut stop) => break,
-            };
-            let (stream, peer) = tokio::select! {
-                r = self.tcp.accept() => match r {
-                    Ok(x) => {
-                        accept_errors = 0;
-                        x
-                    }
-                    Err(e) => {
-                        accept_errors = accept_errors.saturating_add(1);
-                        let wait = Duration::from_millis(5u64 << accept_errors.min(8));
-                        tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "cluster port: accept failed");
-                        tokio::time::sleep(wait).await;
-                        continue;
-                    }
-                },
-                () = stopped(&mut stop) => break,
-            };
+        while let Some((stream, peer, permit)) =
+            accept_bounded(&self.tcp, &slots, &mut stop, "cluster port").await
+        {
             let _ = stream.set_nodelay(true);
             let conn = Conn {
                 acceptor: self.acceptor.clone(),
@@ -150,11 +129,6 @@ impl ClusterListener {
             );
         }
     }
-}
-
-/// Resolves when `stop` turns true or its sender is gone.
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
 }
 
 struct Conn {

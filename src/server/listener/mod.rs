@@ -23,7 +23,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
@@ -66,33 +66,9 @@ impl Listener {
     pub async fn serve(self, app: Router, mut stop: watch::Receiver<bool>, grace: Duration) {
         let limit = Arc::new(Semaphore::new(self.max_connections));
         let graceful = GracefulShutdown::new();
-        let mut accept_errors = 0u32;
-        loop {
-            // Take a slot before accepting: connections beyond the limit wait in the backlog.
-            let permit = tokio::select! {
-                p = Arc::clone(&limit).acquire_owned() => match p {
-                    Ok(p) => p,
-                    Err(_) => break,
-                },
-                () = stopped(&mut stop) => break,
-            };
-            let (stream, _peer) = tokio::select! {
-                r = self.tcp.accept() => match r {
-                    Ok(x) => {
-                        accept_errors = 0;
-                        x
-                    }
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off, never give up.
-                        accept_errors = accept_errors.saturating_add(1);
-                        let wait = Duration::from_millis(5u64 << accept_errors.min(8));
-                        tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "accept failed");
-                        tokio::time::sleep(wait).await;
-                        continue;
-                    }
-                },
-                () = stopped(&mut stop) => break,
-            };
+        while let Some((stream, _peer, permit)) =
+            accept_bounded(&self.tcp, &limit, &mut stop, "API listener").await
+        {
             let _ = stream.set_nodelay(true);
             let tls = self.tls.clone();
             let timeouts = self.timeouts;
@@ -119,6 +95,37 @@ impl Listener {
 /// Resolves when `stop` turns true or its sender is gone.
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
+}
+
+/// The accept step of a serve loop (the API listener's and the cluster port's): takes a
+/// connection slot first (connections beyond the limit wait in the kernel's backlog), then
+/// accepts, backing off on errors (out of file descriptors and the like) and never giving up.
+/// `None` once `stop` turns true.
+pub(crate) async fn accept_bounded(
+    tcp: &TcpListener,
+    slots: &Arc<Semaphore>,
+    stop: &mut watch::Receiver<bool>,
+    what: &'static str,
+) -> Option<(TcpStream, std::net::SocketAddr, OwnedSemaphorePermit)> {
+    let permit = tokio::select! {
+        p = Arc::clone(slots).acquire_owned() => p.ok()?,
+        () = stopped(stop) => return None,
+    };
+    let mut errors = 0u32;
+    loop {
+        tokio::select! {
+            r = tcp.accept() => match r {
+                Ok((stream, peer)) => return Some((stream, peer, permit)),
+                Err(e) => {
+                    errors = errors.saturating_add(1);
+                    let wait = Duration::from_millis(5u64 << errors.min(8));
+                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "{what}: accept failed");
+                    tokio::time::sleep(wait).await;
+                }
+            },
+            () = stopped(stop) => return None,
+        }
+    }
 }
 
 async fn serve_connection(
