@@ -308,6 +308,12 @@ impl Keyring {
         self.root.seal(KEYRING_PATH, &json)
     }
 
+    /// Decrypts a newer stored keyring (after a rotation elsewhere in the cluster) with this
+    /// keyring's root key.
+    pub fn reopen(&self, blob: &[u8]) -> Result<Self, BarrierError> {
+        Self::from_ciphertext(self.root.key.clone(), blob)
+    }
+
     /// Decrypts a stored keyring with the root key. A wrong root key is an integrity error.
     pub fn from_ciphertext(root_key: Key, blob: &[u8]) -> Result<Self, BarrierError> {
         let root = TermCipher::new(ROOT_TERM, root_key, 0)?;

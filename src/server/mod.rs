@@ -40,6 +40,8 @@ pub enum ServerError {
     },
     #[error("cannot load TLS certificate {path}: {reason}; check tls_cert_file and tls_key_file")]
     Tls { path: String, reason: String },
+    #[error("cluster port: {0}")]
+    Cluster(String),
     #[error("server task failed: {0}")]
     Serve(std::io::Error),
 }
@@ -98,7 +100,14 @@ impl Server {
             StorageConfig::Raft(r) => {
                 let raft = open_raft(r, &config).await?;
                 let seal = seal_backend(&config, &metrics).await;
-                let core = Core::new_raft(raft, seal, metrics, config.cluster_name.clone()).await?;
+                let core = Core::new_raft(
+                    raft,
+                    r.retry_join.clone(),
+                    seal,
+                    metrics,
+                    config.cluster_name.clone(),
+                )
+                .await?;
                 return Ok(Self { core, config });
             }
         };
@@ -133,13 +142,30 @@ impl Server {
         for cfg in &self.config.listeners {
             bound.push((listener::Listener::bind(cfg)?, cfg));
         }
+        let cluster_port = match (self.core.raft(), self.config.listeners.first()) {
+            (Some(_), Some(cfg)) => Some(
+                cluster::ClusterListener::bind_port(cfg.cluster_address)
+                    .map_err(|e| ServerError::Cluster(e.to_string()))?,
+            ),
+            _ => None,
+        };
         let max_backoff = match &self.config.seal {
             SealConfig::AwsKms(k) => k.max_backoff,
             SealConfig::Shamir => Duration::ZERO,
         };
         let auto = self.core.spawn_auto_unseal(max_backoff);
+        let ha = self.core.spawn_ha();
+        let joining = self.core.spawn_retry_join();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
+        if let (Some(port), Some(raft)) = (cluster_port, self.core.raft()) {
+            tasks.spawn(serve_cluster_port(
+                port,
+                self.core.node_tls(),
+                cluster::router(Arc::new(raft.rpc_handler())),
+                stop_rx.clone(),
+            ));
+        }
         for (l, cfg) in bound {
             let app = http::router(http::AppState {
                 core: Arc::clone(&self.core),
@@ -165,11 +191,38 @@ impl Server {
                 tracing::error!(error = %e, "listener task failed");
             }
         }
-        if let Some(a) = auto {
-            a.abort();
+        for task in [auto, ha, joining].into_iter().flatten() {
+            task.abort();
         }
         self.core.shutdown_storage().await;
         Ok(())
+    }
+}
+
+/// Serves the cluster port once this node has its cluster identity (after unseal or join);
+/// until then connections wait in the kernel's accept queue.
+async fn serve_cluster_port(
+    port: std::net::TcpListener,
+    mut tls: tokio::sync::watch::Receiver<Option<Arc<cluster::NodeTls>>>,
+    app: axum::Router,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let identity = tokio::select! {
+        r = tls.wait_for(Option::is_some) => match r {
+            Ok(t) => t.clone(),
+            Err(_) => return,
+        },
+        _ = stop.wait_for(|s| *s) => return,
+    };
+    let Some(identity) = identity else { return };
+    let address = port.local_addr().ok();
+    match cluster::ClusterListener::from_bound(port, &identity, cluster::ListenerLimits::default())
+    {
+        Ok(l) => {
+            tracing::info!(address = ?address, "cluster port listening");
+            l.serve(app, stop, SHUTDOWN_GRACE).await;
+        }
+        Err(e) => tracing::error!(error = %e, "cannot serve the cluster port"),
     }
 }
 

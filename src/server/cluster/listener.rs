@@ -79,10 +79,29 @@ impl ClusterListener {
         tls: &NodeTls,
         limits: ListenerLimits,
     ) -> Result<Self, ListenerError> {
+        Self::from_bound(Self::bind_port(address)?, tls, limits)
+    }
+
+    /// Binds the port alone (a server binds it at start, so a taken address stops the start,
+    /// and serves it once the node has its cluster identity).
+    pub fn bind_port(address: SocketAddr) -> Result<std::net::TcpListener, ListenerError> {
         let bind_err = |source| ListenerError::Bind { address, source };
         let std_listener = std::net::TcpListener::bind(address).map_err(bind_err)?;
         std_listener.set_nonblocking(true).map_err(bind_err)?;
-        let tcp = TcpListener::from_std(std_listener).map_err(bind_err)?;
+        Ok(std_listener)
+    }
+
+    /// A port bound by [`Self::bind_port`], with this node's identity.
+    pub fn from_bound(
+        std_listener: std::net::TcpListener,
+        tls: &NodeTls,
+        limits: ListenerLimits,
+    ) -> Result<Self, ListenerError> {
+        let address = std_listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let tcp = TcpListener::from_std(std_listener)
+            .map_err(|source| ListenerError::Bind { address, source })?;
         Ok(Self {
             tcp,
             acceptor: TlsAcceptor::from(tls.server_config()?),

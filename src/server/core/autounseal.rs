@@ -116,7 +116,7 @@ impl Core {
         let corrupt = |e: CoreError| SealError::new(SealErrorClass::Corrupt, e.to_string());
         kms.describe_key().await?;
         let raw = self
-            .physical
+            .local
             .get(paths::ROOT_KEY)
             .await
             .map_err(|e| SealError::new(SealErrorClass::Other, e.to_string()))?

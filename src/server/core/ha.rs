@@ -1,14 +1,28 @@
 //! Core: high availability on integrated raft storage. The raft leader is the active node.
-//! Holds the node's [`RaftBackend`] handle (when `storage "raft"`) and answers what
-//! `sys/leader` and `sys/health` report; forms the cluster at `sys/init`. No I/O of its own.
+//! Holds the node's [`RaftBackend`] handle (when `storage "raft"`), answers what `sys/leader`
+//! and `sys/health` report, forms the cluster at `sys/init`, publishes the node's cluster-port
+//! identity once unsealed, and runs the HA loop ([`Core::spawn_ha`]):
+//! - a node that joined learns that its replica now holds a seal configuration (initialized,
+//!   sealed: the auto-unseal loop takes over);
+//! - a standby that becomes the leader replaces its unsealed state with a serving one, loaded
+//!   through raft (linearizable reads, the current keyring), and a leader that loses office
+//!   goes back to a standby state, so no cache survives a term in which another node wrote;
+//! - on the leader, autopilot promotes learners that have stayed caught up (see [`autopilot`]).
+//!
+//! Storage and network I/O through the layers below.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Core, CoreError};
+use super::{Core, CoreError, State, Unsealed, paths};
+use crate::server::barrier::{Barrier, KEYRING_PATH};
+use crate::server::cluster::{ClusterTls, NodeTls};
 use crate::server::physical::{RaftBackend, RaftRole};
 
-/// How long a starting node waits for a raft leader before it reads its seal configuration.
-pub(super) const LEADER_PATIENCE: Duration = Duration::from_secs(20);
+mod autopilot;
+
+/// How often the HA loop looks again when nothing woke it.
+const HA_TICK: Duration = Duration::from_secs(1);
 
 /// This node's place in its HA cluster, shaped like `sys/leader`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -54,16 +68,206 @@ impl Core {
         }
     }
 
-    /// At `sys/init`: forms a one-node raft cluster on this node, unless it already belongs to
-    /// one (an init that failed after forming it, retried). Nothing else ever forms a cluster.
+    /// This node's cluster-port identity: `None` until it is unsealed (or has joined). The
+    /// cluster listener and the request forwarder wait on it.
+    pub fn node_tls(&self) -> tokio::sync::watch::Receiver<Option<Arc<NodeTls>>> {
+        self.node_tls.subscribe()
+    }
+
+    /// At `sys/init`: forms a one-node raft cluster on this node, unless it already leads one
+    /// of its own (an init that failed after forming it, retried). Refused on a node that has
+    /// joined a cluster, and on one whose `retry_join` targets answer as initialized: nothing
+    /// but this call ever forms a cluster, and it must not form a second one.
     pub(super) async fn form_cluster(&self) -> Result<(), CoreError> {
         let Some(raft) = &self.raft else {
             return Ok(());
         };
-        if !raft.is_initialized().await? {
-            raft.initialize_single().await?;
+        if raft.is_initialized().await? {
+            let peers = raft.configuration();
+            if peers.len() == 1 && peers[0].id == raft.node_id() {
+                return Ok(());
+            }
+            return Err(CoreError::InvalidRequest(
+                "this node has joined a raft cluster; it is initialized through the cluster (initialize only the first node, then let the others join)".into(),
+            ));
         }
+        self.refuse_init_if_joining().await?;
+        raft.initialize_single().await?;
         Ok(())
+    }
+
+    /// Publishes this node's cluster-port identity from the cluster CA behind the barrier
+    /// (read from the local replica), once per process. A server moved to raft by `operator
+    /// migrate` has no CA yet: its leader makes one.
+    pub(super) async fn publish_cluster_tls(&self, unsealed: &Unsealed) {
+        let Some(raft) = &self.raft else { return };
+        if self.node_tls.borrow().is_some() {
+            return;
+        }
+        match self.cluster_tls(raft, unsealed).await {
+            Ok(ca) => self.install_node_tls(raft, &ca),
+            Err(e) => tracing::error!(
+                error = %e,
+                "cannot load the cluster TLS; this node cannot reach its peers until it is unsealed again"
+            ),
+        }
+    }
+
+    /// Issues this node's certificate from the cluster CA and hands it to raft and to the
+    /// cluster listener.
+    pub(super) fn install_node_tls(&self, raft: &RaftBackend, ca: &ClusterTls) {
+        let node = raft.node_info();
+        let issued = ca
+            .issue_node(&node.name, &node.cluster_addr)
+            .map_err(|e| e.to_string())
+            .and_then(|tls| {
+                raft.set_cluster_tls(&tls).map_err(|e| e.to_string())?;
+                Ok(tls)
+            });
+        match issued {
+            Ok(tls) => {
+                tracing::info!(node = %node.name, cluster_addr = %node.cluster_addr, "cluster TLS ready");
+                self.node_tls.send_replace(Some(Arc::new(tls)));
+            }
+            Err(e) => tracing::error!(error = %e, "cannot issue this node's cluster certificate"),
+        }
+    }
+
+    async fn cluster_tls(
+        &self,
+        raft: &RaftBackend,
+        unsealed: &Unsealed,
+    ) -> Result<ClusterTls, CoreError> {
+        let local = Barrier::new(Arc::clone(&self.local), unsealed.barrier.keyring());
+        if let Some(raw) = local.get(paths::CLUSTER_TLS).await? {
+            return ClusterTls::from_bytes(&raw).map_err(|e| CoreError::Corrupt {
+                path: paths::CLUSTER_TLS,
+                reason: e.to_string(),
+            });
+        }
+        if !raft.is_leader() {
+            return Err(CoreError::Corrupt {
+                path: paths::CLUSTER_TLS,
+                reason: "missing on a standby; it arrives with the leader's log".into(),
+            });
+        }
+        let ca = ClusterTls::generate().map_err(|e| CoreError::InvalidRequest(e.to_string()))?;
+        let raw = ca
+            .to_bytes()
+            .map_err(|e| CoreError::InvalidRequest(e.to_string()))?;
+        unsealed.barrier.put(paths::CLUSTER_TLS, &raw).await?;
+        tracing::info!(
+            "generated the cluster CA (this store had none, e.g. after operator migrate)"
+        );
+        Ok(ca)
+    }
+
+    /// Starts the HA loop (raft only); it ends when raft stops.
+    pub fn spawn_ha(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
+        let raft = self.raft.clone()?;
+        let core = Arc::clone(self);
+        Some(tokio::spawn(async move {
+            let mut watch = raft.role_watch();
+            let mut autopilot = autopilot::Autopilot::default();
+            loop {
+                core.ha_step(&raft).await;
+                autopilot.step(&raft).await;
+                tokio::select! {
+                    alive = watch.changed() => if !alive { break },
+                    () = tokio::time::sleep(HA_TICK) => {}
+                }
+            }
+        }))
+    }
+
+    /// One pass of the HA loop (see the module docs).
+    async fn ha_step(&self, raft: &RaftBackend) {
+        let current = match &*self.state.read().await {
+            State::Uninitialized => None,
+            State::Sealed(_) => return,
+            State::Unsealed(u) => Some(Arc::clone(u)),
+        };
+        let Some(current) = current else {
+            self.notice_joined(raft).await;
+            return;
+        };
+        let leader = raft.is_leader();
+        if current.standby != leader {
+            return;
+        }
+        match self.reload_unsealed(&current, !leader).await {
+            Ok(next) => {
+                let mut state = self.state.write().await;
+                if let State::Unsealed(u) = &*state
+                    && Arc::ptr_eq(u, &current)
+                {
+                    *state = State::Unsealed(Arc::new(next));
+                    if leader {
+                        tracing::info!("became the active node");
+                    } else {
+                        tracing::info!("no longer the active node; now a standby");
+                    }
+                }
+            }
+            // Retried on the next change or tick (a new leader may not have its lease yet).
+            Err(e) => tracing::debug!(error = %e, "HA: unsealed state not reloaded yet"),
+        }
+    }
+
+    /// The unsealed state again, for a new role: as the leader with the current keyring read
+    /// through raft; as a standby over the local replica.
+    async fn reload_unsealed(
+        &self,
+        current: &Unsealed,
+        standby: bool,
+    ) -> Result<Unsealed, CoreError> {
+        let keyring = if standby {
+            current.barrier.keyring()
+        } else {
+            let blob =
+                self.physical
+                    .get(KEYRING_PATH)
+                    .await?
+                    .ok_or_else(|| CoreError::Corrupt {
+                        path: KEYRING_PATH,
+                        reason: "missing".into(),
+                    })?;
+            Arc::new(current.barrier.keyring().reopen(&blob)?)
+        };
+        self.load_unsealed(
+            keyring,
+            current.seal_config.clone(),
+            current.recovery.clone(),
+            standby,
+        )
+        .await
+    }
+
+    /// A node that joined a cluster stays uninitialized until its replica holds the seal
+    /// configuration; then it is sealed, and the auto-unseal loop (or an operator with unseal
+    /// keys) takes over.
+    async fn notice_joined(&self, raft: &RaftBackend) {
+        if !raft.is_initialized().await.unwrap_or(false) {
+            return;
+        }
+        let next = match Self::starting_state(&*self.local, &self.seal).await {
+            Ok(State::Uninitialized) => return,
+            Ok(next) => next,
+            Err(e) => {
+                tracing::error!(error = %e, "the replicated seal configuration is unusable");
+                return;
+            }
+        };
+        let mut state = self.state.write().await;
+        if matches!(*state, State::Uninitialized) {
+            *state = next;
+            self.metrics.initialized.set(1);
+            tracing::info!(
+                "the replicated cluster state arrived; this node is now initialized and sealed"
+            );
+            drop(state);
+            self.wake.notify_one();
+        }
     }
 
     /// Stops raft (on server shutdown), so its files close in order.

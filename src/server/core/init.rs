@@ -13,6 +13,7 @@ use super::{
     SealedState, State, Unsealed, paths,
 };
 use crate::server::barrier::{self, Barrier, KEYRING_PATH, Key, Keyring};
+use crate::server::cluster::ClusterTls;
 use crate::server::physical::TxnOp;
 use crate::server::seal::{SealError, SealErrorClass, SealType, WrappedRootKey, shamir};
 use crate::server::token::TokenStore;
@@ -211,6 +212,23 @@ impl Core {
         };
         let (tokens, salt_op) = TokenStore::generate()?;
         let (root_token, _entry, token_ops) = tokens.new_root()?;
+        // On raft: the cluster CA that authenticates the cluster port, behind the barrier.
+        let cluster_tls = match &self.raft {
+            Some(_) => {
+                Some(ClusterTls::generate().map_err(|e| CoreError::InvalidRequest(e.to_string()))?)
+            }
+            None => None,
+        };
+        let mut tls_op = Vec::new();
+        if let Some(ca) = &cluster_tls {
+            tls_op.push(TxnOp::Put {
+                key: paths::CLUSTER_TLS.into(),
+                value: ca
+                    .to_bytes()
+                    .map_err(|e| CoreError::InvalidRequest(e.to_string()))?
+                    .to_vec(),
+            });
+        }
 
         // Everything in one transaction; the seal config (which means "initialized") included.
         let mut ops = Vec::new();
@@ -223,6 +241,7 @@ impl Core {
         ]
         .into_iter()
         .chain(token_ops)
+        .chain(tls_op)
         {
             if let TxnOp::Put { key, value } = op {
                 let value = keyring.encrypt(&key, &value)?;
@@ -271,6 +290,9 @@ impl Core {
             }),
         };
         drop(state);
+        if let (Some(raft), Some(ca)) = (&self.raft, &cluster_tls) {
+            self.install_node_tls(raft, ca);
+        }
         self.wake.notify_one();
         tracing::info!(seal = seal_type.as_str(), "initialized");
 

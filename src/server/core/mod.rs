@@ -5,6 +5,7 @@
 mod autounseal;
 mod ha;
 mod init;
+mod join;
 pub mod paths;
 mod unseal;
 
@@ -17,9 +18,15 @@ use zeroize::Zeroizing;
 
 pub use ha::HaStatus;
 pub use init::{InitRequest, InitResponse};
+pub use join::{
+    AnswerRequest, AnswerResponse, ChallengeResponse, JoinRequest,
+    RETRY_INTERVAL as JOIN_RETRY_INTERVAL, RETRY_ROUNDS as JOIN_RETRY_ROUNDS,
+};
 
 use super::audit::AuditStore;
 use super::barrier::{Barrier, BarrierError, KEYRING_PATH, Key, Keyring};
+use super::cluster::NodeTls;
+use super::config::RetryJoin;
 use super::kv::KeyLocks;
 use super::mounts::{MountStore, Mounts};
 use super::physical::{Physical, PhysicalError, RaftBackend};
@@ -133,6 +140,12 @@ pub struct Unsealed {
     pub audit: AuditStore,
     pub kv_locks: KeyLocks,
     pub unsealed_at: SystemTime,
+    /// On raft: this state belongs to a standby, so its barrier reads the node's local replica
+    /// ([`crate::server::physical::LocalView`]) and it serves nothing but the node's own `sys/`
+    /// paths; becoming the leader replaces it with a serving state ([`ha`]).
+    pub standby: bool,
+    /// The key from which the leader derives join challenges (see [`join`]).
+    join_key: Zeroizing<[u8; 32]>,
 }
 
 impl Unsealed {
@@ -155,6 +168,8 @@ impl Unsealed {
             audit: AuditStore::default(),
             kv_locks: KeyLocks::default(),
             unsealed_at: SystemTime::now(),
+            standby: false,
+            join_key: join::new_key(),
         }
     }
 
@@ -211,8 +226,16 @@ pub struct SealStatus {
 
 pub struct Core {
     physical: Arc<dyn Physical>,
+    /// What this node reads to become usable (seal configuration, root key, keyring): on raft
+    /// its local replica, which needs no leader; else `physical` itself.
+    local: Arc<dyn Physical>,
     /// The raft handle behind `physical`, when `storage "raft"` (see [`ha`]).
     raft: Option<RaftBackend>,
+    /// On raft: this node's cluster-port identity, published once it is unsealed (or has
+    /// joined); the cluster listener and the request forwarder wait for it.
+    node_tls: tokio::sync::watch::Sender<Option<Arc<NodeTls>>>,
+    /// On raft: the configured `retry_join` targets.
+    joins: Vec<RetryJoin>,
     seal: SealBackend,
     state: RwLock<State>,
     metrics: Arc<ServerMetrics>,
@@ -239,6 +262,7 @@ impl Core {
     ) -> Result<Arc<Self>, CoreError> {
         let state = Self::starting_state(&*physical, &seal).await?;
         Ok(Self::assemble(
+            Arc::clone(&physical),
             physical,
             None,
             seal,
@@ -249,33 +273,42 @@ impl Core {
     }
 
     /// A core on integrated raft storage. A node with empty raft state starts uninitialized
-    /// (only `sys/init` forms a cluster); a member waits for a leader, then reads its seal
-    /// configuration as [`Core::new`] does.
+    /// (only `sys/init` forms a cluster, or it joins one); a member reads its seal
+    /// configuration from its local replica, so it can unseal with no leader elected yet (the
+    /// cluster port, and so elections, need the TLS identity behind the barrier).
     pub async fn new_raft(
         raft: RaftBackend,
+        joins: Vec<RetryJoin>,
         seal: SealBackend,
         metrics: Arc<ServerMetrics>,
         cluster_name: Option<String>,
     ) -> Result<Arc<Self>, CoreError> {
         let physical: Arc<dyn Physical> = Arc::new(raft.clone());
+        let local: Arc<dyn Physical> = Arc::new(raft.local_view());
         let state = if raft.is_initialized().await? {
-            raft.wait_for_leader(ha::LEADER_PATIENCE).await?;
-            Self::starting_state(&*physical, &seal).await?
+            Self::starting_state(&*local, &seal).await?
         } else {
             State::Uninitialized
         };
-        Ok(Self::assemble(
+        let mut core = Self::assemble(
             physical,
+            local,
             Some(raft),
             seal,
             metrics,
             cluster_name,
             state,
-        ))
+        );
+        if let Some(c) = Arc::get_mut(&mut core) {
+            c.joins = joins;
+        }
+        Ok(core)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn assemble(
         physical: Arc<dyn Physical>,
+        local: Arc<dyn Physical>,
         raft: Option<RaftBackend>,
         seal: SealBackend,
         metrics: Arc<ServerMetrics>,
@@ -287,7 +320,10 @@ impl Core {
             .set(i64::from(!matches!(state, State::Uninitialized)));
         Arc::new(Self {
             physical,
+            local,
             raft,
+            node_tls: tokio::sync::watch::Sender::new(None),
+            joins: Vec::new(),
             seal,
             state: RwLock::new(state),
             metrics,
@@ -443,15 +479,35 @@ impl Core {
         recovery: Option<RecoveryConfigRecord>,
     ) -> Result<Unsealed, CoreError> {
         let blob = self
-            .physical
+            .local
             .get(KEYRING_PATH)
             .await?
             .ok_or_else(|| CoreError::Corrupt {
                 path: KEYRING_PATH,
                 reason: "missing".into(),
             })?;
-        let keyring = Keyring::from_ciphertext(root_key, &blob)?;
-        let barrier = Barrier::new(Arc::clone(&self.physical), Arc::new(keyring));
+        let keyring = Arc::new(Keyring::from_ciphertext(root_key, &blob)?);
+        // A standby reads its replica; the leader reads through raft (linearizable).
+        let standby = self.raft.as_ref().is_some_and(|r| !r.is_leader());
+        self.load_unsealed(keyring, seal_config, recovery, standby)
+            .await
+    }
+
+    /// Builds the unsealed state over an open keyring, reading the cluster info, the token
+    /// salt and (when serving) the mount table and audit devices: the one place it is loaded.
+    async fn load_unsealed(
+        &self,
+        keyring: Arc<Keyring>,
+        seal_config: SealConfigRecord,
+        recovery: Option<RecoveryConfigRecord>,
+        standby: bool,
+    ) -> Result<Unsealed, CoreError> {
+        let physical = if standby {
+            Arc::clone(&self.local)
+        } else {
+            Arc::clone(&self.physical)
+        };
+        let barrier = Barrier::new(physical, keyring);
         let cluster: ClusterInfo = match barrier.get(paths::CLUSTER_INFO).await? {
             Some(raw) => serde_json::from_slice(&raw).map_err(|e| CoreError::Corrupt {
                 path: paths::CLUSTER_INFO,
@@ -465,8 +521,11 @@ impl Core {
             }
         };
         let tokens = TokenStore::load(&barrier).await?;
-        let unsealed = Unsealed::new(barrier, seal_config, recovery, cluster, tokens);
-        unsealed.preload().await?;
+        let mut unsealed = Unsealed::new(barrier, seal_config, recovery, cluster, tokens);
+        unsealed.standby = standby;
+        if !standby {
+            unsealed.preload().await?;
+        }
         Ok(unsealed)
     }
 
@@ -476,8 +535,11 @@ impl Core {
         let mut state = self.state.write().await;
         match &*state {
             State::Sealed(s) if !(respect_manual && s.manual) => {
-                *state = State::Unsealed(Arc::new(unsealed));
+                let unsealed = Arc::new(unsealed);
+                *state = State::Unsealed(Arc::clone(&unsealed));
                 self.metrics.sealed.set(0);
+                drop(state);
+                self.publish_cluster_tls(&unsealed).await;
                 true
             }
             _ => false,

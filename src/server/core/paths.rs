@@ -10,9 +10,12 @@
 //! Barrier-encrypted entries:
 //! - [`crate::server::barrier::KEYRING_PATH`] (`core/keyring`): the keyring, under the root key.
 //! - [`CLUSTER_INFO`]: `{cluster_name, cluster_id}`.
+//! - [`CLUSTER_TLS`] (raft only): the cluster CA (certificate and key) that authenticates the
+//!   cluster port, Vault's raft TLS keyring.
 //! - `sys/token/...`: the token store. `logical/...`: secrets engines.
 
 pub const SEAL_CONFIG: &str = "core/seal-config";
 pub const RECOVERY_CONFIG: &str = "core/recovery-config";
 pub const ROOT_KEY: &str = "core/root-key";
 pub const CLUSTER_INFO: &str = "core/cluster/local/info";
+pub const CLUSTER_TLS: &str = "core/raft/tls";

@@ -105,7 +105,7 @@ impl Core {
         };
         let secret = Key::from_slice(&secret).map_err(|_| CoreError::InvalidKey)?;
         let raw = self
-            .physical
+            .local
             .get(paths::ROOT_KEY)
             .await?
             .ok_or(CoreError::Corrupt {

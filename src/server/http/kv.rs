@@ -35,10 +35,7 @@ impl From<KvError> for ApiError {
             | KvError::CasMismatch
             | KvError::CasRequired
             | KvError::InvalidRequest(_) => Self::bad_request(e.to_string()),
-            KvError::Corrupt { .. } | KvError::Barrier(_) => {
-                tracing::error!(error = %e, "internal error");
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-            }
+            KvError::Corrupt { .. } | KvError::Barrier(_) => Self::internal(&e),
         }
     }
 }

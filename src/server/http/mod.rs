@@ -11,6 +11,7 @@ mod kv;
 mod mounts;
 pub mod path;
 mod policy;
+mod raft_join;
 mod standby;
 mod sys;
 mod token;
@@ -50,6 +51,15 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let routes = Router::new()
         .route("/v1/sys/init", any(sys::init))
+        .route("/v1/sys/storage/raft/join", any(raft_join::join))
+        .route(
+            "/v1/sys/storage/raft/bootstrap/challenge",
+            any(raft_join::challenge),
+        )
+        .route(
+            "/v1/sys/storage/raft/bootstrap/answer",
+            any(raft_join::answer),
+        )
         .route("/v1/sys/seal-status", any(sys::seal_status))
         .route("/v1/sys/unseal", any(sys::unseal))
         .route("/v1/sys/seal", any(sys::seal))

@@ -22,10 +22,7 @@ impl From<MountError> for ApiError {
     fn from(e: MountError) -> Self {
         match e {
             MountError::Kv(e) => e.into(),
-            MountError::Corrupt(_) | MountError::Barrier(_) => {
-                tracing::error!(error = %e, "internal error");
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-            }
+            MountError::Corrupt(_) | MountError::Barrier(_) => Self::internal(&e),
             MountError::InvalidPath { .. }
             | MountError::Reserved { .. }
             | MountError::InUse { .. }

@@ -21,6 +21,7 @@ const LOCAL_ON_STANDBY: &[&str] = &[
     "sys/unseal",
     "sys/seal-backend-status",
     "sys/metrics",
+    "sys/storage/raft/join",
 ];
 
 fn served_locally(path: &str) -> bool {

@@ -13,8 +13,8 @@ pub use cache::{CachedBackend, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_SIZE};
 pub use file::{DB_FILE, FileBackend};
 pub use inmem::InmemBackend;
 pub use raft::{
-    MAX_ENTRY_SIZE, NodeInfo, RaftBackend, RaftPeer, RaftRole, RaftRpcHandler, RaftStatus,
-    RaftTiming,
+    LocalView, MAX_ENTRY_SIZE, NodeInfo, Progress, RaftBackend, RaftPeer, RaftRole, RaftRpcHandler,
+    RaftStatus, RaftTiming, RoleWatch,
 };
 
 use async_trait::async_trait;

@@ -29,6 +29,7 @@
 
 mod db_thread;
 mod errors;
+mod local;
 mod log_store;
 mod membership;
 mod network;
@@ -54,6 +55,7 @@ use openraft::{ReadPolicy, ServerState};
 use redb::Database;
 
 use self::errors::io_error;
+pub use self::local::{LocalView, Progress, RoleWatch};
 use self::log_store::LogStore;
 pub use self::membership::RaftPeer;
 pub use self::network::RaftRpcHandler;
@@ -200,6 +202,11 @@ impl RaftBackend {
     /// `cluster::router(Arc::new(backend.rpc_handler()))`.
     pub fn rpc_handler(&self) -> RaftRpcHandler {
         RaftRpcHandler::new(self.inner.raft.clone())
+    }
+
+    /// This node's name and addresses, as it announces them to the cluster.
+    pub fn node_info(&self) -> &NodeInfo {
+        &self.inner.node
     }
 
     /// This node's raft id.
