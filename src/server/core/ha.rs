@@ -22,7 +22,9 @@ use crate::server::physical::{RaftBackend, RaftRole};
 mod autopilot;
 
 /// How often the HA loop looks again when nothing woke it.
-const HA_TICK: Duration = Duration::from_secs(1);
+const HA_TICK: Duration = Duration::from_millis(500);
+/// How long an unseal waits to become active on a node that raft says leads.
+const ACTIVATE_PATIENCE: Duration = Duration::from_secs(2);
 
 /// This node's place in its HA cluster, shaped like `sys/leader`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -178,6 +180,16 @@ impl Core {
                 }
             }
         }))
+    }
+
+    /// Right after an unseal: if raft says this node leads, become active now (bounded), so
+    /// a one-node server serves as soon as `sys/unseal` returns; else the HA loop does it.
+    pub(super) async fn activate_if_leader(&self) {
+        if let Some(raft) = &self.raft
+            && raft.is_leader()
+        {
+            let _ = tokio::time::timeout(ACTIVATE_PATIENCE, self.ha_step(raft)).await;
+        }
     }
 
     /// One pass of the HA loop (see the module docs).

@@ -137,7 +137,7 @@ impl Core {
         let raft = self.raft.as_ref().ok_or_else(|| {
             invalid("this server does not use integrated raft storage (storage \"raft\")")
         })?;
-        let u = self.unsealed().await?;
+        let u = self.unsealed_any().await?;
         if u.standby || !raft.is_leader() {
             return Err(invalid(
                 "this node is not the active node; send the join to the leader's api_addr",

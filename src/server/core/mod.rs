@@ -46,6 +46,10 @@ pub enum CoreError {
     NotInitialized,
     #[error("Vault is sealed")]
     Sealed,
+    #[error(
+        "this node is a standby (it is becoming the active node, or has just lost that role); send the request to the active node, or retry shortly"
+    )]
+    Standby,
     #[error("{0}")]
     InvalidRequest(String),
     #[error("Unseal failed, invalid key")]
@@ -413,8 +417,19 @@ impl Core {
         st
     }
 
-    /// The unsealed state, or `Sealed` / `NotInitialized`.
+    /// The unsealed state that serves requests, or `Sealed` (also when not initialized), or
+    /// `Standby` on a raft node whose state is a standby's (it reads a local replica that may
+    /// be behind the leader, so it must never answer a client).
     pub async fn unsealed(&self) -> Result<Arc<Unsealed>, CoreError> {
+        let u = self.unsealed_any().await?;
+        if u.standby {
+            return Err(CoreError::Standby);
+        }
+        Ok(u)
+    }
+
+    /// The unsealed state, a standby's included.
+    pub(crate) async fn unsealed_any(&self) -> Result<Arc<Unsealed>, CoreError> {
         match &*self.state.read().await {
             State::Unsealed(u) => Ok(Arc::clone(u)),
             State::Sealed(_) | State::Uninitialized => Err(CoreError::Sealed),
@@ -487,8 +502,11 @@ impl Core {
                 reason: "missing".into(),
             })?;
         let keyring = Arc::new(Keyring::from_ciphertext(root_key, &blob)?);
-        // A standby reads its replica; the leader reads through raft (linearizable).
-        let standby = self.raft.as_ref().is_some_and(|r| !r.is_leader());
+        // On raft every node unseals from its local replica, as a standby: a node that was the
+        // leader before a restart believes it still is, but cannot confirm it (no quorum
+        // without the cluster TLS it is about to load). The HA loop makes it active once raft
+        // confirms the leadership ([`ha`]).
+        let standby = self.raft.is_some();
         self.load_unsealed(keyring, seal_config, recovery, standby)
             .await
     }
@@ -540,6 +558,7 @@ impl Core {
                 self.metrics.sealed.set(0);
                 drop(state);
                 self.publish_cluster_tls(&unsealed).await;
+                self.activate_if_leader().await;
                 true
             }
             _ => false,

@@ -122,7 +122,7 @@ impl From<CoreError> for ApiError {
             | CoreError::InvalidRequest(_)
             | CoreError::InvalidKey
             | CoreError::Seal(_) => StatusCode::BAD_REQUEST,
-            CoreError::Sealed => StatusCode::SERVICE_UNAVAILABLE,
+            CoreError::Sealed | CoreError::Standby => StatusCode::SERVICE_UNAVAILABLE,
             CoreError::PermissionDenied => StatusCode::FORBIDDEN,
             CoreError::Barrier(_) | CoreError::Physical(_) | CoreError::Corrupt { .. } => {
                 return Self::internal(&e);

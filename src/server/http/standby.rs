@@ -43,7 +43,7 @@ pub(super) async fn redirect_to_active(
         .get::<RequestPath>()
         .is_none_or(|p| served_locally(p.as_str()));
     // A sealed node answers as any sealed node does (503 from the handlers).
-    if local || state.core.unsealed().await.is_err() {
+    if local || state.core.seal_status().await.sealed {
         return next.run(req).await;
     }
     let ha = state.core.ha_status();

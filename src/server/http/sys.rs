@@ -119,7 +119,9 @@ pub(super) async fn leader(
     if method != Method::GET {
         return Err(ApiError::method_not_allowed());
     }
-    state.core.unsealed().await?;
+    if state.core.seal_status().await.sealed {
+        return Err(ApiError::sealed());
+    }
     let ha = state.core.ha_status();
     let mut body = json!({
         "ha_enabled": ha.ha_enabled,
