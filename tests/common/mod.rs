@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod cluster;
 pub mod k8s;
 pub mod operator;
 
@@ -120,7 +121,7 @@ pub struct ServerSpec<'a> {
     pub dir: &'a Path,
     pub port: u16,
     /// Extra HCL appended to storage + listener; a `storage` block in it replaces the
-    /// default `storage "file"` in `dir/data`.
+    /// default `storage "file"` in `dir/data`, a `listener` block the default listener.
     pub extra_hcl: String,
     pub env: Vec<(String, String)>,
 }
@@ -145,10 +146,15 @@ impl<'a> ServerSpec<'a> {
                 self.dir.join("data").display()
             )
         };
-        format!(
-            "{storage}listener \"tcp\" {{ address = \"127.0.0.1:{}\" tls_disable = 1 }}\n{}\n",
-            self.port, self.extra_hcl
-        )
+        let listener = if self.extra_hcl.contains("listener \"") {
+            String::new()
+        } else {
+            format!(
+                "listener \"tcp\" {{ address = \"127.0.0.1:{}\" tls_disable = 1 }}\n",
+                self.port
+            )
+        };
+        format!("{storage}{listener}{}\n", self.extra_hcl)
     }
 }
 
