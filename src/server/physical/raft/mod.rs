@@ -124,6 +124,22 @@ fn validate(ops: &[TxnOp]) -> Result<(), PhysicalError> {
     Ok(())
 }
 
+/// After a start, a node waits three election timeouts (or until it hears of a leader) before
+/// it may call an election: a restarted node, and every node of a cluster restarting together,
+/// first gets the chance to hear from a sitting leader instead of disrupting it.
+fn hold_first_election(raft: &Raft, timing: RaftTiming) {
+    let raft = raft.clone();
+    raft.runtime_config().elect(false);
+    tokio::spawn(async move {
+        let hold = timing.election_max * 3;
+        let _ = raft
+            .wait(Some(hold))
+            .metrics(|m| m.current_leader.is_some(), "a leader after start")
+            .await;
+        raft.runtime_config().elect(true);
+    });
+}
+
 impl RaftBackend {
     /// Opens the raft storage in `dir` (creating it if needed) and starts this node's raft
     /// task. `node_id`: the configured id, else the one persisted in `dir/node-id`, else a new
@@ -177,6 +193,7 @@ impl RaftBackend {
         let raft = Raft::new(node_id, config, network.clone(), log, sm)
             .await
             .map_err(|e| io_error(&raft_dir, format!("cannot start raft: {e}")))?;
+        hold_first_election(&raft, timing);
         Ok(Self {
             inner: Arc::new(Inner {
                 raft,
@@ -227,6 +244,7 @@ impl RaftBackend {
     /// call this; it fails on a node that already has raft state (a vote or log entries).
     pub async fn initialize_single(&self) -> Result<(), PhysicalError> {
         let members = BTreeMap::from([(self.inner.node_id, self.inner.node.clone())]);
+        self.inner.raft.runtime_config().elect(true);
         match self.inner.raft.initialize(members).await {
             Ok(()) => {}
             Err(RaftError::APIError(InitializeError::NotAllowed(e))) => {
