@@ -296,7 +296,7 @@ fn performance_multiplier_scales_and_is_bounded() {
     assert_eq!(config.heartbeat_interval, 100);
     assert_eq!(
         (config.election_timeout_min, config.election_timeout_max),
-        (1000, 2000)
+        (500, 1000)
     );
     assert_eq!(config.enable_pre_vote, Some(true));
 }
