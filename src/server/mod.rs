@@ -81,9 +81,16 @@ fn default_node_name() -> String {
 pub struct Server {
     pub core: Arc<Core>,
     config: ServerConfig,
+    forwarder: Arc<cluster::Forwarder>,
 }
 
 impl Server {
+    /// Forwards standby requests to the active node; give it the node's cluster client TLS
+    /// with [`cluster::Forwarder::set_tls`] once unsealed.
+    pub fn forwarder(&self) -> &Arc<cluster::Forwarder> {
+        &self.forwarder
+    }
+
     pub async fn build(config: ServerConfig) -> Result<Self, ServerError> {
         let metrics = ServerMetrics::new();
         let physical: Arc<dyn Physical> = match &config.storage {
@@ -99,12 +106,20 @@ impl Server {
                 let raft = open_raft(r, &config).await?;
                 let seal = seal_backend(&config, &metrics).await;
                 let core = Core::new_raft(raft, seal, metrics, config.cluster_name.clone()).await?;
-                return Ok(Self { core, config });
+                return Ok(Self {
+                    core,
+                    config,
+                    forwarder: Arc::default(),
+                });
             }
         };
         let seal = seal_backend(&config, &metrics).await;
         let core = Core::new(physical, seal, metrics, config.cluster_name.clone()).await?;
-        Ok(Self { core, config })
+        Ok(Self {
+            core,
+            config,
+            forwarder: Arc::default(),
+        })
     }
 
     /// Dev mode: initialize with one key share and unseal with it. Returns (root token, key).
@@ -146,6 +161,7 @@ impl Server {
                 max_body: cfg.max_request_size,
                 body_timeout: cfg.timeouts.read,
                 unauthenticated_metrics: cfg.unauthenticated_metrics_access,
+                forwarder: Arc::clone(&self.forwarder),
             });
             tracing::info!(
                 address = %cfg.address,

@@ -41,6 +41,7 @@ impl TestServer {
             max_body: MAX_BODY,
             body_timeout: std::time::Duration::from_secs(30),
             unauthenticated_metrics: false,
+            forwarder: Default::default(),
         });
         Self {
             app,

@@ -6,6 +6,7 @@
 mod conn;
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request};
 use axum::response::Response;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -66,7 +67,7 @@ impl Listener {
     pub async fn serve(self, app: Router, mut stop: watch::Receiver<bool>, grace: Duration) {
         let limit = Arc::new(Semaphore::new(self.max_connections));
         let graceful = GracefulShutdown::new();
-        while let Some((stream, _peer, permit)) =
+        while let Some((stream, peer, permit)) =
             accept_bounded(&self.tcp, &limit, &mut stop, "API listener").await
         {
             let _ = stream.set_nodelay(true);
@@ -75,7 +76,7 @@ impl Listener {
             let app = app.clone();
             let watcher = graceful.watcher();
             tokio::spawn(async move {
-                serve_connection(stream, tls, timeouts, app, watcher).await;
+                serve_connection(stream, peer, tls, timeouts, app, watcher).await;
                 drop(permit);
             });
         }
@@ -130,6 +131,7 @@ pub(crate) async fn accept_bounded(
 
 async fn serve_connection(
     stream: TcpStream,
+    peer: SocketAddr,
     tls: Option<TlsAcceptor>,
     timeouts: HttpTimeouts,
     app: Router,
@@ -140,6 +142,7 @@ async fn serve_connection(
         run(
             TimedIo::new(stream, Arc::clone(&state)),
             state,
+            peer,
             app,
             watcher,
         )
@@ -164,6 +167,7 @@ async fn serve_connection(
     run(
         TimedIo::new(tls_stream, Arc::clone(&state)),
         state,
+        peer,
         app,
         watcher,
     )
@@ -173,6 +177,7 @@ async fn serve_connection(
 async fn run<S>(
     io: TimedIo<S>,
     state: Arc<ConnState>,
+    peer: SocketAddr,
     app: Router,
     watcher: hyper_util::server::graceful::Watcher,
 ) where
@@ -186,18 +191,21 @@ async fn run<S>(
     };
     // Our socket wrapper times the headers; hyper's own timer stays off.
     builder.http1().header_read_timeout(None);
-    let svc = ConnService { app, state };
+    let svc = ConnService { app, state, peer };
     let conn = builder.serve_connection(TokioIo::new(io), svc).into_owned();
     if let Err(e) = watcher.watch(conn).await {
         tracing::debug!(error = %e, "connection closed");
     }
 }
 
-/// The router as a hyper service that marks each request in flight on its connection.
+/// The router as a hyper service that marks each request in flight on its connection, and
+/// gives each request the client's address as axum's `ConnectInfo<SocketAddr>` (the audit log's
+/// `remote_address`; a forwarded request carries the original client's instead).
 #[derive(Clone)]
 struct ConnService {
     app: Router,
     state: Arc<ConnState>,
+    peer: SocketAddr,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -207,7 +215,8 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
     type Error = Infallible;
     type Future = BoxFuture<Result<Self::Response, Infallible>>;
 
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        req.extensions_mut().insert(ConnectInfo(self.peer));
         let inflight = Inflight::begin(&self.state);
         let app = self.app.clone();
         Box::pin(async move {
