@@ -34,14 +34,10 @@ pub enum ForwardError {
     #[error("cannot forward to the active node: {0}; the client gets a 307 to the active node")]
     Addr(#[from] crate::server::cluster::AddrError),
     /// No connection to the leader's cluster port.
-    #[error(
-        "cannot forward to the active node: {0}; the client gets a 307 to the active node"
-    )]
+    #[error("cannot forward to the active node: {0}; the client gets a 307 to the active node")]
     Connect(ClientError),
     /// The connection broke while forwarding; the leader may or may not have handled it.
-    #[error(
-        "forwarding to the active node failed: {0}; the client gets a 307 to the active node"
-    )]
+    #[error("forwarding to the active node failed: {0}; the client gets a 307 to the active node")]
     Request(ClientError),
     /// The leader did not answer in time.
     #[error(
@@ -153,11 +149,9 @@ impl Forwarder {
         };
         let (parts, body) = response.into_parts();
         if !parts.headers.contains_key(RELAYED_HEADER) {
-            let bytes = tokio::time::timeout(
-                CONNECT_TIMEOUT,
-                axum::body::to_bytes(Body::new(body), 4096),
-            )
-            .await;
+            let bytes =
+                tokio::time::timeout(CONNECT_TIMEOUT, axum::body::to_bytes(Body::new(body), 4096))
+                    .await;
             let message = match bytes {
                 Ok(Ok(b)) => String::from_utf8_lossy(&b).into_owned(),
                 _ => String::new(),

@@ -67,8 +67,7 @@ struct Original {
 
 impl Original {
     fn parse(headers: &HeaderMap) -> Result<Self, String> {
-        let method = one(headers, METHOD_HEADER)?
-            .ok_or_else(|| missing(METHOD_HEADER))?;
+        let method = one(headers, METHOD_HEADER)?.ok_or_else(|| missing(METHOD_HEADER))?;
         let method = Method::from_bytes(method.as_bytes())
             .map_err(|_| format!("{METHOD_HEADER} {method:?} is not an HTTP method"))?;
         let uri = one(headers, URI_HEADER)?.ok_or_else(|| missing(URI_HEADER))?;
@@ -81,13 +80,14 @@ impl Original {
             .parse()
             .map_err(|e| format!("{URI_HEADER} {uri:?} is not a valid path and query: {e}"))?;
         if parsed.scheme().is_some() || parsed.authority().is_some() {
-            return Err(format!("{URI_HEADER} {uri:?} must be a path and query only"));
+            return Err(format!(
+                "{URI_HEADER} {uri:?} must be a path and query only"
+            ));
         }
         let client = one(headers, CLIENT_HEADER)?
             .map(|c| {
-                c.parse::<SocketAddr>().map_err(|_| {
-                    format!("{CLIENT_HEADER} {c:?} is not an IP:PORT socket address")
-                })
+                c.parse::<SocketAddr>()
+                    .map_err(|_| format!("{CLIENT_HEADER} {c:?} is not an IP:PORT socket address"))
             })
             .transpose()?;
         Ok(Self {
@@ -105,7 +105,9 @@ fn one<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, String
         return Ok(None);
     };
     if values.next().is_some() {
-        return Err(format!("{name} appears more than once; send it exactly once"));
+        return Err(format!(
+            "{name} appears more than once; send it exactly once"
+        ));
     }
     first
         .to_str()
@@ -114,5 +116,7 @@ fn one<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, String
 }
 
 fn missing(name: &str) -> String {
-    format!("a forwarded request needs the {name} header; the sending node is not a compatible version")
+    format!(
+        "a forwarded request needs the {name} header; the sending node is not a compatible version"
+    )
 }
