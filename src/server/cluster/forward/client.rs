@@ -125,10 +125,11 @@ impl Forwarder {
         let mut headers = end_to_end(&req.headers);
         headers.remove(axum::http::header::CONTENT_LENGTH);
         let value = |s: &str| {
-            HeaderValue::from_str(s).map_err(|_| ForwardError::Refused {
-                addr: peer.addr().to_owned(),
-                status: 400,
-                message: "the request line cannot be carried in a header".into(),
+            HeaderValue::from_str(s).map_err(|_| {
+                ForwardError::Request(ClientError::Request {
+                    addr: peer.addr().to_owned(),
+                    reason: format!("{s:?} cannot be carried in a forward header"),
+                })
             })
         };
         headers.insert(METHOD_HEADER, value(req.method.as_str())?);

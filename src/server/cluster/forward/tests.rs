@@ -339,6 +339,9 @@ async fn a_peer_without_the_route_is_a_refusal_not_an_answer() {
     }
 }
 
+/// A raw header: name and bytes.
+type Header = (&'static str, &'static [u8]);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_forward_headers_get_precise_400s() {
     let ca = ClusterTls::generate().expect("ca");
@@ -347,8 +350,8 @@ async fn malformed_forward_headers_get_precise_400s() {
         .issue_node("member", "https://127.0.0.1:8204")
         .expect("issue");
     let client = PeerClient::new(&l.url, member.client_config().expect("cfg")).expect("client");
-    let ok = [(METHOD_HEADER, &b"GET"[..]), (URI_HEADER, b"/v1/x")];
-    let cases: Vec<(Vec<(&str, &[u8])>, &str)> = vec![
+    let ok: [Header; 2] = [(METHOD_HEADER, b"GET"), (URI_HEADER, b"/v1/x")];
+    let cases: Vec<(Vec<Header>, &str)> = vec![
         (vec![(URI_HEADER, b"/v1/x")], METHOD_HEADER),
         (vec![(METHOD_HEADER, b"GET")], URI_HEADER),
         (
