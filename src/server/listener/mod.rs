@@ -4,6 +4,8 @@
 //! (see [`conn`]). Graceful shutdown: stop accepting, let requests in flight finish. Does I/O.
 
 mod conn;
+#[cfg(test)]
+mod tests;
 
 use std::convert::Infallible;
 use std::future::Future;
