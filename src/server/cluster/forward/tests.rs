@@ -234,6 +234,29 @@ async fn requests_are_forwarded_and_answers_relayed_exactly() {
     assert_eq!(v["client"], Value::Null);
 }
 
+/// An answer to HEAD arrives without a body (and without a Content-Length that would not
+/// match the empty body of the answer to the cluster port's POST).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_requests_are_answered_without_a_body() {
+    let ca = ClusterTls::generate().expect("ca");
+    let l = leader(&ca, "leader", true).await;
+    let f = standby(&ca);
+    let resp = tokio::time::timeout(BOUND, f.forward(&l.url, request("HEAD", "/v1/x", "", &[])))
+        .await
+        .expect("bounded")
+        .expect("forwarded");
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    assert_eq!(
+        resp.headers().get("x-echo").map(|h| h.as_bytes()),
+        Some(&b"yes"[..])
+    );
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .expect("body");
+    assert!(body.is_empty(), "{body:?}");
+    assert_eq!(l.calls.load(Ordering::SeqCst), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_leader_gets_a_new_connection() {
     let ca = ClusterTls::generate().expect("ca");
