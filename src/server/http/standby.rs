@@ -4,8 +4,9 @@
 //! itself, and forwards everything else to the active node over the cluster port
 //! ([`crate::server::cluster::Forwarder`]), relaying its answer. It answers with a **307** to
 //! the leader's `api_addr` (path and query kept) instead when the client sent
-//! `X-Vault-No-Request-Forwarding`, when the request was itself forwarded here, when forwarding
-//! is not available yet, or when it fails; with no leader known, **503**. As in Vault
+//! `X-Vault-No-Request-Forwarding`, for raft snapshots (Vault's `alwaysRedirectPaths`), when the
+//! request was itself forwarded here, when forwarding is not available yet, or when it fails;
+//! with no leader known, **503**. As in Vault
 //! (`notes/ha.md` 1.3). Network I/O only through the forwarder.
 
 use std::net::SocketAddr;
@@ -31,6 +32,13 @@ const LOCAL_ON_STANDBY: &[&str] = &[
     "sys/unseal",
     "sys/seal-backend-status",
     "sys/metrics",
+];
+
+/// Always sent with a 307, never forwarded (Vault's `alwaysRedirectPaths`): snapshots stream
+/// bodies larger and longer than the cluster port's bounds allow.
+const ALWAYS_REDIRECT: &[&str] = &[
+    "sys/storage/raft/snapshot",
+    "sys/storage/raft/snapshot-force",
 ];
 
 /// The client asks a standby not to forward (Vault's header; any non-empty value).
@@ -66,15 +74,19 @@ fn route(ha: &HaStatus, may_forward: bool) -> Route {
     }
 }
 
-/// Whether the client and the request's origin allow forwarding it.
+/// Whether the path, the client and the request's origin allow forwarding it.
 fn forwarding_allowed(parts: &Parts) -> bool {
+    let redirect_only = parts
+        .extensions
+        .get::<RequestPath>()
+        .is_some_and(|p| ALWAYS_REDIRECT.contains(&p.as_str()));
     let opted_out = parts
         .headers
         .get(NO_FORWARDING_HEADER)
         .is_some_and(|v| !v.as_bytes().is_empty());
     let already_forwarded = parts.extensions.get::<Forwarded>().is_some()
         || parts.headers.contains_key(FORWARDED_HEADER);
-    !opted_out && !already_forwarded
+    !redirect_only && !opted_out && !already_forwarded
 }
 
 pub(super) async fn redirect_to_active(
@@ -231,5 +243,16 @@ mod tests {
         let mut marked = req(None);
         marked.extensions_mut().insert(Forwarded);
         assert!(!forwarding_allowed(&parts_of(marked)));
+        for (path, allowed) in [
+            ("sys/storage/raft/snapshot", false),
+            ("sys/storage/raft/snapshot-force", false),
+            ("sys/storage/raft/configuration", true),
+            ("secret/data/sys/storage/raft/snapshot", true),
+        ] {
+            let mut r = req(None);
+            r.extensions_mut()
+                .insert(RequestPath::decode(path).expect("path"));
+            assert_eq!(forwarding_allowed(&parts_of(r)), allowed, "{path}");
+        }
     }
 }
