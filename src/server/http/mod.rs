@@ -32,6 +32,7 @@ pub(crate) use envelope::Envelope;
 pub use error::ApiError;
 pub use path::RequestPath;
 
+use crate::server::cluster::Forwarder;
 use crate::server::core::Core;
 use crate::telemetry::HttpLabels;
 
@@ -44,6 +45,9 @@ pub struct AppState {
     pub body_timeout: std::time::Duration,
     /// Listener `telemetry { unauthenticated_metrics_access = true }`: metrics need no token.
     pub unauthenticated_metrics: bool,
+    /// Forwards requests that reach a standby to the active node (one per server, shared by
+    /// every listener).
+    pub forwarder: Arc<Forwarder>,
 }
 
 /// The API: the front door ([`path::front_door`]: one decode of the path, then routing on
