@@ -13,8 +13,9 @@ pub use cache::{CachedBackend, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_SIZE};
 pub use file::{DB_FILE, FileBackend};
 pub use inmem::InmemBackend;
 pub use raft::{
-    MAX_ENTRY_SIZE, NodeInfo, RaftBackend, RaftPeer, RaftRole, RaftRpcHandler, RaftStatus,
-    RaftTiming,
+    MAX_ENTRY_SIZE, MAX_RESTORE_SIZE, NodeInfo, RaftBackend, RaftClusterState, RaftPeer,
+    RaftRole, RaftRpcHandler, RaftServerState, RaftSnapshot, RaftStatus, RaftTiming,
+    SnapshotError,
 };
 
 use async_trait::async_trait;

@@ -19,7 +19,9 @@
 //! Peers: [`RaftBackend::open_clustered`] (or [`RaftBackend::set_cluster_tls`] later) gives the
 //! node the cluster port's mutual TLS; without it every RPC to a peer fails as unreachable, so
 //! only a single-node cluster works. [`RaftBackend::rpc_handler`] is the receiving side, for
-//! the cluster listener to mount. Membership changes are in [`membership`].
+//! the cluster listener to mount. Membership changes are in [`membership`]; the cluster's
+//! state for autopilot and `sys/step-down` in [`cluster_state`]; snapshot archives (save and
+//! restore through the log) in [`snapshot_io`].
 //!
 //! Only [`RaftBackend::initialize_single`] (which `sys/init` calls) forms a cluster. Opening a
 //! node with empty raft state never initialises it: two nodes that each formed a cluster of
@@ -27,6 +29,7 @@
 //!
 //! Every openraft type stays inside this module; the public API uses our own types.
 
+mod cluster_state;
 mod db_thread;
 mod errors;
 mod log_store;
@@ -34,6 +37,7 @@ mod membership;
 mod network;
 mod node_id;
 mod state_machine;
+mod snapshot_io;
 mod status;
 mod timing;
 mod transport;
@@ -53,10 +57,12 @@ use openraft::type_config::async_runtime::WatchReceiver;
 use openraft::{ReadPolicy, ServerState};
 use redb::Database;
 
+pub use self::cluster_state::{RaftClusterState, RaftServerState};
 use self::errors::io_error;
 use self::log_store::LogStore;
 pub use self::membership::RaftPeer;
 pub use self::network::RaftRpcHandler;
+pub use self::snapshot_io::{MAX_RESTORE_SIZE, RaftSnapshot, SnapshotError};
 use self::state_machine::StateMachine;
 pub use self::status::{RaftRole, RaftStatus};
 pub use self::timing::RaftTiming;
@@ -346,7 +352,7 @@ impl Physical for RaftBackend {
 
     async fn transaction(&self, ops: Vec<TxnOp>) -> Result<(), PhysicalError> {
         validate(&ops)?;
-        match self.inner.raft.client_write(Request { ops }).await {
+        match self.inner.raft.client_write(Request::Ops(ops)).await {
             Ok(_) => Ok(()),
             Err(e) => Err(self.write_error(e, "the write")),
         }

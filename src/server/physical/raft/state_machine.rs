@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use super::db_thread::{DbThread, open_db, write_txn};
 use super::types::{
-    LogId, Response, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig, decode,
+    LogId, Request, Response, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig, decode,
     encode, io_err,
 };
 use crate::server::physical::{TxnOp, fold_children};
@@ -133,6 +133,50 @@ pub(crate) fn list_children(db: &Database, prefix: &str) -> io::Result<Vec<Strin
     Ok(fold_children(prefix, keys.iter().map(String::as_str)))
 }
 
+/// Applies one request inside the batch's write transaction. A restore replaces the whole
+/// key/value table (what came before it in the batch included), atomically with the batch.
+fn apply_request(txn: &WriteTransaction, request: &Request) -> io::Result<()> {
+    match request {
+        Request::Ops(ops) => {
+            let mut table = txn.open_table(KV).map_err(sm_err)?;
+            for op in ops {
+                match op {
+                    TxnOp::Put { key, value } => {
+                        table.insert(key.as_str(), value.as_slice()).map(drop)
+                    }
+                    TxnOp::Delete { key } => table.remove(key.as_str()).map(drop),
+                }
+                .map_err(sm_err)?;
+            }
+        }
+        Request::Restore(kv) => {
+            txn.delete_table(KV).map_err(sm_err)?;
+            let mut table = txn.open_table(KV).map_err(sm_err)?;
+            for (key, value) in kv {
+                table
+                    .insert(key.as_str(), value.as_slice())
+                    .map_err(sm_err)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every key/value pair of the applied state, in key order, from one read transaction, with
+/// the index and term of the last applied entry (0 when none).
+pub(crate) fn read_all(db: &Database) -> io::Result<(u64, u64, Vec<(String, Vec<u8>)>)> {
+    let txn = db.begin_read().map_err(sm_err)?;
+    let (applied, _) = applied_state(&txn)?;
+    let table = txn.open_table(KV).map_err(sm_err)?;
+    let mut kv = Vec::new();
+    for entry in table.range::<&str>(..).map_err(sm_err)? {
+        let (k, v) = entry.map_err(sm_err)?;
+        kv.push((k.value().to_owned(), v.value().to_vec()));
+    }
+    let (index, term) = applied.map_or((0, 0), |id| (id.index(), id.committed_leader_id().term));
+    Ok((index, term, kv))
+}
+
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     type SnapshotData = SnapshotData;
 
@@ -213,17 +257,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.writer
             .run(move |db| {
                 write_txn(db, Durability::Immediate, |txn| {
-                    let mut table = txn.open_table(KV).map_err(sm_err)?;
-                    for op in requests.iter().flat_map(|r| r.ops.iter()) {
-                        match op {
-                            TxnOp::Put { key, value } => {
-                                table.insert(key.as_str(), value.as_slice()).map(drop)
-                            }
-                            TxnOp::Delete { key } => table.remove(key.as_str()).map(drop),
-                        }
-                        .map_err(sm_err)?;
+                    for request in &requests {
+                        apply_request(txn, request)?;
                     }
-                    drop(table);
                     write_meta(txn, LAST_APPLIED, &Some(last))?;
                     if let Some(membership) = &membership {
                         write_meta(txn, LAST_MEMBERSHIP, membership)?;
