@@ -59,9 +59,7 @@ pub fn go_duration(d: Duration) -> String {
     let s = if frac == 0 {
         format!("{s}s")
     } else {
-        format!("{s}.{frac:03}s")
-            .trim_end_matches('0')
-            .to_owned()
+        format!("{s}.{}s", format!("{frac:03}").trim_end_matches('0'))
     };
     match (h, m) {
         (0, 0) => s,

@@ -140,6 +140,7 @@ pub(super) async fn remove_peer(
     body: Body,
 ) -> Result<Response, ApiError> {
     only_write(&method)?;
+    state.core.raft_storage()?;
     let req: RemovePeer = read_json(&state, body).await?;
     let id = req.server_id.unwrap_or_default();
     if id.trim().is_empty() {

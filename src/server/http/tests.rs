@@ -527,4 +527,5 @@ async fn kv_list_verb_rotate_and_key_status() {
     assert_eq!(st, StatusCode::BAD_REQUEST);
 }
 
+mod raft;
 mod security;
