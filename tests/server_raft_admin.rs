@@ -62,14 +62,19 @@ async fn raft_admin_endpoints_on_one_real_node() {
     // Configuration: one voter, the leader, named by node_id.
     let (st, cfg) = get_auth(&addr, "/v1/sys/storage/raft/configuration", &token).await;
     assert_eq!(st, 200, "{cfg}");
-    let servers = cfg["data"]["config"]["servers"].as_array().expect("servers");
+    let servers = cfg["data"]["config"]["servers"]
+        .as_array()
+        .expect("servers");
     assert_eq!(servers.len(), 1, "{cfg}");
     assert_eq!(servers[0]["node_id"], "admin-0", "{cfg}");
     assert_eq!(servers[0]["leader"], true, "{cfg}");
     assert_eq!(servers[0]["voter"], true, "{cfg}");
     assert_eq!(servers[0]["protocol_version"], "3", "{cfg}");
     let address = servers[0]["address"].as_str().expect("address");
-    assert!(address.starts_with("127.0.0.1:") && !address.contains("://"), "{cfg}");
+    assert!(
+        address.starts_with("127.0.0.1:") && !address.contains("://"),
+        "{cfg}"
+    );
 
     // ha-status: this node, active, at its api_addr.
     let (st, ha) = get_auth(&addr, "/v1/sys/ha-status", &token).await;
@@ -101,7 +106,10 @@ async fn raft_admin_endpoints_on_one_real_node() {
     assert_eq!(st, 200, "{state}");
     assert_eq!(state["data"]["healthy"], true, "{state}");
     assert_eq!(state["data"]["leader"], "admin-0", "{state}");
-    assert_eq!(state["data"]["servers"]["admin-0"]["status"], "leader", "{state}");
+    assert_eq!(
+        state["data"]["servers"]["admin-0"]["status"], "leader",
+        "{state}"
+    );
 
     // Step-down on a lone voter: 204 and still active.
     let (st, body) = put(&addr, "/v1/sys/step-down", Some(&token), &json!({})).await;
@@ -121,7 +129,13 @@ async fn raft_admin_endpoints_on_one_real_node() {
     let archive = resp.bytes().await.expect("snapshot body").to_vec();
     assert_eq!(&archive[..8], b"SKRAFTSN");
     for i in 0..5 {
-        write(&addr, &token, &format!("/v1/secret/data/snap/k{i}"), 100 + i).await;
+        write(
+            &addr,
+            &token,
+            &format!("/v1/secret/data/snap/k{i}"),
+            100 + i,
+        )
+        .await;
     }
     write(&addr, &token, "/v1/secret/data/snap/late", 7).await;
 
@@ -145,7 +159,10 @@ async fn raft_admin_endpoints_on_one_real_node() {
             "k{i} is back to its value at the snapshot"
         );
     }
-    assert_eq!(read_n(&addr, &token, "/v1/secret/data/snap/late").await, None);
+    assert_eq!(
+        read_n(&addr, &token, "/v1/secret/data/snap/late").await,
+        None
+    );
     // The autopilot configuration was part of the snapshot too.
     let (_, conf) = get_auth(&addr, ap, &token).await;
     assert_eq!(conf["data"]["max_trailing_logs"], 250, "{conf}");

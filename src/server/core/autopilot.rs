@@ -252,11 +252,20 @@ mod tests {
         let d = AutopilotConfig::default();
         for (body, needle) in [
             (json!({"cleanup_dead_servers": true}), "min_quorum"),
-            (json!({"dead_server_last_contact_threshold": "10s"}), "at least 1m"),
-            (json!({"last_contact_threshold": "soon"}), "last_contact_threshold"),
+            (
+                json!({"dead_server_last_contact_threshold": "10s"}),
+                "at least 1m",
+            ),
+            (
+                json!({"last_contact_threshold": "soon"}),
+                "last_contact_threshold",
+            ),
             (json!({"max_trailing_logs": -1}), "max_trailing_logs"),
             (json!({"min_quorum": 1.5}), "min_quorum"),
-            (json!({"cleanup_dead_servers": "yes"}), "cleanup_dead_servers"),
+            (
+                json!({"cleanup_dead_servers": "yes"}),
+                "cleanup_dead_servers",
+            ),
             (json!({"bogus": 1}), "unknown autopilot configuration field"),
             (json!({"last_contact_threshold": "0s"}), "greater than 0s"),
         ] {

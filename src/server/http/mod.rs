@@ -59,11 +59,20 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sys/key-status", any(sys::key_status))
         .route("/v1/sys/ha-status", any(raft::ha_status))
         .route("/v1/sys/step-down", any(raft::step_down))
-        .route("/v1/sys/storage/raft/configuration", any(raft::configuration))
+        .route(
+            "/v1/sys/storage/raft/configuration",
+            any(raft::configuration),
+        )
         .route("/v1/sys/storage/raft/remove-peer", any(raft::remove_peer))
         .route("/v1/sys/storage/raft/snapshot", any(raft::snapshot))
-        .route("/v1/sys/storage/raft/snapshot-force", any(raft::snapshot_force))
-        .route("/v1/sys/storage/raft/autopilot/state", any(raft::autopilot_state))
+        .route(
+            "/v1/sys/storage/raft/snapshot-force",
+            any(raft::snapshot_force),
+        )
+        .route(
+            "/v1/sys/storage/raft/autopilot/state",
+            any(raft::autopilot_state),
+        )
         .route(
             "/v1/sys/storage/raft/autopilot/configuration",
             any(raft::autopilot_configuration),

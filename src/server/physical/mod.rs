@@ -13,9 +13,8 @@ pub use cache::{CachedBackend, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_SIZE};
 pub use file::{DB_FILE, FileBackend};
 pub use inmem::InmemBackend;
 pub use raft::{
-    MAX_ENTRY_SIZE, MAX_RESTORE_SIZE, NodeInfo, RaftBackend, RaftClusterState, RaftPeer,
-    RaftRole, RaftRpcHandler, RaftServerState, RaftSnapshot, RaftStatus, RaftTiming,
-    SnapshotError,
+    MAX_ENTRY_SIZE, MAX_RESTORE_SIZE, NodeInfo, RaftBackend, RaftClusterState, RaftPeer, RaftRole,
+    RaftRpcHandler, RaftServerState, RaftSnapshot, RaftStatus, RaftTiming, SnapshotError,
 };
 
 use async_trait::async_trait;

@@ -136,7 +136,12 @@ async fn wrong_methods_and_missing_tokens_are_refused() {
 async fn configuration_ha_status_step_down_and_autopilot_state_on_one_node() {
     let (s, root, _, _dir) = raft_server().await;
     let (st, v) = s
-        .call("GET", "/v1/sys/storage/raft/configuration", Some(&root), None)
+        .call(
+            "GET",
+            "/v1/sys/storage/raft/configuration",
+            Some(&root),
+            None,
+        )
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let servers = v["data"]["config"]["servers"].as_array().expect("servers");
@@ -164,7 +169,12 @@ async fn configuration_ha_status_step_down_and_autopilot_state_on_one_node() {
     assert!(s.core.ha_status().is_self);
 
     let (st, v) = s
-        .call("GET", "/v1/sys/storage/raft/autopilot/state", Some(&root), None)
+        .call(
+            "GET",
+            "/v1/sys/storage/raft/autopilot/state",
+            Some(&root),
+            None,
+        )
         .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let d = &v["data"];
@@ -190,7 +200,10 @@ async fn remove_peer_bad_input() {
         ("{\"server_id\": 5}", "failed to parse JSON"),
         ("{\"server\": \"x\"}", "failed to parse JSON"),
         ("not json", "failed to parse JSON"),
-        ("{\"server_id\": \"nobody\"}", "no raft peer has server_id \\\"nobody\\\""),
+        (
+            "{\"server_id\": \"nobody\"}",
+            "no raft peer has server_id \\\"nobody\\\"",
+        ),
         ("{\"server_id\": \"sealkeep-0\"}", "cannot remove itself"),
     ] {
         let (st, v) = s.call("POST", uri, Some(&root), Some(body)).await;
@@ -206,20 +219,29 @@ async fn autopilot_configuration_round_trip_and_bad_input() {
     let (st, v) = s.call("GET", uri, Some(&root), None).await;
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["data"]["cleanup_dead_servers"], false, "{v}");
-    assert_eq!(v["data"]["dead_server_last_contact_threshold"], "24h0m0s", "{v}");
+    assert_eq!(
+        v["data"]["dead_server_last_contact_threshold"], "24h0m0s",
+        "{v}"
+    );
     for (body, needle) in [
         ("[1]", "failed to parse JSON"),
         ("{\"cleanup_dead_servers\": true}", "min_quorum"),
         ("{\"max_trailing_logs\": \"many\"}", "max_trailing_logs"),
-        ("{\"server_stabilization_time\": \"later\"}", "server_stabilization_time"),
+        (
+            "{\"server_stabilization_time\": \"later\"}",
+            "server_stabilization_time",
+        ),
         ("{\"nope\": 1}", "unknown autopilot configuration field"),
     ] {
         let (st, v) = s.call("POST", uri, Some(&root), Some(body)).await;
         assert_eq!(st, StatusCode::BAD_REQUEST, "{body}: {v}");
         assert!(error_text(&v).contains(needle), "{body}: {v}");
     }
-    let body = json!({"cleanup_dead_servers": true, "min_quorum": 3, "last_contact_threshold": "5s"});
-    let (st, v) = s.call("POST", uri, Some(&root), Some(&body.to_string())).await;
+    let body =
+        json!({"cleanup_dead_servers": true, "min_quorum": 3, "last_contact_threshold": "5s"});
+    let (st, v) = s
+        .call("POST", uri, Some(&root), Some(&body.to_string()))
+        .await;
     assert_eq!(st, StatusCode::NO_CONTENT, "{v}");
     let (_, v) = s.call("GET", uri, Some(&root), None).await;
     assert_eq!(v["data"]["cleanup_dead_servers"], true, "{v}");
@@ -241,14 +263,25 @@ async fn snapshot_save_restore_and_bad_archives() {
     let (s, root, unseal_key, _dir) = raft_server().await;
     let policy = |name: &str| format!("/v1/sys/policies/acl/{name}");
     let body = json!({"policy": "path \"secret/*\" { capabilities = [\"read\"] }"}).to_string();
-    let (st, v) = s.call("PUT", &policy("before"), Some(&root), Some(&body)).await;
+    let (st, v) = s
+        .call("PUT", &policy("before"), Some(&root), Some(&body))
+        .await;
     assert_eq!(st, StatusCode::NO_CONTENT, "{v}");
 
-    let (st, archive) = raw(&s, "GET", "/v1/sys/storage/raft/snapshot", &root, Vec::new()).await;
+    let (st, archive) = raw(
+        &s,
+        "GET",
+        "/v1/sys/storage/raft/snapshot",
+        &root,
+        Vec::new(),
+    )
+    .await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(&archive[..8], b"SKRAFTSN");
 
-    let (st, v) = s.call("PUT", &policy("after"), Some(&root), Some(&body)).await;
+    let (st, v) = s
+        .call("PUT", &policy("after"), Some(&root), Some(&body))
+        .await;
     assert_eq!(st, StatusCode::NO_CONTENT, "{v}");
     let (st, _) = s.call("DELETE", &policy("before"), Some(&root), None).await;
     assert_eq!(st, StatusCode::NO_CONTENT);
@@ -277,33 +310,82 @@ async fn snapshot_save_restore_and_bad_archives() {
 
     // A snapshot of another cluster: refused without force, with Vault's hint.
     let (other, other_root, other_key, _other_dir) = raft_server().await;
-    let (st, foreign) =
-        raw(&other, "GET", "/v1/sys/storage/raft/snapshot", &other_root, Vec::new()).await;
+    let (st, foreign) = raw(
+        &other,
+        "GET",
+        "/v1/sys/storage/raft/snapshot",
+        &other_root,
+        Vec::new(),
+    )
+    .await;
     assert_eq!(st, StatusCode::OK);
-    let (st, out) = raw(&s, "POST", "/v1/sys/storage/raft/snapshot", &root, foreign.clone()).await;
+    let (st, out) = raw(
+        &s,
+        "POST",
+        "/v1/sys/storage/raft/snapshot",
+        &root,
+        foreign.clone(),
+    )
+    .await;
     let text = String::from_utf8_lossy(&out);
     assert_eq!(st, StatusCode::BAD_REQUEST, "{text}");
     assert!(text.contains("snapshot-force"), "{text}");
 
     // Our own snapshot: restored, the node seals to reload, and the old state is back.
     let (st, out) = raw(&s, "POST", "/v1/sys/storage/raft/snapshot", &root, archive).await;
-    assert_eq!(st, StatusCode::NO_CONTENT, "{}", String::from_utf8_lossy(&out));
+    assert_eq!(
+        st,
+        StatusCode::NO_CONTENT,
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
     assert!(s.core.seal_status().await.sealed, "sealed to reload");
     let (st, v) = s.unseal(&unseal_key).await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let (st, _) = s.call("GET", &policy("before"), Some(&root), None).await;
-    assert_eq!(st, StatusCode::OK, "the policy deleted after the snapshot is back");
+    assert_eq!(
+        st,
+        StatusCode::OK,
+        "the policy deleted after the snapshot is back"
+    );
     let (st, _) = s.call("GET", &policy("after"), Some(&root), None).await;
-    assert_eq!(st, StatusCode::NOT_FOUND, "the policy written after the snapshot is gone");
+    assert_eq!(
+        st,
+        StatusCode::NOT_FOUND,
+        "the policy written after the snapshot is gone"
+    );
 
     // snapshot-force takes the other cluster's state; its keys unseal it.
-    let (st, out) = raw(&s, "POST", "/v1/sys/storage/raft/snapshot-force", &root, foreign).await;
-    assert_eq!(st, StatusCode::NO_CONTENT, "{}", String::from_utf8_lossy(&out));
+    let (st, out) = raw(
+        &s,
+        "POST",
+        "/v1/sys/storage/raft/snapshot-force",
+        &root,
+        foreign,
+    )
+    .await;
+    assert_eq!(
+        st,
+        StatusCode::NO_CONTENT,
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
     let (st, _) = s.unseal(&unseal_key).await;
-    assert_eq!(st, StatusCode::BAD_REQUEST, "this cluster's key no longer opens it");
+    assert_eq!(
+        st,
+        StatusCode::BAD_REQUEST,
+        "this cluster's key no longer opens it"
+    );
     let (st, v) = s.unseal(&other_key).await;
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["sealed"], false, "{v}");
-    let (st, _) = s.call("GET", "/v1/sys/storage/raft/configuration", Some(&other_root), None).await;
+    let (st, _) = s
+        .call(
+            "GET",
+            "/v1/sys/storage/raft/configuration",
+            Some(&other_root),
+            None,
+        )
+        .await;
     assert_eq!(st, StatusCode::OK, "the other cluster's root token works");
 }

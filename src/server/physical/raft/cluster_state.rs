@@ -98,7 +98,11 @@ impl RaftBackend {
             is_leader,
             term: m.current_term,
             last_log_index,
-            membership_index: m.membership_config.log_id().as_ref().map_or(0, |l| l.index()),
+            membership_index: m
+                .membership_config
+                .log_id()
+                .as_ref()
+                .map_or(0, |l| l.index()),
             servers,
         }
     }
@@ -115,7 +119,12 @@ impl RaftBackend {
             .servers
             .iter()
             .filter(|s| s.voter && s.id != state.node_id)
-            .max_by_key(|s| (s.matched.map_or(0, |(index, _)| index), std::cmp::Reverse(s.id)))
+            .max_by_key(|s| {
+                (
+                    s.matched.map_or(0, |(index, _)| index),
+                    std::cmp::Reverse(s.id),
+                )
+            })
             .map(|s| s.id);
         let Some(to) = target else {
             return Err(self.err(

@@ -75,7 +75,9 @@ pub enum SnapshotError {
         "the snapshot's SHA-256 checksum does not match its contents; the file is truncated or corrupt, save it again"
     )]
     Checksum,
-    #[error("the snapshot's checksum matches but its contents do not decode ({0}); it was written by an incompatible build")]
+    #[error(
+        "the snapshot's checksum matches but its contents do not decode ({0}); it was written by an incompatible build"
+    )]
     Malformed(String),
 }
 
@@ -194,10 +196,7 @@ mod tests {
         RaftSnapshot {
             index: 7,
             term: 2,
-            kv: vec![
-                ("a".into(), b"1".to_vec()),
-                ("b/c".into(), vec![0, 255]),
-            ],
+            kv: vec![("a".into(), b"1".to_vec()), ("b/c".into(), vec![0, 255])],
         }
     }
 

@@ -30,8 +30,8 @@ use serde::{Deserialize, Serialize};
 
 use super::db_thread::{DbThread, open_db, write_txn};
 use super::types::{
-    LogId, Request, Response, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig, decode,
-    encode, io_err,
+    LogId, Request, Response, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig,
+    decode, encode, io_err,
 };
 use crate::server::physical::{TxnOp, fold_children};
 

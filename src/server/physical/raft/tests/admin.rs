@@ -19,14 +19,23 @@ async fn snapshot_export_then_restore_brings_the_old_state_back() {
 
     b.put("c", b"3".to_vec()).await.expect("put c");
     b.delete("a").await.expect("delete a");
-    b.put("dir/b", b"changed".to_vec()).await.expect("overwrite b");
+    b.put("dir/b", b"changed".to_vec())
+        .await
+        .expect("overwrite b");
 
     let parsed = RaftSnapshot::decode(&archive).expect("decode");
     b.restore_snapshot(parsed).await.expect("restore");
     assert_eq!(b.get("a").await.expect("get a"), Some(b"1".to_vec()));
     assert_eq!(b.get("dir/b").await.expect("get b"), Some(b"2".to_vec()));
-    assert_eq!(b.get("c").await.expect("get c"), None, "keys written after the snapshot are gone");
-    assert_eq!(b.list("").await.expect("list"), vec!["a".to_owned(), "dir/".to_owned()]);
+    assert_eq!(
+        b.get("c").await.expect("get c"),
+        None,
+        "keys written after the snapshot are gone"
+    );
+    assert_eq!(
+        b.list("").await.expect("list"),
+        vec!["a".to_owned(), "dir/".to_owned()]
+    );
     // Writes go on normally after a restore.
     b.put("d", b"4".to_vec()).await.expect("put d");
     assert_eq!(b.get("d").await.expect("get d"), Some(b"4".to_vec()));
@@ -94,10 +103,18 @@ fn restore_entries_encode_apart_from_operation_entries() {
         TxnOp::Delete { key: "b".into() },
     ]);
     let restore = Request::Restore(vec![("a".into(), b"1".to_vec())]);
-    for r in [&ops, &restore, &Request::Ops(Vec::new()), &Request::Restore(Vec::new())] {
+    for r in [
+        &ops,
+        &restore,
+        &Request::Ops(Vec::new()),
+        &Request::Restore(Vec::new()),
+    ] {
         let bytes = encode(r).expect("encode");
         let back: Request = decode(&bytes, "request").expect("decode");
         assert_eq!(&back, r);
     }
-    assert!(restore.to_string().starts_with("restore(1 keys"), "{restore}");
+    assert!(
+        restore.to_string().starts_with("restore(1 keys"),
+        "{restore}"
+    );
 }
