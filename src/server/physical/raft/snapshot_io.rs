@@ -153,10 +153,11 @@ impl RaftBackend {
     pub async fn export_snapshot(&self) -> Result<RaftSnapshot, PhysicalError> {
         self.linearize().await?;
         let db = Arc::clone(&self.inner.sm_db);
-        let (index, term, kv) = tokio::task::spawn_blocking(move || state_machine::read_all(&db))
-            .await
-            .map_err(|e| self.err(format!("storage task failed: {e}")))?
-            .map_err(|e| self.err(e))?;
+        let state_machine::AppliedState { index, term, kv } =
+            tokio::task::spawn_blocking(move || state_machine::read_all(&db))
+                .await
+                .map_err(|e| self.err(format!("storage task failed: {e}")))?
+                .map_err(|e| self.err(e))?;
         Ok(RaftSnapshot { index, term, kv })
     }
 

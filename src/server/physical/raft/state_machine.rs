@@ -162,9 +162,16 @@ fn apply_request(txn: &WriteTransaction, request: &Request) -> io::Result<()> {
     Ok(())
 }
 
-/// Every key/value pair of the applied state, in key order, from one read transaction, with
-/// the index and term of the last applied entry (0 when none).
-pub(crate) fn read_all(db: &Database) -> io::Result<(u64, u64, Vec<(String, Vec<u8>)>)> {
+/// The applied state at one point: index and term of the last applied entry (0 when none)
+/// and every key/value pair in key order.
+pub(crate) struct AppliedState {
+    pub(crate) index: u64,
+    pub(crate) term: u64,
+    pub(crate) kv: Vec<(String, Vec<u8>)>,
+}
+
+/// The whole applied state, from one read transaction.
+pub(crate) fn read_all(db: &Database) -> io::Result<AppliedState> {
     let txn = db.begin_read().map_err(sm_err)?;
     let (applied, _) = applied_state(&txn)?;
     let table = txn.open_table(KV).map_err(sm_err)?;
@@ -174,7 +181,7 @@ pub(crate) fn read_all(db: &Database) -> io::Result<(u64, u64, Vec<(String, Vec<
         kv.push((k.value().to_owned(), v.value().to_vec()));
     }
     let (index, term) = applied.map_or((0, 0), |id| (id.index(), id.committed_leader_id().term));
-    Ok((index, term, kv))
+    Ok(AppliedState { index, term, kv })
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {

@@ -143,10 +143,11 @@ impl Serialize for Request {
 impl<'de> Deserialize<'de> for Request {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let mut wire = Vec::<WireOp>::deserialize(deserializer)?;
-        if wire.len() == 1 && matches!(wire[0], WireOp::Restore { .. }) {
-            if let Some(WireOp::Restore { kv }) = wire.pop() {
-                return Ok(Self::Restore(kv));
-            }
+        if wire.len() == 1
+            && matches!(wire[0], WireOp::Restore { .. })
+            && let Some(WireOp::Restore { kv }) = wire.pop()
+        {
+            return Ok(Self::Restore(kv));
         }
         let ops = wire
             .into_iter()
