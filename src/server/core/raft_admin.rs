@@ -110,15 +110,26 @@ impl Core {
                 return Err(CoreError::InvalidRequest(INCOMPATIBLE_SNAPSHOT.into()));
             }
         }
+        // Held from before the restore is proposed until the node is sealed: no request
+        // starts with the old unsealed state (old keyring, tokens, mounts) against the
+        // restored data meanwhile. Requests already running finish as they began.
+        let mut state = self.state.write().await;
+        if !matches!(&*state, State::Unsealed(_)) {
+            return Err(CoreError::Sealed);
+        }
         raft.restore_snapshot(snapshot).await?;
-        self.reload_after_restore().await;
+        self.reload_after_restore(&mut state).await;
+        drop(state);
+        tracing::info!(
+            "sealed after a raft snapshot restore so the restored keyring, tokens, mounts and policies are loaded afresh; awskms unseals again by itself, Shamir needs the snapshot's unseal keys"
+        );
+        self.wake.notify_one();
         Ok(())
     }
 
     /// Seals this node (not "by request": the auto-unseal loop may unseal it) with the seal
-    /// configuration the restored data holds, and wakes the auto-unseal loop.
-    async fn reload_after_restore(&self) {
-        let mut state = self.state.write().await;
+    /// configuration the restored data holds.
+    async fn reload_after_restore(&self, state: &mut State) {
         match Self::starting_state(&*self.physical, &self.seal).await {
             Ok(next) => {
                 if matches!(next, State::Uninitialized) {
@@ -139,10 +150,5 @@ impl Core {
             }
         }
         self.metrics.sealed.set(1);
-        drop(state);
-        tracing::info!(
-            "sealed after a raft snapshot restore so the restored keyring, tokens, mounts and policies are loaded afresh; awskms unseals again by itself, Shamir needs the snapshot's unseal keys"
-        );
-        self.wake.notify_one();
     }
 }

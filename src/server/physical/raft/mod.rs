@@ -91,6 +91,7 @@ pub struct RaftBackend {
 struct Inner {
     raft: Raft,
     sm_db: Arc<Database>,
+    sm_replaced: tokio::sync::watch::Receiver<u64>,
     node_id: u64,
     node: NodeInfo,
     dir: PathBuf,
@@ -177,6 +178,7 @@ impl RaftBackend {
         let log = LogStore::open(&raft_dir).map_err(|e| io_error(&raft_dir, e))?;
         let sm = StateMachine::open(&raft_dir).map_err(|e| io_error(&raft_dir, e))?;
         let sm_db = Arc::clone(sm.db());
+        let sm_replaced = sm.replaced();
         let network = ClusterNetwork::new(node_id, tls);
         let raft = Raft::new(node_id, config, network.clone(), log, sm)
             .await
@@ -185,6 +187,7 @@ impl RaftBackend {
             inner: Arc::new(Inner {
                 raft,
                 sm_db,
+                sm_replaced,
                 node_id,
                 node,
                 dir: dir.to_owned(),

@@ -161,6 +161,14 @@ impl RaftBackend {
         Ok(RaftSnapshot { index, term, kv })
     }
 
+    /// A counter that moves whenever this node's whole key/value table is replaced: a
+    /// restore applied from the log, or a raft snapshot installed to catch up. Whoever caches
+    /// state derived from storage (a standby's token, mount and policy caches) must reload
+    /// when it moves.
+    pub fn state_replaced(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.sm_replaced.clone()
+    }
+
     /// Replaces the whole key/value state of every node with `snapshot`'s, through one raft
     /// entry; returns once it is committed and applied here. Only on the leader.
     pub async fn restore_snapshot(&self, snapshot: RaftSnapshot) -> Result<(), PhysicalError> {

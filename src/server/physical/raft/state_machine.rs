@@ -59,6 +59,9 @@ struct SnapshotFile {
 pub(crate) struct StateMachine {
     db: Arc<Database>,
     writer: Arc<DbThread>,
+    /// Counts whole-table replacements (an applied restore, an installed snapshot), for
+    /// whoever caches what the table holds ([`super::RaftBackend::state_replaced`]).
+    replaced: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl StateMachine {
@@ -74,7 +77,17 @@ impl StateMachine {
         Ok(Self {
             db,
             writer: Arc::new(writer),
+            replaced: Arc::new(tokio::sync::watch::Sender::new(0)),
         })
+    }
+
+    /// The counter of whole-table replacements.
+    pub(crate) fn replaced(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.replaced.subscribe()
+    }
+
+    fn note_replaced(&self) {
+        self.replaced.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// The database, for the backend's local reads.
@@ -261,6 +274,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
             responders.extend(responder);
         }
+        let replaced = requests.iter().any(|r| matches!(r, Request::Restore(_)));
         self.writer
             .run(move |db| {
                 write_txn(db, Durability::Immediate, |txn| {
@@ -275,6 +289,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 })
             })
             .await?;
+        if replaced {
+            self.note_replaced();
+        }
         for responder in responders {
             responder.send(Response::default());
         }
@@ -318,7 +335,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     Ok(())
                 })
             })
-            .await
+            .await?;
+        self.note_replaced();
+        Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {

@@ -23,8 +23,11 @@ async fn snapshot_export_then_restore_brings_the_old_state_back() {
         .await
         .expect("overwrite b");
 
+    let replaced = b.state_replaced();
+    assert_eq!(*replaced.borrow(), 0);
     let parsed = RaftSnapshot::decode(&archive).expect("decode");
     b.restore_snapshot(parsed).await.expect("restore");
+    assert_eq!(*replaced.borrow(), 1, "the restore is announced");
     assert_eq!(b.get("a").await.expect("get a"), Some(b"1".to_vec()));
     assert_eq!(b.get("dir/b").await.expect("get b"), Some(b"2".to_vec()));
     assert_eq!(
