@@ -389,3 +389,67 @@ async fn snapshot_save_restore_and_bad_archives() {
         .await;
     assert_eq!(st, StatusCode::OK, "the other cluster's root token works");
 }
+
+/// A token with exactly `policy` (written as policy "p").
+async fn token_with(s: &TestServer, root: &str, policy: &str) -> String {
+    let body = json!({ "policy": policy }).to_string();
+    let (st, v) = s
+        .call("PUT", "/v1/sys/policies/acl/p", Some(root), Some(&body))
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT, "{v}");
+    let body = json!({"policies": ["p"]}).to_string();
+    let (st, v) = s
+        .call("POST", "/v1/auth/token/create", Some(root), Some(&body))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    v["auth"]["client_token"]
+        .as_str()
+        .expect("client_token")
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_protected_endpoints_need_sudo() {
+    let (s, root, _, _dir) = raft_server().await;
+    let no_sudo = token_with(
+        &s,
+        &root,
+        r#"path "sys/*" { capabilities = ["create", "read", "update", "delete", "list"] }"#,
+    )
+    .await;
+    for (method, uri) in [
+        ("PUT", "/v1/sys/step-down"),
+        ("POST", "/v1/sys/storage/raft/remove-peer"),
+        ("GET", "/v1/sys/storage/raft/snapshot"),
+        ("POST", "/v1/sys/storage/raft/snapshot"),
+        ("POST", "/v1/sys/storage/raft/snapshot-force"),
+    ] {
+        let (st, v) = s.call(method, uri, Some(&no_sudo), Some("{}")).await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{method} {uri}: {v}");
+    }
+    // Reads that Vault does not root-protect need no sudo.
+    for uri in [
+        "/v1/sys/ha-status",
+        "/v1/sys/storage/raft/configuration",
+        "/v1/sys/storage/raft/autopilot/state",
+        "/v1/sys/storage/raft/autopilot/configuration",
+    ] {
+        let (st, v) = s.call("GET", uri, Some(&no_sudo), None).await;
+        assert_eq!(st, StatusCode::OK, "{uri}: {v}");
+    }
+    let with_sudo = token_with(
+        &s,
+        &root,
+        r#"path "sys/*" { capabilities = ["read", "update", "sudo"] }"#,
+    )
+    .await;
+    let (st, archive) = raw(
+        &s,
+        "GET",
+        "/v1/sys/storage/raft/snapshot",
+        &with_sudo,
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{}", String::from_utf8_lossy(&archive));
+}
