@@ -10,6 +10,8 @@
 //! Barrier-encrypted entries:
 //! - [`crate::server::barrier::KEYRING_PATH`] (`core/keyring`): the keyring, under the root key.
 //! - [`CLUSTER_INFO`]: `{cluster_name, cluster_id}`.
+//! - [`super::autopilot::AUTOPILOT_CONFIG_PATH`] (`core/raft/autopilot`): autopilot's
+//!   configuration (`sys/storage/raft/autopilot/configuration`), raft only.
 //! - `sys/token/...`: the token store. `logical/...`: secrets engines.
 
 pub const SEAL_CONFIG: &str = "core/seal-config";
