@@ -186,3 +186,68 @@ async fn raft_admin_endpoints_on_one_real_node() {
     let log = server.log_text();
     assert!(!log.contains("panicked"), "{log}");
 }
+
+/// With the awskms seal a restore needs no operator: the node seals to reload and the
+/// auto-unseal loop, woken at once, unseals it from the restored root key.
+#[tokio::test(flavor = "multi_thread")]
+async fn awskms_node_unseals_by_itself_after_a_restore() {
+    let moto = Moto::start();
+    create_kms_key(&moto.url, "sealkeep-raft-admin").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut spec = raft_spec(dir.path(), "kms-0");
+    spec.extra_hcl.push_str(&format!(
+        "seal \"awskms\" {{\n  region = \"us-east-1\"\n  kms_key_id = \"alias/sealkeep-raft-admin\"\n  endpoint = \"{}\"\n  max_backoff = \"2s\"\n}}\n",
+        moto.url
+    ));
+    spec.env = static_creds();
+    let server = ServerProc::start(&spec);
+    let addr = server.addr.clone();
+    wait_status(&addr, Duration::from_secs(10), |_| true).await;
+    let (st, init) = put(
+        &addr,
+        "/v1/sys/init",
+        None,
+        &json!({"recovery_shares": 1, "recovery_threshold": 1}),
+    )
+    .await;
+    assert_eq!(st, 200, "init: {init}");
+    let token = init["root_token"].as_str().expect("token").to_owned();
+    wait_status(&addr, Duration::from_secs(30), |v| v["sealed"] == false).await;
+
+    write(&addr, &token, "/v1/secret/data/kms/a", 1).await;
+    let archive = client()
+        .get(format!("{addr}/v1/sys/storage/raft/snapshot"))
+        .header("X-Vault-Token", &token)
+        .send()
+        .await
+        .expect("GET snapshot")
+        .bytes()
+        .await
+        .expect("body")
+        .to_vec();
+    write(&addr, &token, "/v1/secret/data/kms/a", 2).await;
+    let resp = client()
+        .post(format!("{addr}/v1/sys/storage/raft/snapshot"))
+        .header("X-Vault-Token", &token)
+        .body(archive)
+        .send()
+        .await
+        .expect("POST snapshot");
+    assert_eq!(resp.status().as_u16(), 204, "{:?}", resp.text().await);
+    wait_status(&addr, Duration::from_secs(30), |v| v["sealed"] == false).await;
+    assert_eq!(
+        read_n(&addr, &token, "/v1/secret/data/kms/a").await,
+        Some(1)
+    );
+    let log = server.log_text();
+    assert!(
+        log.contains("sealed after a raft snapshot restore"),
+        "{log}"
+    );
+    assert_eq!(
+        log.matches("auto-unsealed with AWS KMS").count(),
+        1,
+        "the loop unsealed it after the restore (init unseals without it): {log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+}
