@@ -183,12 +183,15 @@ impl Server {
         let joining = self.core.spawn_retry_join();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
-        if let (Some(port), Some(raft), Some(cfg)) =
-            (cluster_port, self.core.raft(), self.config.listeners.first())
-        {
+        if let (Some(port), Some(raft), Some(cfg)) = (
+            cluster_port,
+            self.core.raft(),
+            self.config.listeners.first(),
+        ) {
             // Requests forwarded by standbys run through this node's own API stack.
             let api = http::router(self.app_state(cfg));
-            let app = cluster::router(Arc::new(raft.rpc_handler())).merge(cluster::forward_routes(api));
+            let app =
+                cluster::router(Arc::new(raft.rpc_handler())).merge(cluster::forward_routes(api));
             tasks.spawn(serve_cluster_port(
                 port,
                 self.core.node_tls(),
@@ -207,9 +210,13 @@ impl Server {
             );
             tasks.spawn(l.serve(app, stop_rx.clone(), SHUTDOWN_GRACE));
         }
+        let core = Arc::clone(&self.core);
         tokio::spawn(async move {
             shutdown.await;
             tracing::info!("shutting down");
+            // The leader hands its office on first, so clients see a short gap, not a
+            // failover (raft only; bounded).
+            core.hand_off_leadership().await;
             let _ = stop_tx.send(true);
         });
         while let Some(r) = tasks.join_next().await {

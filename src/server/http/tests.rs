@@ -529,4 +529,5 @@ async fn kv_list_verb_rotate_and_key_status() {
 }
 
 mod forwarding;
+mod raft;
 mod security;

@@ -3,6 +3,7 @@
 //! Storage-level tests (openraft's suite, snapshots) are in `tests/storage.rs`; multi-node
 //! tests over the cluster port in `tests/cluster.rs`.
 
+mod admin;
 mod cluster;
 mod storage;
 
