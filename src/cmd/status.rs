@@ -69,7 +69,12 @@ pub fn render(st: &SealStatus, leader: Option<&Leader>) -> String {
 /// `vault status`'s HA lines: the cluster address, the mode, the active node when this is a
 /// standby, and the raft indexes.
 fn ha_rows(rows: &mut Vec<(&str, String)>, st: &SealStatus, l: &Leader) {
-    rows.push(("HA Cluster", l.leader_cluster_address.clone()));
+    let cluster = if l.leader_cluster_address.is_empty() {
+        "n/a".into()
+    } else {
+        l.leader_cluster_address.clone()
+    };
+    rows.push(("HA Cluster", cluster));
     let mode = match (st.sealed, l.is_self) {
         (true, _) => "sealed",
         (false, true) => "active",
@@ -113,10 +118,16 @@ pub async fn run(addr: &str) -> u8 {
 async fn fetch(addr: &str) -> Result<(SealStatus, Option<Leader>), ClientError> {
     let client = Client::new(addr, std::time::Duration::from_secs(10))?;
     let st = client.seal_status().await?;
-    let ha = if st.sealed {
-        None
-    } else {
+    let ha = if !st.sealed {
         client.leader().await.ok()
+    } else if st.storage_type == "raft" {
+        // A sealed node cannot name the leader; as `vault status`: HA on, mode "sealed".
+        Some(Leader {
+            ha_enabled: true,
+            ..Leader::default()
+        })
+    } else {
+        None
     };
     Ok((st, ha))
 }
@@ -218,6 +229,21 @@ mod tests {
         leader.is_self = false;
         let out = render(&st, Some(&leader));
         assert!(has(&out, &["HA", "Mode", "standby"]), "{out}");
+        let sealed = SealStatus {
+            sealed: true,
+            ..st.clone()
+        };
+        let sealed_out = render(
+            &sealed,
+            Some(&Leader {
+                ha_enabled: true,
+                ..Leader::default()
+            }),
+        );
+        assert!(has(&sealed_out, &["HA", "Mode", "sealed"]), "{sealed_out}");
+        assert!(has(&sealed_out, &["HA", "Cluster", "n/a"]), "{sealed_out}");
+        assert!(!sealed_out.contains("Active Node Address"), "{sealed_out}");
+        assert!(!sealed_out.contains("Raft Committed Index"), "{sealed_out}");
         assert!(
             has(&out, &["Active", "Node", "Address", "http://10.0.0.1:8200"]),
             "{out}"

@@ -14,10 +14,13 @@ use std::time::Duration;
 
 use super::{Core, CoreError, State, Unsealed};
 use crate::server::barrier::KEYRING_PATH;
-use crate::server::physical::{RaftBackend, RaftSnapshot};
+use crate::server::physical::{PhysicalError, RaftBackend, RaftSnapshot};
 
 /// How long `sys/step-down` waits for the new leader (Vault's graceful stop bound).
 pub const STEP_DOWN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a restore may take to commit (it carries up to 31 MiB to every voter).
+pub const RESTORE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The message of Vault's refusal to restore a snapshot whose keyring this cluster cannot open.
 pub const INCOMPATIBLE_SNAPSHOT: &str = "could not verify the snapshot: its barrier keyring (core/keyring) cannot be decrypted with this cluster's root key, so it was possibly taken on a different cluster or with a different set of unseal keys; use the sys/storage/raft/snapshot-force API to bypass this check (the node then needs that cluster's unseal keys or seal)";
@@ -110,6 +113,10 @@ impl Core {
                 return Err(CoreError::InvalidRequest(INCOMPATIBLE_SNAPSHOT.into()));
             }
         }
+        // What no node could apply is refused before anything is locked or proposed.
+        snapshot
+            .check()
+            .map_err(|e| CoreError::InvalidRequest(e.to_string()))?;
         // Held from before the restore is proposed until the node is sealed: no request
         // starts with the old unsealed state (old keyring, tokens, mounts) against the
         // restored data meanwhile. Requests already running finish as they began.
@@ -117,14 +124,29 @@ impl Core {
         if !matches!(&*state, State::Unsealed(_)) {
             return Err(CoreError::Sealed);
         }
-        raft.restore_snapshot(snapshot).await?;
+        // Bounded, since the lock blocks every request meanwhile. When the outcome is unknown
+        // (timeout, raft stopped) the node seals anyway: the restore may yet be applied.
+        let outcome = tokio::time::timeout(RESTORE_TIMEOUT, raft.restore_snapshot(snapshot)).await;
+        let result = match outcome {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e @ PhysicalError::NotLeader { .. })) => return Err(e.into()),
+            Ok(Err(e)) => Err(CoreError::from(e)),
+            Err(_) => Err(CoreError::Physical(PhysicalError::Io {
+                backend: "raft",
+                path: "snapshot".into(),
+                message: format!(
+                    "the restore was not committed within {RESTORE_TIMEOUT:?}; it may still be applied, so this node sealed itself; check that a quorum of voters is up, unseal, and compare the data"
+                ),
+            })),
+        };
         self.reload_after_restore(&mut state).await;
         drop(state);
         tracing::info!(
+            restored = result.is_ok(),
             "sealed after a raft snapshot restore so the restored keyring, tokens, mounts and policies are loaded afresh; awskms unseals again by itself, Shamir needs the snapshot's unseal keys"
         );
         self.wake.notify_one();
-        Ok(())
+        result
     }
 
     /// Seals this node (not "by request": the auto-unseal loop may unseal it) with the seal

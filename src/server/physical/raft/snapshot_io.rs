@@ -184,15 +184,8 @@ impl RaftBackend {
     /// Replaces the whole key/value state of every node with `snapshot`'s, through one raft
     /// entry; returns once it is committed and applied here. Only on the leader.
     pub async fn restore_snapshot(&self, snapshot: RaftSnapshot) -> Result<(), PhysicalError> {
-        for (key, _) in &snapshot.kv {
-            check_key(key)?;
-        }
+        snapshot.check()?;
         let size = snapshot.bytes();
-        if size > MAX_RESTORE_SIZE {
-            return Err(self.err(format!(
-                "the snapshot holds {size} bytes of keys and values (counting {PAIR_OVERHEAD} bytes of framing per key); a restore is one raft entry, which must fit in one request of the cluster port (64 MiB limit) beside a batch of ordinary entries, so it may carry at most {MAX_RESTORE_SIZE} bytes (31 MiB); delete data before taking the snapshot"
-            )));
-        }
         let n = snapshot.kv.len();
         match self
             .inner
@@ -206,6 +199,27 @@ impl RaftBackend {
             }
             Err(e) => Err(self.write_error(e, "the snapshot restore")),
         }
+    }
+}
+
+impl RaftSnapshot {
+    /// Whether every node could apply this snapshot: valid keys, and at most
+    /// [`MAX_RESTORE_SIZE`] bytes.
+    pub fn check(&self) -> Result<(), PhysicalError> {
+        for (key, _) in &self.kv {
+            check_key(key)?;
+        }
+        let size = self.bytes();
+        if size > MAX_RESTORE_SIZE {
+            return Err(PhysicalError::Io {
+                backend: "raft",
+                path: "snapshot".into(),
+                message: format!(
+                    "the snapshot holds {size} bytes of keys and values (counting {PAIR_OVERHEAD} bytes of framing per key); a restore is one raft entry, which must fit in one request of the cluster port (64 MiB limit) beside a batch of ordinary entries, so it may carry at most {MAX_RESTORE_SIZE} bytes (31 MiB); delete data before taking the snapshot"
+                ),
+            });
+        }
+        Ok(())
     }
 }
 
