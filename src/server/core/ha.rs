@@ -172,12 +172,17 @@ impl Core {
         let core = Arc::clone(self);
         Some(tokio::spawn(async move {
             let mut watch = raft.role_watch();
+            let mut replaced = raft.state_replaced();
             let mut autopilot = autopilot::Autopilot::default();
             loop {
                 core.ha_step(&raft).await;
                 autopilot.step(&raft).await;
                 tokio::select! {
                     alive = watch.changed() => if !alive { break },
+                    r = replaced.changed() => {
+                        if r.is_err() { break }
+                        core.after_state_replaced().await;
+                    }
                     () = tokio::time::sleep(HA_TICK) => {}
                 }
             }
@@ -225,6 +230,59 @@ impl Core {
             }
             // Retried on the next change or tick (a new leader may not have its lease yet).
             Err(e) => tracing::debug!(error = %e, "HA: unsealed state not reloaded yet"),
+        }
+    }
+
+    /// This node's whole table was replaced (a restore from the log, or a raft snapshot that
+    /// caught it up). A standby reloads its state from the new data; when the keyring there no
+    /// longer opens with this node's root key (`snapshot-force` from another cluster), it seals,
+    /// so the seal (auto-unseal, or the snapshot's unseal keys) opens the restored data.
+    async fn after_state_replaced(&self) {
+        let Ok(current) = self.unsealed_any().await else {
+            return;
+        };
+        if !current.standby {
+            // The leader that restored has already resealed itself (see `raft_admin`).
+            return;
+        }
+        let reopened = match self.local.get(KEYRING_PATH).await {
+            Ok(Some(blob)) => current.barrier.keyring().reopen(&blob).ok(),
+            _ => None,
+        };
+        let next = match reopened {
+            Some(keyring) => self
+                .load_unsealed(
+                    Arc::new(keyring),
+                    current.seal_config.clone(),
+                    current.recovery.clone(),
+                    true,
+                )
+                .await
+                .ok(),
+            None => None,
+        };
+        let mut state = self.state.write().await;
+        let State::Unsealed(u) = &*state else { return };
+        if !Arc::ptr_eq(u, &current) {
+            return;
+        }
+        match next {
+            Some(next) => *state = State::Unsealed(Arc::new(next)),
+            None => {
+                *state = State::Sealed(super::SealedState {
+                    seal_config: current.seal_config.clone(),
+                    recovery: current.recovery.clone(),
+                    progress: super::Progress::default(),
+                    manual: false,
+                    join: None,
+                });
+                self.metrics.sealed.set(1);
+                tracing::warn!(
+                    "the replicated data was replaced by a snapshot from other keys; sealed, to unseal with them"
+                );
+                drop(state);
+                self.wake.notify_one();
+            }
         }
     }
 
