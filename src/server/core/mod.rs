@@ -129,7 +129,7 @@ struct SealedState {
     /// Sealed through `sys/seal`: the auto-unseal loop leaves it sealed.
     manual: bool,
     /// A Shamir node joining a cluster: its unseal keys answer the join challenge first.
-    join: Option<join::PendingJoin>,
+    join: Option<Box<join::PendingJoin>>,
 }
 
 /// Everything that exists only while unsealed, loaded in one place ([`Unsealed::new`]) and
