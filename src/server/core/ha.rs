@@ -14,6 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::autopilot::AutopilotConfig;
 use super::{Core, CoreError, State, Unsealed, paths};
 use crate::server::barrier::{Barrier, KEYRING_PATH};
 use crate::server::cluster::{ClusterTls, NodeTls};
@@ -176,7 +177,11 @@ impl Core {
             let mut autopilot = autopilot::Autopilot::default();
             loop {
                 core.ha_step(&raft).await;
-                autopilot.step(&raft).await;
+                if let Some(config) = core.autopilot_config(&raft).await {
+                    autopilot.step(&raft, &config).await;
+                } else {
+                    autopilot.forget();
+                }
                 tokio::select! {
                     alive = watch.changed() => if !alive { break },
                     r = replaced.changed() => {
@@ -197,6 +202,15 @@ impl Core {
         {
             let _ = tokio::time::timeout(ACTIVATE_PATIENCE, self.ha_step(raft)).await;
         }
+    }
+
+    /// Autopilot's configuration, read only on a serving leader that has learners to promote.
+    async fn autopilot_config(&self, raft: &RaftBackend) -> Option<AutopilotConfig> {
+        if !raft.is_leader() || raft.configuration().iter().all(|p| p.voter) {
+            return None;
+        }
+        let u = self.unsealed().await.ok()?;
+        AutopilotConfig::load(&u.barrier).await.ok()
     }
 
     /// One pass of the HA loop (see the module docs).
