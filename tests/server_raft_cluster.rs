@@ -101,6 +101,34 @@ async fn three_nodes_join_unseal_replicate_and_survive_a_leader_kill() {
         let (st, data) = read(&c.addr(leader), &token, &format!("via{j}")).await;
         assert_eq!((st, data), (200, json!({"n": j})));
     }
+
+    // SIGTERM on the leader: it hands leadership over before it exits, and writes go on.
+    let leader = c.wait_leader(&token, FORM).await;
+    c.signal(leader, "TERM");
+    let other = c.addr((leader + 1) % 3);
+    let start = Instant::now();
+    let mut ok = false;
+    while start.elapsed() < FORM && !ok {
+        ok = write(&other, &token, "after-sigterm", json!({"n": 1})).await == 200;
+        if !ok {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert!(ok, "writes must go on after the leader's SIGTERM");
+    for _ in 0..100 {
+        if c.log(leader)
+            .contains("handed leadership over before stopping")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        c.log(leader)
+            .contains("handed leadership over before stopping"),
+        "{}",
+        c.log(leader)
+    );
 }
 
 async fn futures_ids(c: &Cluster) -> Vec<String> {

@@ -12,7 +12,6 @@ use tokio::time::Instant;
 use crate::server::core::autopilot::AutopilotConfig;
 use crate::server::physical::RaftBackend;
 
-
 /// The leader's record of when each learner was first seen caught up.
 #[derive(Debug, Default)]
 pub(super) struct Autopilot {
@@ -46,8 +45,9 @@ impl Autopilot {
                 .iter()
                 .find(|(m, _)| *m == id)
                 .and_then(|(_, idx)| *idx);
-            let caught_up = matched
-                .is_some_and(|m| m.saturating_add(config.max_trailing_logs) >= progress.last_log_index);
+            let caught_up = matched.is_some_and(|m| {
+                m.saturating_add(config.max_trailing_logs) >= progress.last_log_index
+            });
             if !caught_up {
                 self.caught_up_since.remove(&id);
                 continue;
