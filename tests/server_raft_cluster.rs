@@ -60,8 +60,36 @@ async fn three_nodes_join_unseal_replicate_and_survive_a_leader_kill() {
         }
     }
 
-    // A writer runs through the survivors while the leader is SIGKILLed.
+    // A standby forwards over the cluster port (one answer, no redirect), and redirects when
+    // the client opts out of forwarding.
     let leader = c.wait_leader(&token, FORM).await;
+    let standby = (leader + 1) % 3;
+    let http = no_redirect();
+    let resp = http
+        .put(format!("{}/v1/secret/data/forwarded", c.addr(standby)))
+        .header("X-Vault-Token", &token)
+        .json(&json!({"data": {"n": 7}}))
+        .send()
+        .await
+        .expect("forwarded write");
+    assert_eq!(resp.status().as_u16(), 200, "a standby forwards the write");
+    let resp = http
+        .get(format!("{}/v1/secret/data/forwarded", c.addr(standby)))
+        .header("X-Vault-Token", &token)
+        .header("X-Vault-No-Request-Forwarding", "true")
+        .send()
+        .await
+        .expect("redirected read");
+    assert_eq!(resp.status().as_u16(), 307);
+    assert_eq!(
+        resp.headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .unwrap_or(""),
+        format!("{}/v1/secret/data/forwarded", c.addr(leader))
+    );
+
+    // A writer runs through the survivors while the leader is SIGKILLed.
     let survivors: Vec<String> = (0..3).filter(|i| *i != leader).map(|i| c.addr(i)).collect();
     let mut acked: BTreeMap<String, u64> = BTreeMap::new();
     let killed_at = Instant::now();
