@@ -310,14 +310,7 @@ impl Core {
         let keyring = if standby {
             current.barrier.keyring()
         } else {
-            let blob =
-                self.physical
-                    .get(KEYRING_PATH)
-                    .await?
-                    .ok_or_else(|| CoreError::Corrupt {
-                        path: KEYRING_PATH,
-                        reason: "missing".into(),
-                    })?;
+            let blob = super::keyring_blob(&*self.physical).await?;
             Arc::new(current.barrier.keyring().reopen(&blob)?)
         };
         self.load_unsealed(
