@@ -10,9 +10,9 @@ mod join;
 pub mod paths;
 mod raft_admin;
 mod unseal;
+mod unsealed;
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, RwLock};
@@ -24,15 +24,12 @@ pub use join::{
     AnswerRequest, AnswerResponse, ChallengeResponse, JoinRequest,
     RETRY_INTERVAL as JOIN_RETRY_INTERVAL, RETRY_ROUNDS as JOIN_RETRY_ROUNDS,
 };
+pub use unsealed::Unsealed;
 
-use super::audit::AuditStore;
 use super::barrier::{Barrier, BarrierError, KEYRING_PATH, Key, Keyring};
 use super::cluster::NodeTls;
 use super::config::RetryJoin;
-use super::kv::KeyLocks;
-use super::mounts::{MountStore, Mounts};
 use super::physical::{Physical, PhysicalError, RaftBackend};
-use super::policy::PolicyStore;
 use super::seal::shamir::ShamirError;
 use super::seal::{AwsKmsSeal, SealError, SealType, WrappedRootKey};
 use super::token::{TokenEntry, TokenStore};
@@ -130,85 +127,6 @@ struct SealedState {
     manual: bool,
     /// A Shamir node joining a cluster: its unseal keys answer the join challenge first.
     join: Option<Box<join::PendingJoin>>,
-}
-
-/// Everything that exists only while unsealed, loaded in one place ([`Unsealed::new`]) and
-/// dropped together when the server seals: the barrier (keys), the token store, the mount
-/// table, the policy store and its compiled ACLs, the audit devices and their HMAC key, and
-/// the KV key locks. Nothing of it lives anywhere else (no statics, no side caches).
-#[derive(Debug)]
-pub struct Unsealed {
-    pub barrier: Barrier,
-    pub seal_config: SealConfigRecord,
-    pub recovery: Option<RecoveryConfigRecord>,
-    pub cluster: ClusterInfo,
-    pub tokens: TokenStore,
-    pub policies: PolicyStore,
-    pub mount_store: MountStore,
-    pub audit: AuditStore,
-    pub kv_locks: KeyLocks,
-    pub unsealed_at: SystemTime,
-    /// On raft: this state belongs to a standby, so its barrier reads the node's local replica
-    /// ([`crate::server::physical::LocalView`]) and it serves nothing but the node's own `sys/`
-    /// paths; becoming the leader replaces it with a serving state ([`ha`]).
-    pub standby: bool,
-    /// The key from which the leader derives join challenges (see [`join`]).
-    join_key: Zeroizing<[u8; 32]>,
-}
-
-impl Unsealed {
-    /// The unsealed state over an open barrier; the stores start empty and load lazily.
-    pub fn new(
-        barrier: Barrier,
-        seal_config: SealConfigRecord,
-        recovery: Option<RecoveryConfigRecord>,
-        cluster: ClusterInfo,
-        tokens: TokenStore,
-    ) -> Self {
-        Self {
-            barrier,
-            seal_config,
-            recovery,
-            cluster,
-            tokens,
-            policies: PolicyStore::default(),
-            mount_store: MountStore::default(),
-            audit: AuditStore::default(),
-            kv_locks: KeyLocks::default(),
-            unsealed_at: SystemTime::now(),
-            standby: false,
-            join_key: join::new_key(),
-        }
-    }
-
-    /// Loads what every request needs (the mount table, finishing any purge a crash cut
-    /// short, and the audit devices), so an unreadable table fails the unseal, as in Vault,
-    /// instead of every request after it.
-    pub async fn preload(&self) -> Result<(), CoreError> {
-        fn corrupt(path: &'static str, e: impl std::fmt::Display) -> CoreError {
-            CoreError::Corrupt {
-                path,
-                reason: e.to_string(),
-            }
-        }
-        let mounts = self.mounts();
-        let table = super::mounts::MOUNT_TABLE_PATH;
-        mounts.table().await.map_err(|e| corrupt(table, e))?;
-        mounts
-            .resume_purges()
-            .await
-            .map_err(|e| corrupt(table, e))?;
-        self.audit
-            .devices(&self.barrier)
-            .await
-            .map_err(|e| corrupt(super::audit::TABLE_PATH, e))?;
-        Ok(())
-    }
-
-    /// The mount table, with this server's barrier and KV key locks.
-    pub fn mounts(&self) -> Mounts<'_> {
-        Mounts::new(&self.barrier, &self.mount_store, &self.kv_locks)
-    }
 }
 
 enum State {
