@@ -89,7 +89,8 @@ async fn main() {
     // Throughput: each raft phase right after the file phase it is compared with.
     let file_dir = tempfile::tempdir().expect("tempdir");
     let (file_proc, file_token) = file_node(file_dir.path()).await;
-    let file_t = Arc::new(Target::new(&file_proc.addr, &file_token, vec![file_proc.child.id()]).await);
+    let file_t =
+        Arc::new(Target::new(&file_proc.addr, &file_token, vec![file_proc.child.id()]).await);
     let leader = c.wait_leader(&token, FORM).await;
     let pids: Vec<u32> = (0..3).map(|i| c.pid(i).unsigned_abs()).collect();
     let raft_t = Arc::new(Target::new(&c.addr(leader), &token, pids).await);
@@ -105,7 +106,10 @@ async fn main() {
         }
     }
     drop((file_t, raft_t, file_proc));
-    println!("throughput phases done at {:.1} s", run.elapsed().as_secs_f64());
+    println!(
+        "throughput phases done at {:.1} s",
+        run.elapsed().as_secs_f64()
+    );
 
     let mut acked = Vec::new();
     let mut step_rounds = Vec::new();

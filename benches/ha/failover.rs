@@ -296,9 +296,7 @@ pub async fn step_down_round(
                 loop {
                     let outcome = kv.write(&addr, &key, n).await;
                     if outcome == Outcome::Acked {
-                        acks.lock()
-                            .expect("acks")
-                            .push((Instant::now(), (key, n)));
+                        acks.lock().expect("acks").push((Instant::now(), (key, n)));
                         break;
                     }
                     if !outcome.retryable() || first.elapsed() > RETRY_LIMIT {
@@ -365,7 +363,9 @@ pub async fn step_down_round(
             .max()
             .unwrap_or_default()
     };
-    let window = called.checked_sub(Duration::from_millis(100)).unwrap_or(called);
+    let window = called
+        .checked_sub(Duration::from_millis(100))
+        .unwrap_or(called);
     StepDown::Done(StepRound {
         max_gap: gap(window, Instant::now()),
         baseline_gap: gap(began, window),

@@ -67,8 +67,12 @@ impl Kv {
 
     /// Writes `{"n": n}` to `secret/data/<key>` through `addr`.
     pub async fn write(&self, addr: &str, key: &str, n: u64) -> Outcome {
-        self.put(addr, &format!("/v1/secret/data/{key}"), &json!({"data": {"n": n}}))
-            .await
+        self.put(
+            addr,
+            &format!("/v1/secret/data/{key}"),
+            &json!({"data": {"n": n}}),
+        )
+        .await
     }
 
     /// A PUT of `body` to `path` through `addr`.
@@ -123,10 +127,7 @@ impl Kv {
             .send()
             .await;
         match resp {
-            Ok(r) => r
-                .json::<Value>()
-                .await
-                .is_ok_and(|v| v["is_self"] == true),
+            Ok(r) => r.json::<Value>().await.is_ok_and(|v| v["is_self"] == true),
             Err(_) => false,
         }
     }

@@ -79,7 +79,10 @@ pub fn failover(rounds: &[KillRound]) {
         return;
     }
     let ack: Vec<Duration> = rounds.iter().map(|k| k.to_ack).collect();
-    let elected: Vec<Duration> = rounds.iter().filter_map(|k| k.to_elected.map(|e| e.1)).collect();
+    let elected: Vec<Duration> = rounds
+        .iter()
+        .filter_map(|k| k.to_elected.map(|e| e.1))
+        .collect();
     let active: Vec<Duration> = rounds.iter().filter_map(|k| k.to_active).collect();
     let row = |label: &str, xs: &[Duration]| {
         println!(

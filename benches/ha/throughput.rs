@@ -143,12 +143,7 @@ impl Target {
         self.phase(workers, budget, false).await
     }
 
-    async fn phase(
-        self: &Arc<Self>,
-        workers: usize,
-        budget: Duration,
-        write: bool,
-    ) -> Figures {
+    async fn phase(self: &Arc<Self>, workers: usize, budget: Duration, write: bool) -> Figures {
         let base = self.written.lock().expect("written").clone();
         let cpu = cpu_of(&self.pids);
         let start = Instant::now();
@@ -191,15 +186,6 @@ impl Target {
             server_cpu: cpu_of(&self.pids).saturating_sub(cpu),
         }
     }
-}
-
-/// Writes then reads with 1 and 16 clients: [write 1, write 16, read 1, read 16].
-pub async fn four_phases(target: &Arc<Target>, budget: Duration) -> [Figures; 4] {
-    let w1 = target.writes(1, budget).await;
-    let w16 = target.writes(MANY, budget).await;
-    let r1 = target.reads(1, budget).await;
-    let r16 = target.reads(MANY, budget).await;
-    [w1, w16, r1, r16]
 }
 
 /// A one-node `storage "file"` server with the shamir seal (one share), initialized and
