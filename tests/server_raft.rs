@@ -133,3 +133,122 @@ async fn a_node_with_empty_raft_state_never_forms_a_cluster_by_itself() {
     assert_eq!(st, 503);
     drop(server);
 }
+
+/// A raft node on `api` and `cluster` ports, Shamir seal, with optional `retry_join` targets.
+fn shamir_node<'a>(
+    dir: &'a Path,
+    name: &str,
+    api: u16,
+    cluster: u16,
+    joins: &[String],
+) -> ServerSpec<'a> {
+    let retry: String = joins
+        .iter()
+        .map(|a| format!("  retry_join {{ leader_api_addr = \"{a}\" }}\n"))
+        .collect();
+    let mut spec = ServerSpec::plain(dir);
+    spec.port = api;
+    spec.extra_hcl = format!(
+        "storage \"raft\" {{\n  path = \"{}\"\n  node_id = \"{name}\"\n{retry}}}\n\
+         listener \"tcp\" {{\n  address = \"127.0.0.1:{api}\"\n  cluster_address = \"127.0.0.1:{cluster}\"\n  tls_disable = 1\n}}\n\
+         api_addr = \"http://127.0.0.1:{api}\"\ncluster_addr = \"https://127.0.0.1:{cluster}\"\n",
+        dir.join("raft").display()
+    );
+    spec
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shamir_joiner_joins_then_waits_for_its_unseal_keys() {
+    let (d0, d1) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    let (a0, c0, a1, c1) = (free_port(), free_port(), free_port(), free_port());
+    let first = ServerProc::start(&shamir_node(d0.path(), "shamir-0", a0, c0, &[]));
+    let (st, init) = put(
+        &first.addr,
+        "/v1/sys/init",
+        None,
+        &json!({"secret_shares": 3, "secret_threshold": 2}),
+    )
+    .await;
+    assert_eq!(st, 200, "init: {init}");
+    let keys: Vec<String> = init["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .map(|k| k.as_str().expect("key").to_owned())
+        .collect();
+    let token = init["root_token"].as_str().expect("token").to_owned();
+    for k in &keys[..2] {
+        put(&first.addr, "/v1/sys/unseal", None, &json!({ "key": k })).await;
+    }
+    let (st, body) = put(
+        &first.addr,
+        "/v1/secret/data/before-join",
+        Some(&token),
+        &json!({"data": {"v": 1}}),
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+
+    // The joiner fetches the challenge and then shows the cluster's seal: sealed, t of n.
+    let joiner = ServerProc::start(&shamir_node(
+        d1.path(),
+        "shamir-1",
+        a1,
+        c1,
+        &[first.addr.clone()],
+    ));
+    let status = wait_status(&joiner.addr, Duration::from_secs(30), |v| {
+        v["initialized"] == true
+    })
+    .await;
+    assert_eq!(
+        (
+            status["sealed"].clone(),
+            status["t"].clone(),
+            status["n"].clone()
+        ),
+        (json!(true), json!(2), json!(3)),
+        "{status}"
+    );
+    // A wrong share set does not join.
+    let bad = "00".repeat(33);
+    put(
+        &joiner.addr,
+        "/v1/sys/unseal",
+        None,
+        &json!({ "key": keys[0] }),
+    )
+    .await;
+    let (st, body) = put(&joiner.addr, "/v1/sys/unseal", None, &json!({ "key": bad })).await;
+    assert_eq!(st, 400, "{body}");
+    // The right shares: it answers the challenge, joins, replicates and unseals.
+    put(
+        &joiner.addr,
+        "/v1/sys/unseal",
+        None,
+        &json!({ "key": keys[1] }),
+    )
+    .await;
+    let (st, body) = put(
+        &joiner.addr,
+        "/v1/sys/unseal",
+        None,
+        &json!({ "key": keys[2] }),
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["sealed"], false, "{body}");
+    let (st, body) = get_auth(&joiner.addr, "/v1/sys/leader", &token).await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["is_self"], false, "{body}");
+    // Reads through the joiner reach the leader's data (redirect to the active node).
+    let (st, body) = get_auth(&joiner.addr, "/v1/secret/data/before-join", &token).await;
+    assert_eq!(
+        (st, body["data"]["data"]["v"].clone()),
+        (200, json!(1)),
+        "{body}"
+    );
+}

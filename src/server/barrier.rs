@@ -308,6 +308,12 @@ impl Keyring {
         self.root.seal(KEYRING_PATH, &json)
     }
 
+    /// Encrypts `plaintext` under the root key (a Shamir cluster's join challenge and cluster
+    /// CA: only holders of the unseal keys can recover the root key to open them).
+    pub fn seal_with_root(&self, path: &str, plaintext: &[u8]) -> Result<Vec<u8>, BarrierError> {
+        self.root.seal(path, plaintext)
+    }
+
     /// Decrypts a newer stored keyring (after a rotation elsewhere in the cluster) with this
     /// keyring's root key.
     pub fn reopen(&self, blob: &[u8]) -> Result<Self, BarrierError> {

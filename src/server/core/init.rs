@@ -287,6 +287,7 @@ impl Core {
                 recovery,
                 progress: Progress::default(),
                 manual: false,
+                join: None,
             }),
         };
         drop(state);

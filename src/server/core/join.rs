@@ -13,8 +13,12 @@
 //!    CA wrapped by the seal (a fresh data key under KMS, the CA under that key). The joiner
 //!    installs it, so the leader can replicate to it; autopilot promotes it later.
 //!
-//! Only seals that can encrypt without an operator (awskms) can join this way; a Shamir
-//! cluster is refused with a message that says so. Storage, seal and network I/O.
+//! With the Shamir seal nothing can decrypt without an operator, so, as in Vault, a Shamir
+//! joiner fetches the challenge, then waits for its unseal keys: the leader encrypts the
+//! answer (and later the cluster CA) under the root key and sends the stored root key, still
+//! wrapped by the unseal key; `sys/unseal` on the joiner recovers the root key from the shares,
+//! answers, joins and unseals with it once the leader's log has arrived. Storage, seal and
+//! network I/O.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +28,9 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use super::{Core, CoreError, SealBackend, SealConfigRecord, State, Unsealed, paths};
+use super::{
+    Core, CoreError, Progress, SealBackend, SealConfigRecord, SealedState, State, Unsealed, paths,
+};
 use crate::server::barrier::{self, Key};
 use crate::server::cluster::{ClusterAddr, ClusterTls};
 use crate::server::config::RetryJoin;
@@ -38,6 +44,10 @@ const ANSWER_LABEL: &[u8] = b"sealkeep-raft-peer-challenge\0";
 const ANSWER_LEN: usize = 24;
 /// The associated data of the wrapped cluster CA.
 const TLS_AAD: &str = "core/raft/tls/join";
+/// The associated data of a Shamir cluster's challenge.
+const CHALLENGE_AAD: &str = "core/raft/challenge";
+/// How long a Shamir joiner waits for the leader's log after it answered.
+const REPLICA_PATIENCE: Duration = Duration::from_secs(60);
 /// How long one join request to a leader may take.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause between `retry_join` rounds (Vault's 2 s).
@@ -82,6 +92,26 @@ pub struct ChallengeResponse {
     /// Base64 of the seal-wrapped answer (JSON).
     pub challenge: String,
     pub seal_config: SealConfigRecord,
+    /// Shamir clusters: the stored root key (base64 of its JSON), wrapped by the unseal key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wrapped_root_key: Option<String>,
+}
+
+/// A Shamir joiner's challenge, kept (sealed state) until its unseal keys arrive.
+#[derive(Clone)]
+pub(super) struct PendingJoin {
+    leader: String,
+    leader_ca_cert: Option<String>,
+    challenge: String,
+    wrapped_root_key: String,
+}
+
+impl std::fmt::Debug for PendingJoin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingJoin")
+            .field("leader", &self.leader)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `bootstrap/answer`: Vault's fields plus this node's raft id and `api_addr`.
@@ -111,20 +141,13 @@ pub struct AnswerResponse {
     pub tls_keyring: String,
 }
 
-/// The cluster CA under a data key that the seal wraps.
+/// The cluster CA under a data key that the seal wraps (awskms), or under the root key
+/// (Shamir: `key` is absent).
 #[derive(Serialize, Deserialize)]
 struct WrappedTls {
-    key: WrappedRootKey,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key: Option<WrappedRootKey>,
     ciphertext: String,
-}
-
-fn kms_of(seal: &SealBackend) -> Result<&Arc<AwsKmsSeal>, CoreError> {
-    match seal {
-        SealBackend::AwsKms(k) => Ok(k),
-        SealBackend::Shamir => Err(CoreError::InvalidRequest(
-            "joining a raft cluster needs an auto-unseal seal (awskms) on every node: the join challenge is encrypted by the seal; this node uses shamir".into(),
-        )),
-    }
 }
 
 fn invalid(msg: impl Into<String>) -> CoreError {
@@ -152,19 +175,35 @@ impl Core {
             return Err(invalid("server_id must be 1-256 characters"));
         }
         let u = self.active().await?;
-        let kms = kms_of(&self.seal)?;
-        let wrapped = kms.wrap(&answer_for(&u, server_id)).await?;
-        let json = serde_json::to_vec(&wrapped).map_err(|e| invalid(e.to_string()))?;
+        let answer = answer_for(&u, server_id);
+        let (challenge, wrapped_root_key) =
+            match &self.seal {
+                SealBackend::AwsKms(kms) => {
+                    let wrapped = kms.wrap(&answer).await?;
+                    let json = serde_json::to_vec(&wrapped).map_err(|e| invalid(e.to_string()))?;
+                    (B64.encode(json), None)
+                }
+                SealBackend::Shamir => {
+                    let ct = u.barrier.keyring().seal_with_root(CHALLENGE_AAD, &answer)?;
+                    let root = self.local.get(paths::ROOT_KEY).await?.ok_or_else(|| {
+                        CoreError::Corrupt {
+                            path: paths::ROOT_KEY,
+                            reason: "missing".into(),
+                        }
+                    })?;
+                    (B64.encode(ct), Some(B64.encode(root)))
+                }
+            };
         Ok(ChallengeResponse {
-            challenge: B64.encode(json),
+            challenge,
             seal_config: u.seal_config.clone(),
+            wrapped_root_key,
         })
     }
 
     /// Leader: `bootstrap/answer`. Adds the joiner as a learner and returns the cluster CA.
     pub async fn raft_answer(&self, req: &AnswerRequest) -> Result<AnswerResponse, CoreError> {
         let u = self.active().await?;
-        let kms = kms_of(&self.seal)?;
         let raft = self.raft.as_ref().ok_or_else(|| invalid("no raft"))?;
         let given = B64
             .decode(req.answer.trim())
@@ -205,11 +244,19 @@ impl Core {
                 path: paths::CLUSTER_TLS,
                 reason: "missing".into(),
             })?;
-        let data_key = Key::generate()?;
-        let ciphertext = barrier::seal_with_key(&data_key, TLS_AAD, &raw)?;
-        let wrapped = WrappedTls {
-            key: kms.wrap(data_key.as_bytes()).await?,
-            ciphertext: B64.encode(ciphertext),
+        let wrapped = match &self.seal {
+            SealBackend::AwsKms(kms) => {
+                let data_key = Key::generate()?;
+                let ciphertext = barrier::seal_with_key(&data_key, TLS_AAD, &raw)?;
+                WrappedTls {
+                    key: Some(kms.wrap(data_key.as_bytes()).await?),
+                    ciphertext: B64.encode(ciphertext),
+                }
+            }
+            SealBackend::Shamir => WrappedTls {
+                key: None,
+                ciphertext: B64.encode(u.barrier.keyring().seal_with_root(TLS_AAD, &raw)?),
+            },
         };
         let json = serde_json::to_vec(&wrapped).map_err(|e| invalid(e.to_string()))?;
         Ok(AnswerResponse {
@@ -235,7 +282,6 @@ impl Core {
         {
             return Err(invalid("this node is already part of a raft cluster"));
         }
-        let kms = kms_of(&self.seal)?;
         let leader = req.leader_api_addr.trim_end_matches('/');
         let client = http_client(req.leader_ca_cert.as_deref())?;
         let node = raft.node_info();
@@ -253,6 +299,10 @@ impl Core {
                 self.seal.seal_type().as_str()
             )));
         }
+        let kms = match &self.seal {
+            SealBackend::AwsKms(kms) => kms,
+            SealBackend::Shamir => return self.await_unseal_keys(req, leader, challenge).await,
+        };
         let wrapped: WrappedRootKey = B64
             .decode(&challenge.challenge)
             .ok()
@@ -263,28 +313,132 @@ impl Core {
                 "cannot decrypt the join challenge with this node's seal ({e}); every node needs kms:Decrypt on the cluster's KMS key"
             ))
         })?;
+        let tls = self
+            .send_answer(&client, leader, &answer, req.non_voter)
+            .await?;
+        let tls = unwrap_tls(kms, &tls).await?;
+        self.install_node_tls(raft, &tls);
+        tracing::info!(
+            leader,
+            "joined the raft cluster; waiting for the leader's log"
+        );
+        Ok(())
+    }
+
+    /// Posts the answer; returns the leader's wrapped cluster CA.
+    async fn send_answer(
+        &self,
+        client: &reqwest::Client,
+        leader: &str,
+        answer: &[u8],
+        non_voter: bool,
+    ) -> Result<String, CoreError> {
+        let raft = self.raft.as_ref().ok_or_else(|| invalid("no raft"))?;
+        let node = raft.node_info();
         let reply: AnswerResponse = post(
-            &client,
+            client,
             leader,
             "sys/storage/raft/bootstrap/answer",
             &AnswerRequest {
                 server_id: node.name.clone(),
-                answer: B64.encode(answer.as_slice()),
+                answer: B64.encode(answer),
                 cluster_addr: node.cluster_addr.clone(),
-                non_voter: req.non_voter,
+                non_voter,
                 raft_node_id: raft.node_id(),
                 api_addr: node.api_addr.clone(),
             },
         )
         .await?;
-        let tls = unwrap_tls(kms, &reply.tls_keyring).await?;
-        self.install_node_tls(raft, &tls);
+        Ok(reply.tls_keyring)
+    }
+
+    /// Shamir joiner: keeps the challenge and waits, sealed, for the unseal keys.
+    async fn await_unseal_keys(
+        &self,
+        req: &JoinRequest,
+        leader: &str,
+        challenge: ChallengeResponse,
+    ) -> Result<(), CoreError> {
+        let wrapped_root_key = challenge.wrapped_root_key.ok_or_else(|| {
+            invalid(format!(
+                "the challenge from {leader} has no wrapped_root_key"
+            ))
+        })?;
+        let mut state = self.state.write().await;
+        if !matches!(*state, State::Uninitialized) {
+            return Err(invalid("this node is already part of a raft cluster"));
+        }
+        *state = State::Sealed(SealedState {
+            seal_config: challenge.seal_config,
+            recovery: None,
+            progress: Progress::default(),
+            manual: false,
+            join: Some(PendingJoin {
+                leader: leader.to_owned(),
+                leader_ca_cert: req.leader_ca_cert.clone(),
+                challenge: challenge.challenge,
+                wrapped_root_key,
+            }),
+        });
         tracing::info!(
             leader,
-            peers = reply.peers.len(),
-            "joined the raft cluster; waiting for the leader's log"
+            "joining the raft cluster: waiting for the unseal keys (sys/unseal)"
         );
         Ok(())
+    }
+
+    /// Shamir joiner, at the unseal threshold: recovers the root key with the combined unseal
+    /// key, answers the challenge, installs the cluster CA and waits for the leader's log.
+    /// Returns the root key.
+    pub(super) async fn finish_shamir_join(
+        &self,
+        pending: &PendingJoin,
+        unseal_key: &Key,
+    ) -> Result<Key, CoreError> {
+        let raft = self.raft.as_ref().ok_or_else(|| invalid("no raft"))?;
+        let stored: WrappedRootKey = B64
+            .decode(&pending.wrapped_root_key)
+            .ok()
+            .and_then(|j| serde_json::from_slice(&j).ok())
+            .ok_or_else(|| invalid("the leader's wrapped_root_key is malformed"))?;
+        let ct = B64
+            .decode(&stored.ciphertext)
+            .map_err(|_| invalid("the leader's wrapped_root_key is malformed"))?;
+        let root = barrier::open_with_key(unseal_key, paths::ROOT_KEY, &ct)
+            .map_err(|_| CoreError::InvalidKey)?;
+        let root = Key::from_slice(&root)?;
+        let challenge = B64
+            .decode(&pending.challenge)
+            .map_err(|_| invalid("the join challenge is malformed"))?;
+        let answer = barrier::open_with_key(&root, CHALLENGE_AAD, &challenge)
+            .map_err(|_| invalid("the join challenge does not open with this root key"))?;
+        let client = http_client(pending.leader_ca_cert.as_deref())?;
+        let tls = self
+            .send_answer(&client, &pending.leader, &answer, false)
+            .await?;
+        let wrapped: WrappedTls = B64
+            .decode(&tls)
+            .ok()
+            .and_then(|j| serde_json::from_slice(&j).ok())
+            .ok_or_else(|| invalid("the leader's tls_keyring is malformed"))?;
+        let ct = B64
+            .decode(&wrapped.ciphertext)
+            .map_err(|_| invalid("the leader's tls_keyring is malformed"))?;
+        let raw = barrier::open_with_key(&root, TLS_AAD, &ct)
+            .map_err(|_| invalid("the leader's tls_keyring does not open with this root key"))?;
+        let ca = ClusterTls::from_bytes(&raw).map_err(|e| invalid(e.to_string()))?;
+        self.install_node_tls(raft, &ca);
+        tracing::info!(leader = %pending.leader, "joined the raft cluster; waiting for the leader's log to unseal");
+        let start = tokio::time::Instant::now();
+        while self.local.get(paths::SEAL_CONFIG).await?.is_none() {
+            if start.elapsed() > REPLICA_PATIENCE {
+                return Err(invalid(format!(
+                    "joined, but the leader's log has not arrived within {REPLICA_PATIENCE:?}; check that the leader can reach this node's cluster_addr, then unseal again"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(root)
     }
 
     /// Refuses `sys/init` on a node whose `retry_join` targets answer as initialized.
@@ -368,7 +522,10 @@ async fn unwrap_tls(kms: &AwsKmsSeal, tls_keyring: &str) -> Result<ClusterTls, C
         .ok()
         .and_then(|j| serde_json::from_slice(&j).ok())
         .ok_or_else(malformed)?;
-    let key = Key::from_slice(&kms.unwrap(&wrapped.key).await?)?;
+    let key = Key::from_slice(
+        &kms.unwrap(wrapped.key.as_ref().ok_or_else(malformed)?)
+            .await?,
+    )?;
     let ct = B64.decode(&wrapped.ciphertext).map_err(|_| malformed())?;
     let raw = barrier::open_with_key(&key, TLS_AAD, &ct).map_err(|_| malformed())?;
     ClusterTls::from_bytes(&raw).map_err(|e| invalid(e.to_string()))

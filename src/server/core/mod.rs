@@ -126,6 +126,8 @@ struct SealedState {
     progress: Progress,
     /// Sealed through `sys/seal`: the auto-unseal loop leaves it sealed.
     manual: bool,
+    /// A Shamir node joining a cluster: its unseal keys answer the join challenge first.
+    join: Option<join::PendingJoin>,
 }
 
 /// Everything that exists only while unsealed, loaded in one place ([`Unsealed::new`]) and
@@ -358,6 +360,7 @@ impl Core {
                         recovery,
                         progress: Progress::default(),
                         manual: false,
+                        join: None,
                     })
                 }
             },
@@ -466,6 +469,7 @@ impl Core {
             recovery: unsealed.recovery.clone(),
             progress: Progress::default(),
             manual: true,
+            join: None,
         });
         self.metrics.sealed.set(1);
         tracing::info!("sealed by request");

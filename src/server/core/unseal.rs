@@ -104,6 +104,18 @@ impl Core {
             shamir::combine(parts).map_err(|_| CoreError::InvalidKey)?
         };
         let secret = Key::from_slice(&secret).map_err(|_| CoreError::InvalidKey)?;
+        let pending = match &*self.state.read().await {
+            State::Sealed(s) => s.join.clone().map(|j| (j, s.seal_config.clone())),
+            _ => None,
+        };
+        if let Some((join, seal_config)) = pending {
+            let root_key = self.finish_shamir_join(&join, &secret).await?;
+            let unsealed = self.open_barrier(root_key, seal_config, None).await?;
+            if self.install_unsealed(unsealed, false).await {
+                tracing::info!("joined and unsealed with key shares");
+            }
+            return Ok(());
+        }
         let raw = self
             .local
             .get(paths::ROOT_KEY)
