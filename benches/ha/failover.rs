@@ -19,6 +19,7 @@ const WRITER_MAX_ATTEMPTS: u64 = 50_000;
 const WRITER_MAX_TIME: Duration = Duration::from_secs(60);
 /// How long a step-down writer retries one key before it counts it as failed.
 const RETRY_LIMIT: Duration = Duration::from_secs(10);
+const MAX_RETRIES: u32 = 500;
 const STEP_DOWN_WRITERS: usize = 4;
 
 /// A write the cluster acknowledged: key and value, to read back at the end.
@@ -293,21 +294,23 @@ pub async fn step_down_round(
                 }
                 let key = format!("stepdown/r{round}/w{w}/n{n}");
                 let first = Instant::now();
-                loop {
-                    let outcome = kv.write(&addr, &key, n).await;
-                    if outcome == Outcome::Acked {
-                        acks.lock().expect("acks").push((Instant::now(), (key, n)));
-                        break;
-                    }
-                    if !outcome.retryable() || first.elapsed() > RETRY_LIMIT {
-                        failed
-                            .lock()
-                            .expect("failed")
-                            .push(format!("{key}: {}", outcome.label()));
+                let mut last = Outcome::TimedOut;
+                for attempt in 0..MAX_RETRIES {
+                    last = kv.write(&addr, &key, n).await;
+                    if last == Outcome::Acked || !last.retryable() || first.elapsed() > RETRY_LIMIT
+                    {
                         break;
                     }
                     retries.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(backoff(n)).await;
+                    tokio::time::sleep(backoff(n + u64::from(attempt))).await;
+                }
+                if last == Outcome::Acked {
+                    acks.lock().expect("acks").push((Instant::now(), (key, n)));
+                } else {
+                    failed
+                        .lock()
+                        .expect("failed")
+                        .push(format!("{key}: {}", last.label()));
                 }
             }
         }));
