@@ -117,9 +117,20 @@ impl std::fmt::Debug for InitResponse {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+/// `sys/leader`. The raft indexes are present only with integrated raft storage.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 pub struct Leader {
     pub ha_enabled: bool,
+    #[serde(default)]
+    pub is_self: bool,
+    #[serde(default)]
+    pub leader_address: String,
+    #[serde(default)]
+    pub leader_cluster_address: String,
+    #[serde(default)]
+    pub raft_committed_index: Option<u64>,
+    #[serde(default)]
+    pub raft_applied_index: Option<u64>,
 }
 
 #[derive(Debug, Clone)]

@@ -118,7 +118,7 @@ async fn a_node_with_empty_raft_state_never_forms_a_cluster_by_itself() {
     );
     let mut server = ServerProc::start(&spec);
     let addr = server.addr.clone();
-    // Longer than three of the slowest election timeouts (2 s each at multiplier 1).
+    // Longer than three of the slowest election timeouts (1 s each at multiplier 1).
     tokio::time::sleep(Duration::from_secs(7)).await;
     let status = wait_status(&addr, Duration::from_secs(5), |_| true).await;
     assert_eq!(status["initialized"], false, "{status}");

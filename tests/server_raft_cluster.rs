@@ -199,3 +199,67 @@ async fn an_empty_node_never_forms_a_cluster_and_a_joiner_without_the_key_cannot
         "the joiner must say why it cannot join: {log}"
     );
 }
+
+/// Writes through `addr` as a Vault client does: on 307 (followed by the client) or 503 it
+/// retries, for at most `patience`; true once acknowledged.
+async fn write_retrying(addr: &str, token: &str, key: &str, n: u64, patience: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < patience {
+        if write(addr, token, key, json!({ "n": n })).await == 200 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn step_down_moves_leadership_without_a_failed_write_and_remove_peer_shrinks_the_cluster() {
+    let (_moto, c, token) = three_nodes("sealkeep-ha-stepdown").await;
+    let old = c.wait_leader(&token, FORM).await;
+    let client_node = (old + 1) % 3;
+
+    // A writer keeps writing through a standby while the leader steps down.
+    let writer = {
+        let addr = c.addr(client_node);
+        let token = token.clone();
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for n in 0..60u64 {
+                let key = format!("stepdown/k{n}");
+                assert!(
+                    write_retrying(&addr, &token, &key, n, Duration::from_secs(1)).await,
+                    "write {n} failed for more than 1 s around the step-down"
+                );
+                acked.push((key, n));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            acked
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (st, body) = put(&c.addr(old), "/v1/sys/step-down", Some(&token), &json!({})).await;
+    assert_eq!(st, 204, "step-down: {body}");
+    let acked = writer.await.expect("writer");
+    let new = c.wait_leader(&token, FORM).await;
+    assert_ne!(new, old, "leadership must move");
+    for (key, n) in &acked {
+        let (st, data) = read(&c.addr(old), &token, key).await;
+        assert_eq!((st, data), (200, json!({ "n": n })), "{key}");
+    }
+
+    // remove-peer: the old leader leaves; two voters keep working.
+    let (st, body) = put(
+        &c.addr(new),
+        "/v1/sys/storage/raft/remove-peer",
+        Some(&token),
+        &json!({ "server_id": format!("node-{old}") }),
+    )
+    .await;
+    assert!(st == 200 || st == 204, "remove-peer: {st} {body}");
+    c.wait_voters(&token, 2, FORM).await;
+    let survivor = (0..3).find(|i| *i != old && *i != new).expect("third node");
+    assert!(write_retrying(&c.addr(survivor), &token, "after-remove", 1, FORM).await);
+    let (st, data) = read(&c.addr(new), &token, "after-remove").await;
+    assert_eq!((st, data), (200, json!({ "n": 1 })));
+}

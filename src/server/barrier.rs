@@ -320,6 +320,14 @@ impl Keyring {
         Self::from_ciphertext(self.root.key.clone(), blob)
     }
 
+    /// Whether `blob` (a stored `core/keyring`, from a snapshot for example) was encrypted
+    /// under this keyring's root key: authenticated decryption with the root key succeeds.
+    /// Nothing of the decrypted keyring is kept.
+    pub fn root_key_opens(&self, blob: &[u8]) -> bool {
+        ciphertext_term(KEYRING_PATH, blob).is_ok_and(|t| t == ROOT_TERM)
+            && self.root.open(KEYRING_PATH, blob).is_ok()
+    }
+
     /// Decrypts a stored keyring with the root key. A wrong root key is an integrity error.
     pub fn from_ciphertext(root_key: Key, blob: &[u8]) -> Result<Self, BarrierError> {
         let root = TermCipher::new(ROOT_TERM, root_key, 0)?;

@@ -83,9 +83,16 @@ fn default_node_name() -> String {
 pub struct Server {
     pub core: Arc<Core>,
     config: ServerConfig,
+    forwarder: Arc<cluster::Forwarder>,
 }
 
 impl Server {
+    /// Forwards standby requests to the active node; give it the node's cluster client TLS
+    /// with [`cluster::Forwarder::set_tls`] once unsealed.
+    pub fn forwarder(&self) -> &Arc<cluster::Forwarder> {
+        &self.forwarder
+    }
+
     pub async fn build(config: ServerConfig) -> Result<Self, ServerError> {
         let metrics = ServerMetrics::new();
         let physical: Arc<dyn Physical> = match &config.storage {
@@ -108,12 +115,20 @@ impl Server {
                     config.cluster_name.clone(),
                 )
                 .await?;
-                return Ok(Self { core, config });
+                return Ok(Self {
+                    core,
+                    config,
+                    forwarder: Arc::default(),
+                });
             }
         };
         let seal = seal_backend(&config, &metrics).await;
         let core = Core::new(physical, seal, metrics, config.cluster_name.clone()).await?;
-        Ok(Self { core, config })
+        Ok(Self {
+            core,
+            config,
+            forwarder: Arc::default(),
+        })
     }
 
     /// Dev mode: initialize with one key share and unseal with it. Returns (root token, key).
@@ -129,6 +144,16 @@ impl Server {
         let key = resp.keys_base64.first().cloned().unwrap_or_default();
         self.core.unseal_share(Some(&key), false).await?;
         Ok((resp.root_token.clone(), key))
+    }
+
+    fn app_state(&self, cfg: &config::ListenerConfig) -> http::AppState {
+        http::AppState {
+            core: Arc::clone(&self.core),
+            max_body: cfg.max_request_size,
+            body_timeout: cfg.timeouts.read,
+            unauthenticated_metrics: cfg.unauthenticated_metrics_access,
+            forwarder: Arc::clone(&self.forwarder),
+        }
     }
 
     /// Binds every listener, starts auto-unseal, and serves until `shutdown` resolves; then
@@ -158,21 +183,25 @@ impl Server {
         let joining = self.core.spawn_retry_join();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
-        if let (Some(port), Some(raft)) = (cluster_port, self.core.raft()) {
+        if let (Some(port), Some(raft), Some(cfg)) = (
+            cluster_port,
+            self.core.raft(),
+            self.config.listeners.first(),
+        ) {
+            // Requests forwarded by standbys run through this node's own API stack.
+            let api = http::router(self.app_state(cfg));
+            let app =
+                cluster::router(Arc::new(raft.rpc_handler())).merge(cluster::forward_routes(api));
             tasks.spawn(serve_cluster_port(
                 port,
                 self.core.node_tls(),
-                cluster::router(Arc::new(raft.rpc_handler())),
+                Arc::clone(&self.forwarder),
+                app,
                 stop_rx.clone(),
             ));
         }
         for (l, cfg) in bound {
-            let app = http::router(http::AppState {
-                core: Arc::clone(&self.core),
-                max_body: cfg.max_request_size,
-                body_timeout: cfg.timeouts.read,
-                unauthenticated_metrics: cfg.unauthenticated_metrics_access,
-            });
+            let app = http::router(self.app_state(cfg));
             tracing::info!(
                 address = %cfg.address,
                 tls = cfg.tls.is_some(),
@@ -181,9 +210,13 @@ impl Server {
             );
             tasks.spawn(l.serve(app, stop_rx.clone(), SHUTDOWN_GRACE));
         }
+        let core = Arc::clone(&self.core);
         tokio::spawn(async move {
             shutdown.await;
             tracing::info!("shutting down");
+            // The leader hands its office on first, so clients see a short gap, not a
+            // failover (raft only; bounded).
+            core.hand_off_leadership().await;
             let _ = stop_tx.send(true);
         });
         while let Some(r) = tasks.join_next().await {
@@ -204,6 +237,7 @@ impl Server {
 async fn serve_cluster_port(
     port: std::net::TcpListener,
     mut tls: tokio::sync::watch::Receiver<Option<Arc<cluster::NodeTls>>>,
+    forwarder: Arc<cluster::Forwarder>,
     app: axum::Router,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -215,6 +249,10 @@ async fn serve_cluster_port(
         _ = stop.wait_for(|s| *s) => return,
     };
     let Some(identity) = identity else { return };
+    match identity.client_config() {
+        Ok(client) => forwarder.set_tls(client),
+        Err(e) => tracing::error!(error = %e, "request forwarding unavailable"),
+    }
     let address = port.local_addr().ok();
     match cluster::ClusterListener::from_bound(port, &identity, cluster::ListenerLimits::default())
     {

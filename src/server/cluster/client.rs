@@ -2,15 +2,18 @@
 //! peer, opened on first use, shared by concurrent requests (HTTP/2 streams) and reopened after
 //! it fails. Does network I/O.
 //!
-//! The client sets no deadlines of its own: callers bound each call (raft's per-RPC timeout),
-//! which also bounds connecting. A dead peer is detected by HTTP/2 keep-alive pings.
+//! The client sets no deadlines of its own unless given a connect timeout
+//! ([`PeerClient::with_connect_timeout`], request forwarding): callers bound each call (raft's
+//! per-RPC timeout), which also bounds connecting. A dead peer is detected by HTTP/2 keep-alive
+//! pings.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{Method, Request, StatusCode, Uri, header};
+use axum::http::{HeaderMap, Method, Request, Response, StatusCode, Uri, header};
 use bytes::Bytes;
+use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::ClientConfig;
@@ -58,6 +61,7 @@ pub struct PeerClient {
     addr: ClusterAddr,
     authority: String,
     tls: TlsConnector,
+    connect_timeout: Option<Duration>,
     conn: tokio::sync::Mutex<Option<SendRequest<Body>>>,
 }
 
@@ -78,8 +82,16 @@ impl PeerClient {
             authority: addr.to_string(),
             addr,
             tls: TlsConnector::from(tls),
+            connect_timeout: None,
             conn: tokio::sync::Mutex::new(None),
         })
+    }
+
+    /// Bounds opening a connection (TCP, TLS and HTTP/2 handshakes) by `timeout`, so an
+    /// unreachable peer fails fast even when the caller's own deadline is long.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
+        self
     }
 
     /// The peer's address as `HOST:PORT`.
@@ -94,36 +106,18 @@ impl PeerClient {
         body: Vec<u8>,
         max_reply: usize,
     ) -> Result<Bytes, ClientError> {
-        let mut sender = self.sender().await?;
-        let req_err = |reason: String| ClientError::Request {
-            addr: self.authority.clone(),
-            reason,
-        };
-        let uri: Uri = format!("https://{}{}", self.authority, path)
-            .parse()
-            .map_err(|e| req_err(format!("invalid request path {path:?}: {e}")))?;
-        let request = Request::builder()
-            .method(Method::POST)
-            .uri(uri)
-            .header(header::CONTENT_TYPE, "application/octet-stream")
-            .body(Body::from(body))
-            .map_err(|e| req_err(e.to_string()))?;
-        let result = async {
-            sender.ready().await?;
-            sender.send_request(request).await
-        }
-        .await;
-        let response = match result {
-            Ok(r) => r,
-            Err(e) => {
-                self.forget_if_closed().await;
-                return Err(req_err(e.to_string()));
-            }
-        };
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/octet-stream"),
+        );
+        let response = self
+            .send(Method::POST, path, headers, Body::from(body))
+            .await?;
         let status = response.status();
         let bytes = axum::body::to_bytes(Body::new(response.into_body()), max_reply)
             .await
-            .map_err(|e| req_err(format!("reading the reply: {e}")))?;
+            .map_err(|e| self.req_err(format!("reading the reply: {e}")))?;
         if status != StatusCode::OK {
             let message = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned();
             return Err(ClientError::Status {
@@ -135,6 +129,46 @@ impl PeerClient {
         Ok(bytes)
     }
 
+    /// Sends one request (`path` with its query) and returns the peer's response as it is,
+    /// whatever its status, with the body still streaming.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: HeaderMap,
+        body: Body,
+    ) -> Result<Response<Incoming>, ClientError> {
+        let mut sender = self.sender().await?;
+        let uri: Uri = format!("https://{}{}", self.authority, path)
+            .parse()
+            .map_err(|e| self.req_err(format!("invalid request path {path:?}: {e}")))?;
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(body)
+            .map_err(|e| self.req_err(e.to_string()))?;
+        *request.headers_mut() = headers;
+        let result = async {
+            sender.ready().await?;
+            sender.send_request(request).await
+        }
+        .await;
+        match result {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                self.forget_if_closed().await;
+                Err(self.req_err(e.to_string()))
+            }
+        }
+    }
+
+    fn req_err(&self, reason: String) -> ClientError {
+        ClientError::Request {
+            addr: self.authority.clone(),
+            reason,
+        }
+    }
+
     /// The open connection, or a new one.
     async fn sender(&self) -> Result<SendRequest<Body>, ClientError> {
         let mut slot = self.conn.lock().await;
@@ -144,7 +178,15 @@ impl PeerClient {
             return Ok(s.clone());
         }
         *slot = None;
-        let sender = self.connect().await?;
+        let sender = match self.connect_timeout {
+            None => self.connect().await?,
+            Some(t) => tokio::time::timeout(t, self.connect())
+                .await
+                .map_err(|_| ClientError::Connect {
+                    addr: self.authority.clone(),
+                    reason: format!("no connection within {t:?}"),
+                })??,
+        };
         *slot = Some(sender.clone());
         Ok(sender)
     }

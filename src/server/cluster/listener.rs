@@ -31,7 +31,8 @@ use crate::server::listener::accept_bounded;
 pub struct ListenerLimits {
     /// Largest request body (a raft snapshot travels in one request).
     pub max_body: usize,
-    /// Longest time one request may take, reading its body included; it then gets a 408.
+    /// Longest time one request may take, reading its body included; it then gets a 408
+    /// (longer than a forwarded request's 60 s budget).
     pub request_timeout: Duration,
     /// Longest TLS handshake.
     pub handshake_timeout: Duration,
@@ -43,7 +44,7 @@ impl Default for ListenerLimits {
     fn default() -> Self {
         Self {
             max_body: 64 * 1024 * 1024,
-            request_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(65),
             handshake_timeout: Duration::from_secs(10),
             max_connections: 256,
         }

@@ -6,11 +6,14 @@
 //!   certificate ([`ClusterListener`]); [`router`] mounts the raft RPC route and is extended
 //!   by later steps (request forwarding) with more routes.
 //! - [`client`]: one pooled HTTP/2 connection per peer ([`PeerClient`]).
+//! - [`forward`]: request forwarding from a standby to the active node ([`Forwarder`] on the
+//!   standby, [`forward_routes`] merged into the active node's cluster router).
 //!
 //! Nothing here knows raft's types: raft RPCs arrive and leave as opaque bytes, handled by a
 //! [`RaftRpcService`] that the raft storage provides.
 
 pub mod client;
+pub mod forward;
 pub mod listener;
 pub mod tls;
 
@@ -28,6 +31,7 @@ use axum::routing::post;
 use bytes::Bytes;
 
 pub use self::client::{ClientError, PeerClient};
+pub use self::forward::{ForwardError, ForwardedRequest, Forwarder, forward_routes};
 pub use self::listener::{ClusterListener, ListenerLimits};
 pub use self::tls::{ClusterTls, NodeTls, TlsError};
 

@@ -23,6 +23,8 @@ mod autopilot;
 
 /// How often the HA loop looks again when nothing woke it.
 const HA_TICK: Duration = Duration::from_millis(500);
+/// How long a stopping leader tries to hand its office over (issue: about 2 s).
+const HANDOFF_PATIENCE: Duration = Duration::from_secs(2);
 /// How long an unseal waits to become active on a node that raft says leads.
 const ACTIVATE_PATIENCE: Duration = Duration::from_secs(2);
 
@@ -279,6 +281,24 @@ impl Core {
             );
             drop(state);
             self.wake.notify_one();
+        }
+    }
+
+    /// On SIGTERM: a leader with other voters transfers leadership to the most caught-up one
+    /// and waits for it (at most [`HANDOFF_PATIENCE`]) before the server stops.
+    pub async fn hand_off_leadership(&self) {
+        let Some(raft) = &self.raft else { return };
+        if !raft.is_leader() || raft.configuration().iter().filter(|p| p.voter).count() < 2 {
+            return;
+        }
+        match tokio::time::timeout(HANDOFF_PATIENCE, raft.step_down(HANDOFF_PATIENCE)).await {
+            Ok(Ok(to)) => tracing::info!(to, "handed leadership over before stopping"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "could not hand leadership over; the others will elect a leader")
+            }
+            Err(_) => {
+                tracing::warn!("leadership hand-over timed out; the others will elect a leader")
+            }
         }
     }
 

@@ -2,11 +2,13 @@
 //! init, unseal, seal, rotate and the auto-unseal loop. Does storage and seal I/O through the
 //! layers below; holds keys only inside the [`Barrier`] of the unsealed state.
 
+pub mod autopilot;
 mod autounseal;
 mod ha;
 mod init;
 mod join;
 pub mod paths;
+mod raft_admin;
 mod unseal;
 
 use std::sync::Arc;

@@ -12,6 +12,8 @@
 //! - [`CLUSTER_INFO`]: `{cluster_name, cluster_id}`.
 //! - [`CLUSTER_TLS`] (raft only): the cluster CA (certificate and key) that authenticates the
 //!   cluster port, Vault's raft TLS keyring.
+//! - [`super::autopilot::AUTOPILOT_CONFIG_PATH`] (`core/raft/autopilot`): autopilot's
+//!   configuration (`sys/storage/raft/autopilot/configuration`), raft only.
 //! - `sys/token/...`: the token store. `logical/...`: secrets engines.
 
 pub const SEAL_CONFIG: &str = "core/seal-config";

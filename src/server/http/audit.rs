@@ -2,10 +2,11 @@
 //! records every logical request and response on the enabled devices, fail-closed.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -115,7 +116,10 @@ pub(super) async fn middleware(
         operation: operation(&parts.method, parts.uri.query()),
         path: &logical,
         client_token: client_token.as_deref(),
-        remote_address: None,
+        remote_address: parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_string()),
         data: data.as_ref(),
     };
     let time = humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string();

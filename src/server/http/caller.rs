@@ -39,7 +39,10 @@ pub const SUDO_PATHS: &[&str] = &[
     "sys/leases/revoke-prefix/*",
     "sys/leases/revoke-force/*",
     "sys/leases/lookup/*",
-    "sys/storage/raft/*",
+    "sys/storage/raft/remove-peer",
+    "sys/storage/raft/snapshot",
+    "sys/storage/raft/snapshot-force",
+    "sys/storage/raft/snapshot-auto/config/*",
     "sys/config/cors",
     "sys/config/auditing/*",
     "sys/config/ui/headers/*",
@@ -191,6 +194,9 @@ mod tests {
             "sys/rotate",
             "sys/seal",
             "sys/storage/raft/remove-peer",
+            "sys/storage/raft/snapshot",
+            "sys/storage/raft/snapshot-force",
+            "sys/step-down",
             "auth/token/revoke-orphan",
             "auth/token/accessors",
         ] {
@@ -203,6 +209,9 @@ mod tests {
             "secret/data/sys/seal",
             "auth/token/revoke",
             "sys/audit-hash",
+            "sys/storage/raft/configuration",
+            "sys/storage/raft/autopilot/state",
+            "sys/ha-status",
         ] {
             assert!(!needs_sudo(p), "{p}");
         }

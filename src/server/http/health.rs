@@ -325,6 +325,7 @@ mod tests {
             max_body: 1024,
             body_timeout: std::time::Duration::from_secs(30),
             unauthenticated_metrics: true,
+            forwarder: Default::default(),
         });
         let open = TestServer { app: open, ..s };
         for path in [prom, "/metrics"] {

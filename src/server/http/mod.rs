@@ -11,6 +11,7 @@ mod kv;
 mod mounts;
 pub mod path;
 mod policy;
+mod raft;
 mod raft_join;
 mod standby;
 mod sys;
@@ -32,6 +33,7 @@ pub(crate) use envelope::Envelope;
 pub use error::ApiError;
 pub use path::RequestPath;
 
+use crate::server::cluster::Forwarder;
 use crate::server::core::Core;
 use crate::telemetry::HttpLabels;
 
@@ -44,6 +46,9 @@ pub struct AppState {
     pub body_timeout: std::time::Duration,
     /// Listener `telemetry { unauthenticated_metrics_access = true }`: metrics need no token.
     pub unauthenticated_metrics: bool,
+    /// Forwards requests that reach a standby to the active node (one per server, shared by
+    /// every listener).
+    pub forwarder: Arc<Forwarder>,
 }
 
 /// The API: the front door ([`path::front_door`]: one decode of the path, then routing on
@@ -66,6 +71,26 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sys/leader", any(sys::leader))
         .route("/v1/sys/rotate", any(sys::rotate))
         .route("/v1/sys/key-status", any(sys::key_status))
+        .route("/v1/sys/ha-status", any(raft::ha_status))
+        .route("/v1/sys/step-down", any(raft::step_down))
+        .route(
+            "/v1/sys/storage/raft/configuration",
+            any(raft::configuration),
+        )
+        .route("/v1/sys/storage/raft/remove-peer", any(raft::remove_peer))
+        .route("/v1/sys/storage/raft/snapshot", any(raft::snapshot))
+        .route(
+            "/v1/sys/storage/raft/snapshot-force",
+            any(raft::snapshot_force),
+        )
+        .route(
+            "/v1/sys/storage/raft/autopilot/state",
+            any(raft::autopilot_state),
+        )
+        .route(
+            "/v1/sys/storage/raft/autopilot/configuration",
+            any(raft::autopilot_configuration),
+        )
         .route("/v1/sys/health", any(health::health))
         .route(
             "/v1/sys/seal-backend-status",

@@ -41,6 +41,7 @@ impl TestServer {
             max_body: MAX_BODY,
             body_timeout: std::time::Duration::from_secs(30),
             unauthenticated_metrics: false,
+            forwarder: Default::default(),
         });
         Self {
             app,
@@ -527,4 +528,6 @@ async fn kv_list_verb_rotate_and_key_status() {
     assert_eq!(st, StatusCode::BAD_REQUEST);
 }
 
+mod forwarding;
+mod raft;
 mod security;

@@ -4,16 +4,19 @@
 //! (see [`conn`]). Graceful shutdown: stop accepting, let requests in flight finish. Does I/O.
 
 mod conn;
+#[cfg(test)]
+mod tests;
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request};
 use axum::response::Response;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -66,7 +69,7 @@ impl Listener {
     pub async fn serve(self, app: Router, mut stop: watch::Receiver<bool>, grace: Duration) {
         let limit = Arc::new(Semaphore::new(self.max_connections));
         let graceful = GracefulShutdown::new();
-        while let Some((stream, _peer, permit)) =
+        while let Some((stream, peer, permit)) =
             accept_bounded(&self.tcp, &limit, &mut stop, "API listener").await
         {
             let _ = stream.set_nodelay(true);
@@ -75,7 +78,7 @@ impl Listener {
             let app = app.clone();
             let watcher = graceful.watcher();
             tokio::spawn(async move {
-                serve_connection(stream, tls, timeouts, app, watcher).await;
+                serve_connection(stream, peer, tls, timeouts, app, watcher).await;
                 drop(permit);
             });
         }
@@ -130,6 +133,7 @@ pub(crate) async fn accept_bounded(
 
 async fn serve_connection(
     stream: TcpStream,
+    peer: SocketAddr,
     tls: Option<TlsAcceptor>,
     timeouts: HttpTimeouts,
     app: Router,
@@ -140,6 +144,7 @@ async fn serve_connection(
         run(
             TimedIo::new(stream, Arc::clone(&state)),
             state,
+            peer,
             app,
             watcher,
         )
@@ -164,6 +169,7 @@ async fn serve_connection(
     run(
         TimedIo::new(tls_stream, Arc::clone(&state)),
         state,
+        peer,
         app,
         watcher,
     )
@@ -173,6 +179,7 @@ async fn serve_connection(
 async fn run<S>(
     io: TimedIo<S>,
     state: Arc<ConnState>,
+    peer: SocketAddr,
     app: Router,
     watcher: hyper_util::server::graceful::Watcher,
 ) where
@@ -186,18 +193,21 @@ async fn run<S>(
     };
     // Our socket wrapper times the headers; hyper's own timer stays off.
     builder.http1().header_read_timeout(None);
-    let svc = ConnService { app, state };
+    let svc = ConnService { app, state, peer };
     let conn = builder.serve_connection(TokioIo::new(io), svc).into_owned();
     if let Err(e) = watcher.watch(conn).await {
         tracing::debug!(error = %e, "connection closed");
     }
 }
 
-/// The router as a hyper service that marks each request in flight on its connection.
+/// The router as a hyper service that marks each request in flight on its connection, and
+/// gives each request the client's address as axum's `ConnectInfo<SocketAddr>` (the audit log's
+/// `remote_address`; a forwarded request carries the original client's instead).
 #[derive(Clone)]
 struct ConnService {
     app: Router,
     state: Arc<ConnState>,
+    peer: SocketAddr,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -207,7 +217,8 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
     type Error = Infallible;
     type Future = BoxFuture<Result<Self::Response, Infallible>>;
 
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        req.extensions_mut().insert(ConnectInfo(self.peer));
         let inflight = Inflight::begin(&self.state);
         let app = self.app.clone();
         Box::pin(async move {

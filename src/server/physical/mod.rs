@@ -13,8 +13,9 @@ pub use cache::{CachedBackend, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_SIZE};
 pub use file::{DB_FILE, FileBackend};
 pub use inmem::InmemBackend;
 pub use raft::{
-    LocalView, MAX_ENTRY_SIZE, NodeInfo, Progress, RaftBackend, RaftPeer, RaftRole, RaftRpcHandler,
-    RaftStatus, RaftTiming, RoleWatch,
+    LocalView, MAX_ENTRY_SIZE, MAX_RESTORE_SIZE, NodeInfo, Progress, RaftBackend, RaftClusterState,
+    RaftPeer, RaftRole, RaftRpcHandler, RaftServerState, RaftSnapshot, RaftStatus, RaftTiming,
+    RoleWatch, SnapshotError,
 };
 
 use async_trait::async_trait;

@@ -228,6 +228,46 @@ async fn the_audit_log_records_the_decoded_path() {
     );
 }
 
+/// The audit log's `remote_address` is the client's IP as the listener (or, for a forwarded
+/// request, the forwarding route) gives it in `ConnectInfo`.
+#[tokio::test]
+async fn the_audit_log_records_the_client_address() {
+    use axum::body::Body;
+    use axum::extract::ConnectInfo;
+    use tower::ServiceExt;
+
+    let s = srv().await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let log = dir.path().join("audit.log");
+    let (st, v) = s
+        .call(
+            "POST",
+            "/v1/sys/audit/file",
+            Some(json!({"type": "file", "options": {"file_path": log.display().to_string()}})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT, "{v}");
+    let mut req = axum::http::Request::builder()
+        .method("GET")
+        .uri("/v1/secret/data/where")
+        .header("X-Vault-Token", &s.root)
+        .body(Body::empty())
+        .expect("request");
+    let client: std::net::SocketAddr = "203.0.113.9:40000".parse().expect("addr");
+    req.extensions_mut().insert(ConnectInfo(client));
+    let resp = s.server.app.clone().oneshot(req).await.expect("response");
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let text = std::fs::read_to_string(&log).expect("log");
+    let addrs: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["request"]["path"] == "secret/data/where")
+        .map(|v| v["request"]["remote_address"].clone())
+        .collect();
+    assert!(!addrs.is_empty(), "{text}");
+    assert!(addrs.iter().all(|a| a == "203.0.113.9"), "{addrs:?}");
+}
+
 /// Request bodies are parsed with serde_json's nesting limit (128): a deeply nested body is a
 /// 400 naming the cause, never a crash, and a body at a sane depth still works.
 #[tokio::test]

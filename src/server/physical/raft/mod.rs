@@ -19,7 +19,9 @@
 //! Peers: [`RaftBackend::open_clustered`] (or [`RaftBackend::set_cluster_tls`] later) gives the
 //! node the cluster port's mutual TLS; without it every RPC to a peer fails as unreachable, so
 //! only a single-node cluster works. [`RaftBackend::rpc_handler`] is the receiving side, for
-//! the cluster listener to mount. Membership changes are in [`membership`].
+//! the cluster listener to mount. Membership changes are in [`membership`]; the cluster's
+//! state for autopilot and `sys/step-down` in [`cluster_state`]; snapshot archives (save and
+//! restore through the log) in [`snapshot_io`].
 //!
 //! Only [`RaftBackend::initialize_single`] (which `sys/init` calls) forms a cluster. Opening a
 //! node with empty raft state never initialises it: two nodes that each formed a cluster of
@@ -27,6 +29,7 @@
 //!
 //! Every openraft type stays inside this module; the public API uses our own types.
 
+mod cluster_state;
 mod db_thread;
 mod errors;
 mod local;
@@ -34,6 +37,7 @@ mod log_store;
 mod membership;
 mod network;
 mod node_id;
+mod snapshot_io;
 mod state_machine;
 mod status;
 mod timing;
@@ -54,11 +58,13 @@ use openraft::type_config::async_runtime::WatchReceiver;
 use openraft::{ReadPolicy, ServerState};
 use redb::Database;
 
+pub use self::cluster_state::{RaftClusterState, RaftServerState};
 use self::errors::io_error;
 pub use self::local::{LocalView, Progress, RoleWatch};
 use self::log_store::LogStore;
 pub use self::membership::RaftPeer;
 pub use self::network::RaftRpcHandler;
+pub use self::snapshot_io::{MAX_RESTORE_SIZE, RaftSnapshot, SnapshotError};
 use self::state_machine::StateMachine;
 pub use self::status::{RaftRole, RaftStatus};
 pub use self::timing::RaftTiming;
@@ -87,6 +93,7 @@ pub struct RaftBackend {
 struct Inner {
     raft: Raft,
     sm_db: Arc<Database>,
+    sm_replaced: tokio::sync::watch::Receiver<u64>,
     node_id: u64,
     node: NodeInfo,
     dir: PathBuf,
@@ -189,6 +196,7 @@ impl RaftBackend {
         let log = LogStore::open(&raft_dir).map_err(|e| io_error(&raft_dir, e))?;
         let sm = StateMachine::open(&raft_dir).map_err(|e| io_error(&raft_dir, e))?;
         let sm_db = Arc::clone(sm.db());
+        let sm_replaced = sm.replaced();
         let network = ClusterNetwork::new(node_id, tls);
         let raft = Raft::new(node_id, config, network.clone(), log, sm)
             .await
@@ -198,6 +206,7 @@ impl RaftBackend {
             inner: Arc::new(Inner {
                 raft,
                 sm_db,
+                sm_replaced,
                 node_id,
                 node,
                 dir: dir.to_owned(),
@@ -371,7 +380,7 @@ impl Physical for RaftBackend {
 
     async fn transaction(&self, ops: Vec<TxnOp>) -> Result<(), PhysicalError> {
         validate(&ops)?;
-        match self.inner.raft.client_write(Request { ops }).await {
+        match self.inner.raft.client_write(Request::Ops(ops)).await {
             Ok(_) => Ok(()),
             Err(e) => Err(self.write_error(e, "the write")),
         }

@@ -30,8 +30,8 @@ use serde::{Deserialize, Serialize};
 
 use super::db_thread::{DbThread, open_db, write_txn};
 use super::types::{
-    LogId, Response, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig, decode,
-    encode, io_err,
+    LogId, Request, Response, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig,
+    decode, encode, io_err,
 };
 use crate::server::physical::{TxnOp, fold_children};
 
@@ -59,6 +59,9 @@ struct SnapshotFile {
 pub(crate) struct StateMachine {
     db: Arc<Database>,
     writer: Arc<DbThread>,
+    /// Counts whole-table replacements (an applied restore, an installed snapshot), for
+    /// whoever caches what the table holds ([`super::RaftBackend::state_replaced`]).
+    replaced: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl StateMachine {
@@ -74,7 +77,17 @@ impl StateMachine {
         Ok(Self {
             db,
             writer: Arc::new(writer),
+            replaced: Arc::new(tokio::sync::watch::Sender::new(0)),
         })
+    }
+
+    /// The counter of whole-table replacements.
+    pub(crate) fn replaced(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.replaced.subscribe()
+    }
+
+    fn note_replaced(&self) {
+        self.replaced.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// The database, for the backend's local reads.
@@ -131,6 +144,57 @@ pub(crate) fn list_children(db: &Database, prefix: &str) -> io::Result<Vec<Strin
         keys.push(k.to_owned());
     }
     Ok(fold_children(prefix, keys.iter().map(String::as_str)))
+}
+
+/// Applies one request inside the batch's write transaction. A restore replaces the whole
+/// key/value table (what came before it in the batch included), atomically with the batch.
+fn apply_request(txn: &WriteTransaction, request: &Request) -> io::Result<()> {
+    match request {
+        Request::Ops(ops) => {
+            let mut table = txn.open_table(KV).map_err(sm_err)?;
+            for op in ops {
+                match op {
+                    TxnOp::Put { key, value } => {
+                        table.insert(key.as_str(), value.as_slice()).map(drop)
+                    }
+                    TxnOp::Delete { key } => table.remove(key.as_str()).map(drop),
+                }
+                .map_err(sm_err)?;
+            }
+        }
+        Request::Restore(kv) => {
+            txn.delete_table(KV).map_err(sm_err)?;
+            let mut table = txn.open_table(KV).map_err(sm_err)?;
+            for (key, value) in kv {
+                table
+                    .insert(key.as_str(), value.as_slice())
+                    .map_err(sm_err)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The applied state at one point: index and term of the last applied entry (0 when none)
+/// and every key/value pair in key order.
+pub(crate) struct AppliedState {
+    pub(crate) index: u64,
+    pub(crate) term: u64,
+    pub(crate) kv: Vec<(String, Vec<u8>)>,
+}
+
+/// The whole applied state, from one read transaction.
+pub(crate) fn read_all(db: &Database) -> io::Result<AppliedState> {
+    let txn = db.begin_read().map_err(sm_err)?;
+    let (applied, _) = applied_state(&txn)?;
+    let table = txn.open_table(KV).map_err(sm_err)?;
+    let mut kv = Vec::new();
+    for entry in table.range::<&str>(..).map_err(sm_err)? {
+        let (k, v) = entry.map_err(sm_err)?;
+        kv.push((k.value().to_owned(), v.value().to_vec()));
+    }
+    let (index, term) = applied.map_or((0, 0), |id| (id.index(), id.committed_leader_id().term));
+    Ok(AppliedState { index, term, kv })
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
@@ -210,20 +274,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
             responders.extend(responder);
         }
+        let replaced = requests.iter().any(|r| matches!(r, Request::Restore(_)));
         self.writer
             .run(move |db| {
                 write_txn(db, Durability::Immediate, |txn| {
-                    let mut table = txn.open_table(KV).map_err(sm_err)?;
-                    for op in requests.iter().flat_map(|r| r.ops.iter()) {
-                        match op {
-                            TxnOp::Put { key, value } => {
-                                table.insert(key.as_str(), value.as_slice()).map(drop)
-                            }
-                            TxnOp::Delete { key } => table.remove(key.as_str()).map(drop),
-                        }
-                        .map_err(sm_err)?;
+                    for request in &requests {
+                        apply_request(txn, request)?;
                     }
-                    drop(table);
                     write_meta(txn, LAST_APPLIED, &Some(last))?;
                     if let Some(membership) = &membership {
                         write_meta(txn, LAST_MEMBERSHIP, membership)?;
@@ -232,6 +289,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 })
             })
             .await?;
+        if replaced {
+            self.note_replaced();
+        }
         for responder in responders {
             responder.send(Response::default());
         }
@@ -275,7 +335,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     Ok(())
                 })
             })
-            .await
+            .await?;
+        self.note_replaced();
+        Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {

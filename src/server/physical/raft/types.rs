@@ -47,18 +47,24 @@ pub struct NodeInfo {
     pub cluster_addr: String,
 }
 
-/// One replicated log payload: the operations of one `put`, `delete` or `transaction`, applied
-/// atomically by every node's state machine.
+/// One replicated log payload, applied atomically by every node's state machine.
 #[derive(Clone, PartialEq, Eq)]
-pub(crate) struct Request {
-    pub(crate) ops: Vec<TxnOp>,
+pub(crate) enum Request {
+    /// The operations of one `put`, `delete` or `transaction`.
+    Ops(Vec<TxnOp>),
+    /// A snapshot restore (`sys/storage/raft/snapshot`): the whole key/value table is replaced
+    /// by these pairs (see `snapshot_io`).
+    Restore(Vec<(String, Vec<u8>)>),
 }
 
 // Display and Debug show only the shape: values are ciphertext or seal material and keys are
 // paths, neither belongs in a log line.
 impl fmt::Display for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "request({} ops, {} bytes)", self.ops.len(), self.bytes())
+        match self {
+            Self::Ops(ops) => write!(f, "request({} ops, {} bytes)", ops.len(), self.bytes()),
+            Self::Restore(kv) => write!(f, "restore({} keys, {} bytes)", kv.len(), self.bytes()),
+        }
     }
 }
 
@@ -71,55 +77,89 @@ impl fmt::Debug for Request {
 impl Request {
     /// Key and value bytes of all operations.
     pub(crate) fn bytes(&self) -> usize {
-        self.ops
-            .iter()
-            .map(|op| match op {
-                TxnOp::Put { key, value } => key.len() + value.len(),
-                TxnOp::Delete { key } => key.len(),
-            })
-            .sum()
+        match self {
+            Self::Ops(ops) => ops
+                .iter()
+                .map(|op| match op {
+                    TxnOp::Put { key, value } => key.len() + value.len(),
+                    TxnOp::Delete { key } => key.len(),
+                })
+                .sum(),
+            Self::Restore(kv) => kv.iter().map(|(k, v)| k.len() + v.len()).sum(),
+        }
     }
 }
 
 /// The serialised form of one operation (borrowed when writing).
 #[derive(Serialize)]
 enum WireOpRef<'a> {
-    Put { key: &'a str, value: &'a [u8] },
-    Delete { key: &'a str },
+    Put {
+        key: &'a str,
+        value: &'a [u8],
+    },
+    Delete {
+        key: &'a str,
+    },
+    /// Only ever the single element of a [`Request::Restore`].
+    Restore {
+        kv: &'a [(String, Vec<u8>)],
+    },
 }
 
-/// The serialised form of one operation (owned when reading).
+/// The serialised form of one operation (owned when reading). Variants are only ever added at
+/// the end: entries written before a variant existed still decode.
 #[derive(Deserialize)]
 enum WireOp {
     Put { key: String, value: Vec<u8> },
     Delete { key: String },
+    Restore { kv: Vec<(String, Vec<u8>)> },
 }
 
+// A request is a sequence of wire operations: `Ops` as one element per operation (the layout
+// of every entry written before restores existed), `Restore` as exactly one `Restore` element.
 impl Serialize for Request {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut seq = serializer.serialize_seq(Some(self.ops.len()))?;
-        for op in &self.ops {
-            let wire = match op {
-                TxnOp::Put { key, value } => WireOpRef::Put { key, value },
-                TxnOp::Delete { key } => WireOpRef::Delete { key },
-            };
-            seq.serialize_element(&wire)?;
+        match self {
+            Self::Ops(ops) => {
+                let mut seq = serializer.serialize_seq(Some(ops.len()))?;
+                for op in ops {
+                    let wire = match op {
+                        TxnOp::Put { key, value } => WireOpRef::Put { key, value },
+                        TxnOp::Delete { key } => WireOpRef::Delete { key },
+                    };
+                    seq.serialize_element(&wire)?;
+                }
+                seq.end()
+            }
+            Self::Restore(kv) => {
+                let mut seq = serializer.serialize_seq(Some(1))?;
+                seq.serialize_element(&WireOpRef::Restore { kv })?;
+                seq.end()
+            }
         }
-        seq.end()
     }
 }
 
 impl<'de> Deserialize<'de> for Request {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let wire = Vec::<WireOp>::deserialize(deserializer)?;
+        let mut wire = Vec::<WireOp>::deserialize(deserializer)?;
+        if wire.len() == 1
+            && matches!(wire[0], WireOp::Restore { .. })
+            && let Some(WireOp::Restore { kv }) = wire.pop()
+        {
+            return Ok(Self::Restore(kv));
+        }
         let ops = wire
             .into_iter()
             .map(|op| match op {
-                WireOp::Put { key, value } => TxnOp::Put { key, value },
-                WireOp::Delete { key } => TxnOp::Delete { key },
+                WireOp::Put { key, value } => Ok(TxnOp::Put { key, value }),
+                WireOp::Delete { key } => Ok(TxnOp::Delete { key }),
+                WireOp::Restore { .. } => Err(serde::de::Error::custom(
+                    "a restore must be the only operation of its log entry",
+                )),
             })
-            .collect();
-        Ok(Self { ops })
+            .collect::<Result<_, _>>()?;
+        Ok(Self::Ops(ops))
     }
 }
 

@@ -347,3 +347,76 @@ async fn undecodable_rpcs_are_refused_not_fatal() {
     assert_eq!(n.tls.name(), "sealkeep-1");
     n.stop().await;
 }
+
+/// Step-down picks another voter and it takes over; a restore proposed on the new leader
+/// replaces the state of every node through the log and is announced on each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn step_down_and_snapshot_restore_reach_every_node() {
+    let ca = ClusterTls::generate().expect("ca");
+    let a = start_node(&ca, 1, TlsAt::Open).await;
+    let b = start_node(&ca, 2, TlsAt::Open).await;
+    let c = start_node(&ca, 3, TlsAt::Open).await;
+    a.backend.initialize_single().await.expect("initialize");
+    add_learner(&a, &b).await;
+    add_learner(&a, &c).await;
+    a.backend
+        .change_membership(BTreeSet::from([a.id(), b.id(), c.id()]))
+        .await
+        .expect("three voters");
+    let mut acked = Vec::new();
+    for i in 0..3 {
+        put(&a.backend, &mut acked, format!("snap/{i}")).await;
+    }
+    let all = [&a.backend, &b.backend, &c.backend];
+    assert_replicated(&a.backend, &all, &acked).await;
+
+    let st = a.backend.cluster_state();
+    assert!(st.is_leader);
+    assert_eq!(st.servers.len(), 3, "{st:?}");
+    assert!(
+        st.servers.iter().all(|s| s.voter && s.matched.is_some()),
+        "{st:?}"
+    );
+    // A follower knows the members but not their progress, and cannot step down.
+    let fst = b.backend.cluster_state();
+    assert!(!fst.is_leader && fst.servers.iter().all(|s| s.matched.is_none()));
+    let err = b
+        .backend
+        .step_down(BOUND)
+        .await
+        .expect_err("not the leader");
+    assert!(matches!(err, PhysicalError::NotLeader { .. }), "{err}");
+
+    let to = a.backend.step_down(BOUND).await.expect("step down");
+    assert!(to == b.id() || to == c.id(), "{to}");
+    let new_leader = if to == b.id() { &b.backend } else { &c.backend };
+    assert_eq!(new_leader.wait_for_leader(BOUND).await.expect("leader"), to);
+    assert!(!a.backend.is_leader());
+
+    // Snapshot on the new leader, change things, restore: every node has the old state.
+    let snapshot = new_leader.export_snapshot().await.expect("export");
+    let mut later = Vec::new();
+    put(new_leader, &mut later, "snap/later".into()).await;
+    new_leader.delete("snap/0").await.expect("delete");
+    let replaced: Vec<_> = all.iter().map(|n| n.state_replaced()).collect();
+    new_leader
+        .restore_snapshot(snapshot)
+        .await
+        .expect("restore");
+    assert_replicated(new_leader, &all, &acked).await;
+    for (n, rx) in all.iter().zip(&replaced) {
+        assert_eq!(n.read_local("snap/later").await.expect("read"), None);
+        let deadline = Instant::now() + BOUND;
+        while *rx.borrow() == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "node {} never announced the restore",
+                n.node_id()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    for n in [a, b, c] {
+        n.stop().await;
+    }
+}

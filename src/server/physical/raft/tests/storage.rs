@@ -47,7 +47,7 @@ fn put(key: &str, value: &[u8]) -> TxnOp {
 fn normal(index: u64, ops: Vec<TxnOp>) -> Entry {
     Entry::new_normal(
         openraft::testing::log_id::<TypeConfig>(1, 1, index),
-        Request { ops },
+        Request::Ops(ops),
     )
 }
 
