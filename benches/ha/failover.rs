@@ -251,8 +251,8 @@ pub struct StepRound {
     /// Call → another node's `sys/leader` says `is_self`.
     pub to_new_leader: Option<Duration>,
     pub call: Duration,
-    /// Attempts that had to be retried (each key is retried until acknowledged).
-    pub retries: u32,
+    /// Attempts that had to be retried (each key is retried until acknowledged), by outcome.
+    pub retries: BTreeMap<Outcome, u32>,
     pub writes: usize,
 }
 
@@ -274,7 +274,7 @@ pub async fn step_down_round(
     let leader = c.wait_leader(token, form).await;
     let acks: Arc<Mutex<Vec<(Instant, Acked)>>> = Arc::default();
     let failed: Arc<Mutex<Vec<String>>> = Arc::default();
-    let retries = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let retries: Arc<Mutex<BTreeMap<Outcome, u32>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let mut writers = Vec::new();
     for w in 0..STEP_DOWN_WRITERS {
@@ -301,7 +301,7 @@ pub async fn step_down_round(
                     {
                         break;
                     }
-                    retries.fetch_add(1, Ordering::Relaxed);
+                    *retries.lock().expect("retries").entry(last).or_insert(0) += 1;
                     tokio::time::sleep(backoff(n + u64::from(attempt))).await;
                 }
                 if last == Outcome::Acked {
@@ -374,7 +374,7 @@ pub async fn step_down_round(
         baseline_gap: gap(began, window),
         to_new_leader,
         call,
-        retries: retries.load(Ordering::Relaxed),
+        retries: std::mem::take(&mut *retries.lock().expect("retries")),
         writes,
     })
 }

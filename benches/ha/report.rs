@@ -34,11 +34,6 @@ fn faster(ours: Duration, anchor_s: f64) -> String {
 }
 
 pub fn kill_progress(r: usize, of: usize, k: &KillRound) {
-    let failures: Vec<String> = k
-        .failures
-        .iter()
-        .map(|(o, n)| format!("{n} {}", o.label()))
-        .collect();
     println!(
         "  kill {}/{of}: node {} SIGKILLed; elected {} ({}), active {} ({} reload retries), first ack {}; failed attempts: {}",
         r + 1,
@@ -49,24 +44,30 @@ pub fn kill_progress(r: usize, of: usize, k: &KillRound) {
         opt_secs(k.to_active),
         k.reload_retries,
         secs(k.to_ack),
-        if failures.is_empty() {
-            "none".into()
-        } else {
-            failures.join(", ")
-        },
+        outcomes(&k.failures),
     );
+}
+
+fn outcomes(m: &std::collections::BTreeMap<super::load::Outcome, u32>) -> String {
+    if m.is_empty() {
+        return "none".into();
+    }
+    m.iter()
+        .map(|(o, n)| format!("{n} {}", o.label()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 pub fn step_progress(r: usize, of: usize, s: &StepRound) {
     println!(
-        "  step-down {}/{of}: call {}, new leader after {}, longest write gap {} (before the call: {}), {} writes, {} retried attempts",
+        "  step-down {}/{of}: call {}, new leader after {}, longest write gap {} (before the call: {}), {} writes; retried attempts: {}",
         r + 1,
         secs(s.call),
         opt_secs(s.to_new_leader),
         secs(s.max_gap),
         secs(s.baseline_gap),
         s.writes,
-        s.retries,
+        outcomes(&s.retries),
     );
 }
 
