@@ -198,7 +198,7 @@ async fn a_shamir_joiner_joins_then_waits_for_its_unseal_keys() {
         "shamir-1",
         a1,
         c1,
-        &[first.addr.clone()],
+        std::slice::from_ref(&first.addr),
     ));
     let status = wait_status(&joiner.addr, Duration::from_secs(30), |v| {
         v["initialized"] == true

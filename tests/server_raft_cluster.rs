@@ -60,8 +60,36 @@ async fn three_nodes_join_unseal_replicate_and_survive_a_leader_kill() {
         }
     }
 
-    // A writer runs through the survivors while the leader is SIGKILLed.
+    // A standby forwards over the cluster port (one answer, no redirect), and redirects when
+    // the client opts out of forwarding.
     let leader = c.wait_leader(&token, FORM).await;
+    let standby = (leader + 1) % 3;
+    let http = no_redirect();
+    let resp = http
+        .put(format!("{}/v1/secret/data/forwarded", c.addr(standby)))
+        .header("X-Vault-Token", &token)
+        .json(&json!({"data": {"n": 7}}))
+        .send()
+        .await
+        .expect("forwarded write");
+    assert_eq!(resp.status().as_u16(), 200, "a standby forwards the write");
+    let resp = http
+        .get(format!("{}/v1/secret/data/forwarded", c.addr(standby)))
+        .header("X-Vault-Token", &token)
+        .header("X-Vault-No-Request-Forwarding", "true")
+        .send()
+        .await
+        .expect("redirected read");
+    assert_eq!(resp.status().as_u16(), 307);
+    assert_eq!(
+        resp.headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .unwrap_or(""),
+        format!("{}/v1/secret/data/forwarded", c.addr(leader))
+    );
+
+    // A writer runs through the survivors while the leader is SIGKILLed.
     let survivors: Vec<String> = (0..3).filter(|i| *i != leader).map(|i| c.addr(i)).collect();
     let mut acked: BTreeMap<String, u64> = BTreeMap::new();
     let killed_at = Instant::now();
@@ -101,6 +129,34 @@ async fn three_nodes_join_unseal_replicate_and_survive_a_leader_kill() {
         let (st, data) = read(&c.addr(leader), &token, &format!("via{j}")).await;
         assert_eq!((st, data), (200, json!({"n": j})));
     }
+
+    // SIGTERM on the leader: it hands leadership over before it exits, and writes go on.
+    let leader = c.wait_leader(&token, FORM).await;
+    c.signal(leader, "TERM");
+    let other = c.addr((leader + 1) % 3);
+    let start = Instant::now();
+    let mut ok = false;
+    while start.elapsed() < FORM && !ok {
+        ok = write(&other, &token, "after-sigterm", json!({"n": 1})).await == 200;
+        if !ok {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert!(ok, "writes must go on after the leader's SIGTERM");
+    for _ in 0..100 {
+        if c.log(leader)
+            .contains("handed leadership over before stopping")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        c.log(leader)
+            .contains("handed leadership over before stopping"),
+        "{}",
+        c.log(leader)
+    );
 }
 
 async fn futures_ids(c: &Cluster) -> Vec<String> {

@@ -14,6 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::autopilot::AutopilotConfig;
 use super::{Core, CoreError, State, Unsealed, paths};
 use crate::server::barrier::{Barrier, KEYRING_PATH};
 use crate::server::cluster::{ClusterTls, NodeTls};
@@ -172,12 +173,21 @@ impl Core {
         let core = Arc::clone(self);
         Some(tokio::spawn(async move {
             let mut watch = raft.role_watch();
+            let mut replaced = raft.state_replaced();
             let mut autopilot = autopilot::Autopilot::default();
             loop {
                 core.ha_step(&raft).await;
-                autopilot.step(&raft).await;
+                if let Some(config) = core.autopilot_config(&raft).await {
+                    autopilot.step(&raft, &config).await;
+                } else {
+                    autopilot.forget();
+                }
                 tokio::select! {
                     alive = watch.changed() => if !alive { break },
+                    r = replaced.changed() => {
+                        if r.is_err() { break }
+                        core.after_state_replaced().await;
+                    }
                     () = tokio::time::sleep(HA_TICK) => {}
                 }
             }
@@ -192,6 +202,15 @@ impl Core {
         {
             let _ = tokio::time::timeout(ACTIVATE_PATIENCE, self.ha_step(raft)).await;
         }
+    }
+
+    /// Autopilot's configuration, read only on a serving leader that has learners to promote.
+    async fn autopilot_config(&self, raft: &RaftBackend) -> Option<AutopilotConfig> {
+        if !raft.is_leader() || raft.configuration().iter().all(|p| p.voter) {
+            return None;
+        }
+        let u = self.unsealed().await.ok()?;
+        AutopilotConfig::load(&u.barrier).await.ok()
     }
 
     /// One pass of the HA loop (see the module docs).
@@ -228,6 +247,59 @@ impl Core {
         }
     }
 
+    /// This node's whole table was replaced (a restore from the log, or a raft snapshot that
+    /// caught it up). A standby reloads its state from the new data; when the keyring there no
+    /// longer opens with this node's root key (`snapshot-force` from another cluster), it seals,
+    /// so the seal (auto-unseal, or the snapshot's unseal keys) opens the restored data.
+    async fn after_state_replaced(&self) {
+        let Ok(current) = self.unsealed_any().await else {
+            return;
+        };
+        if !current.standby {
+            // The leader that restored has already resealed itself (see `raft_admin`).
+            return;
+        }
+        let reopened = match self.local.get(KEYRING_PATH).await {
+            Ok(Some(blob)) => current.barrier.keyring().reopen(&blob).ok(),
+            _ => None,
+        };
+        let next = match reopened {
+            Some(keyring) => self
+                .load_unsealed(
+                    Arc::new(keyring),
+                    current.seal_config.clone(),
+                    current.recovery.clone(),
+                    true,
+                )
+                .await
+                .ok(),
+            None => None,
+        };
+        let mut state = self.state.write().await;
+        let State::Unsealed(u) = &*state else { return };
+        if !Arc::ptr_eq(u, &current) {
+            return;
+        }
+        match next {
+            Some(next) => *state = State::Unsealed(Arc::new(next)),
+            None => {
+                *state = State::Sealed(super::SealedState {
+                    seal_config: current.seal_config.clone(),
+                    recovery: current.recovery.clone(),
+                    progress: super::Progress::default(),
+                    manual: false,
+                    join: None,
+                });
+                self.metrics.sealed.set(1);
+                tracing::warn!(
+                    "the replicated data was replaced by a snapshot from other keys; sealed, to unseal with them"
+                );
+                drop(state);
+                self.wake.notify_one();
+            }
+        }
+    }
+
     /// The unsealed state again, for a new role: as the leader with the current keyring read
     /// through raft; as a standby over the local replica.
     async fn reload_unsealed(
@@ -238,14 +310,7 @@ impl Core {
         let keyring = if standby {
             current.barrier.keyring()
         } else {
-            let blob =
-                self.physical
-                    .get(KEYRING_PATH)
-                    .await?
-                    .ok_or_else(|| CoreError::Corrupt {
-                        path: KEYRING_PATH,
-                        reason: "missing".into(),
-                    })?;
+            let blob = super::keyring_blob(&*self.physical).await?;
             Arc::new(current.barrier.keyring().reopen(&blob)?)
         };
         self.load_unsealed(

@@ -373,12 +373,12 @@ impl Core {
             recovery: None,
             progress: Progress::default(),
             manual: false,
-            join: Some(PendingJoin {
+            join: Some(Box::new(PendingJoin {
                 leader: leader.to_owned(),
                 leader_ca_cert: req.leader_ca_cert.clone(),
                 challenge: challenge.challenge,
                 wrapped_root_key,
-            }),
+            })),
         });
         tracing::info!(
             leader,

@@ -129,7 +129,7 @@ struct SealedState {
     /// Sealed through `sys/seal`: the auto-unseal loop leaves it sealed.
     manual: bool,
     /// A Shamir node joining a cluster: its unseal keys answer the join challenge first.
-    join: Option<join::PendingJoin>,
+    join: Option<Box<join::PendingJoin>>,
 }
 
 /// Everything that exists only while unsealed, loaded in one place ([`Unsealed::new`]) and
@@ -499,14 +499,7 @@ impl Core {
         seal_config: SealConfigRecord,
         recovery: Option<RecoveryConfigRecord>,
     ) -> Result<Unsealed, CoreError> {
-        let blob = self
-            .local
-            .get(KEYRING_PATH)
-            .await?
-            .ok_or_else(|| CoreError::Corrupt {
-                path: KEYRING_PATH,
-                reason: "missing".into(),
-            })?;
+        let blob = keyring_blob(&*self.local).await?;
         let keyring = Arc::new(Keyring::from_ciphertext(root_key, &blob)?);
         // On raft every node unseals from its local replica, as a standby: a node that was the
         // leader before a restart believes it still is, but cannot confirm it (no quorum
@@ -570,6 +563,17 @@ impl Core {
             _ => false,
         }
     }
+}
+
+/// The stored keyring (`core/keyring`), encrypted under the root key.
+async fn keyring_blob(physical: &dyn Physical) -> Result<Vec<u8>, CoreError> {
+    physical
+        .get(KEYRING_PATH)
+        .await?
+        .ok_or_else(|| CoreError::Corrupt {
+            path: KEYRING_PATH,
+            reason: "missing".into(),
+        })
 }
 
 async fn read_json<T: for<'de> Deserialize<'de>>(

@@ -192,6 +192,29 @@ async fn count_requests(State(state): State<AppState>, req: Request, next: Next)
     resp
 }
 
+/// Whether `method` writes (Vault takes PUT and POST alike).
+pub(crate) fn is_write(method: &axum::http::Method) -> bool {
+    method == axum::http::Method::PUT || method == axum::http::Method::POST
+}
+
+/// 405 unless the method is GET.
+pub(crate) fn only_get(method: &axum::http::Method) -> Result<(), ApiError> {
+    if method == axum::http::Method::GET {
+        Ok(())
+    } else {
+        Err(ApiError::method_not_allowed())
+    }
+}
+
+/// 405 unless the method is PUT or POST.
+pub(crate) fn only_write(method: &axum::http::Method) -> Result<(), ApiError> {
+    if is_write(method) {
+        Ok(())
+    } else {
+        Err(ApiError::method_not_allowed())
+    }
+}
+
 /// Anything not routed: 503 while sealed (outside sys/), else Vault's "no handler" 404.
 async fn fallback(State(state): State<AppState>, req: Request) -> Response {
     let path = match req.extensions().get::<RequestPath>() {

@@ -14,30 +14,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{ApiError, AppState, Caller, Envelope, read_json};
+use super::{ApiError, AppState, Caller, Envelope, only_get, only_write, read_json};
 use crate::server::core::VERSION;
 use crate::server::core::autopilot::{AutopilotConfig, go_duration};
 use crate::server::physical::{RaftClusterState, RaftServerState};
-
-fn is_write(method: &Method) -> bool {
-    method == Method::PUT || method == Method::POST
-}
-
-fn only_get(method: &Method) -> Result<(), ApiError> {
-    if method == Method::GET {
-        Ok(())
-    } else {
-        Err(ApiError::method_not_allowed())
-    }
-}
-
-fn only_write(method: &Method) -> Result<(), ApiError> {
-    if is_write(method) {
-        Ok(())
-    } else {
-        Err(ApiError::method_not_allowed())
-    }
-}
 
 /// The host:port of a `cluster_addr` URL (Vault's configuration `address`).
 fn host_port(url: &str) -> &str {

@@ -11,16 +11,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ApiError, AppState, read_json};
+use super::{ApiError, AppState, only_write, read_json};
 use crate::server::core::{AnswerRequest, JoinRequest};
-
-fn post_only(method: &Method) -> Result<(), ApiError> {
-    if method == Method::PUT || method == Method::POST {
-        Ok(())
-    } else {
-        Err(ApiError::method_not_allowed())
-    }
-}
 
 #[derive(Debug, Default, Deserialize)]
 struct JoinBody {
@@ -41,7 +33,7 @@ pub(super) async fn join(
     method: Method,
     body: Body,
 ) -> Result<Response, ApiError> {
-    post_only(&method)?;
+    only_write(&method)?;
     let b: JoinBody = read_json(&state, body).await?;
     if b.leader_api_addr.is_empty() {
         return Err(ApiError::bad_request(
@@ -85,7 +77,7 @@ pub(super) async fn challenge(
     method: Method,
     body: Body,
 ) -> Result<Response, ApiError> {
-    post_only(&method)?;
+    only_write(&method)?;
     let b: ChallengeBody = read_json(&state, body).await?;
     let resp = state.core.raft_challenge(&b.server_id).await?;
     Ok(Json(resp).into_response())
@@ -113,7 +105,7 @@ pub(super) async fn answer(
     method: Method,
     body: Body,
 ) -> Result<Response, ApiError> {
-    post_only(&method)?;
+    only_write(&method)?;
     let b: AnswerBody = read_json(&state, body).await?;
     let Some(raft_node_id) = b.raft_node_id else {
         return Err(ApiError::bad_request(

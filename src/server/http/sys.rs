@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, AppState, Caller, read_json};
+use super::{ApiError, AppState, Caller, is_write, read_json};
 use crate::server::core::{InitRequest, SealStatus, VERSION};
 
 pub const BUILD_DATE: &str = env!("SEALKEEP_BUILD_DATE");
@@ -35,10 +35,6 @@ pub(super) fn seal_status_json(st: &SealStatus) -> Value {
         v["cluster_id"] = json!(c.cluster_id);
     }
     v
-}
-
-fn is_write(method: &Method) -> bool {
-    method == Method::PUT || method == Method::POST
 }
 
 pub(super) async fn init(

@@ -1,20 +1,16 @@
 //! Core (HA): autopilot's server stabilization. A node joins as a learner (it receives the log
-//! but does not vote); the leader promotes it to a voter once it has stayed caught up for
-//! [`STABILIZATION`] (Vault's `server_stabilization_time`, 10 s), so a node that cannot keep
-//! up never weakens the quorum. Raft I/O only (the promotion is a membership change).
+//! but does not vote); the leader promotes it to a voter once it has stayed within
+//! `max_trailing_logs` of the leader for `server_stabilization_time` (Vault's autopilot
+//! settings, 1000 entries and 10 s by default, `sys/storage/raft/autopilot/configuration`), so
+//! a node that cannot keep up never weakens the quorum. Raft I/O only (the promotion is a
+//! membership change).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::server::core::autopilot::AutopilotConfig;
 use crate::server::physical::RaftBackend;
-
-/// How long a learner must stay caught up before it becomes a voter.
-pub const STABILIZATION: Duration = Duration::from_secs(10);
-/// Most entries a learner may trail the leader by and still count as caught up (Vault's
-/// autopilot `max_trailing_logs` default).
-pub const MAX_TRAILING_LOGS: u64 = 1000;
 
 /// The leader's record of when each learner was first seen caught up.
 #[derive(Debug, Default)]
@@ -23,11 +19,16 @@ pub(super) struct Autopilot {
 }
 
 impl Autopilot {
+    /// Not the leader (or nothing to promote): a new leader starts counting afresh.
+    pub(super) fn forget(&mut self) {
+        self.caught_up_since.clear();
+    }
+
     /// On the leader: promotes each learner that has been caught up for the stabilization
-    /// time. Elsewhere: forgets its record (a new leader starts counting afresh).
-    pub(super) async fn step(&mut self, raft: &RaftBackend) {
+    /// time.
+    pub(super) async fn step(&mut self, raft: &RaftBackend, config: &AutopilotConfig) {
         let Some(progress) = raft.progress() else {
-            self.caught_up_since.clear();
+            self.forget();
             return;
         };
         let learners: Vec<u64> = raft
@@ -44,14 +45,15 @@ impl Autopilot {
                 .iter()
                 .find(|(m, _)| *m == id)
                 .and_then(|(_, idx)| *idx);
-            let caught_up = matched
-                .is_some_and(|m| m.saturating_add(MAX_TRAILING_LOGS) >= progress.last_log_index);
+            let caught_up = matched.is_some_and(|m| {
+                m.saturating_add(config.max_trailing_logs) >= progress.last_log_index
+            });
             if !caught_up {
                 self.caught_up_since.remove(&id);
                 continue;
             }
             let since = *self.caught_up_since.entry(id).or_insert(now);
-            if now.duration_since(since) < STABILIZATION {
+            if now.duration_since(since) < config.server_stabilization_time {
                 continue;
             }
             match raft.promote(id).await {

@@ -48,14 +48,21 @@ pub(super) async fn raft_server() -> (TestServer, String, String, TempDir) {
         .await
         .expect("open raft");
     let physical: Arc<dyn Physical> = Arc::new(raft.clone());
-    let core = Core::new_raft(raft, SealBackend::Shamir, ServerMetrics::new(), None)
-        .await
-        .expect("core");
+    let core = Core::new_raft(
+        raft,
+        Vec::new(),
+        SealBackend::Shamir,
+        ServerMetrics::new(),
+        None,
+    )
+    .await
+    .expect("core");
     let app = router(AppState {
         core: Arc::clone(&core),
         max_body: MAX_BODY,
         body_timeout: Duration::from_secs(30),
         unauthenticated_metrics: false,
+        forwarder: Arc::default(),
     });
     let s = TestServer {
         app,
