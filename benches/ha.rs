@@ -19,7 +19,8 @@
 //!
 //! `cargo bench --bench ha [-- --quick]` (`--quick`: 3 kills, 2 step-downs, 1.5 s phases, for
 //! CI; full: 20 kills, 10 step-downs, 6 s phases). Needs moto (`SEALKEEP_MOTO_SERVER` or the
-//! CI venv, or `SEALKEEP_TEST_MOTO_URL`).
+//! CI venv, or `SEALKEEP_TEST_MOTO_URL`). `SEALKEEP_BENCH_HA_LOGS=DIR` keeps the nodes' logs of
+//! every kill round (with openraft's info lines) in DIR.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -74,6 +75,11 @@ async fn main() {
     let moto = Moto::start();
     create_kms_key(&moto.url, "sealkeep-bench-ha").await;
     let mut c = Cluster::new(3, &moto.url, "sealkeep-bench-ha");
+    for node in &mut c.nodes {
+        // openraft's info lines say when a (pre-)vote is refused under the leader lease.
+        node.extra_env
+            .push(("RUST_LOG".into(), "sealkeep=debug,openraft=info".into()));
+    }
     c.start_all();
     let token = c.init(0).await;
     c.wait_unsealed(FORM).await;

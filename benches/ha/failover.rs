@@ -36,6 +36,9 @@ pub struct KillRound {
     pub to_active: Option<Duration>,
     /// "HA: unsealed state not reloaded yet" lines in the new leader's log since the kill.
     pub reload_retries: usize,
+    /// (Pre-)votes the survivors refused since the kill because their leader lease (openraft:
+    /// `election_timeout_max` since the last word from the leader) had not run out.
+    pub lease_refusals: usize,
     /// Failed attempts between the kill and the first acknowledgement, by outcome.
     pub failures: BTreeMap<Outcome, u32>,
 }
@@ -186,6 +189,18 @@ pub async fn kill_round(
         Some((i, _)) => active_in_log(&c.log(i), wall),
         None => (None, 0),
     };
+    if let Some(dir) = std::env::var_os("SEALKEEP_BENCH_HA_LOGS") {
+        // Keep every node's log of this round for a closer look (the cluster's tempdir goes).
+        let dir = std::path::PathBuf::from(dir);
+        let _ = std::fs::create_dir_all(&dir);
+        for i in 0..3 {
+            let _ = std::fs::write(dir.join(format!("kill{round}-node{i}.log")), c.log(i));
+        }
+    }
+    let lease_refusals = survivors
+        .iter()
+        .map(|i| lines_since(&c.log(*i), wall, "lease has not yet expired"))
+        .sum();
 
     c.start(leader);
     c.wait_unsealed(form).await;
@@ -196,6 +211,7 @@ pub async fn kill_round(
         to_elected,
         to_active,
         reload_retries,
+        lease_refusals,
         failures,
     }
 }
@@ -225,6 +241,20 @@ fn active_in_log(log: &str, since: SystemTime) -> (Option<Duration>, usize) {
         }
     }
     (active, retries)
+}
+
+/// Lines of `log` stamped at or after `since` that contain `needle`.
+fn lines_since(log: &str, since: SystemTime, needle: &str) -> usize {
+    log.lines()
+        .map(strip_ansi)
+        .filter(|l| l.contains(needle))
+        .filter(|l| {
+            l.split_whitespace()
+                .next()
+                .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+                .is_some_and(|at| at >= since)
+        })
+        .count()
 }
 
 fn strip_ansi(s: &str) -> String {

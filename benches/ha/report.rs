@@ -35,12 +35,13 @@ fn faster(ours: Duration, anchor_s: f64) -> String {
 
 pub fn kill_progress(r: usize, of: usize, k: &KillRound) {
     println!(
-        "  kill {}/{of}: node {} SIGKILLed; elected {} ({}), active {} ({} reload retries), first ack {}; failed attempts: {}",
+        "  kill {}/{of}: node {} SIGKILLed; elected {} ({}; {} lease refusals), active {} ({} reload retries), first ack {}; failed attempts: {}",
         r + 1,
         k.killed,
         opt_secs(k.to_elected.map(|e| e.1)),
         k.to_elected
             .map_or_else(|| "no leader seen".into(), |e| format!("node {}", e.0)),
+        k.lease_refusals,
         opt_secs(k.to_active),
         k.reload_retries,
         secs(k.to_ack),
