@@ -72,3 +72,4 @@ step "benchmarks, run once in release (figures are printed, never asserted)"
 cargo bench --locked --workspace --bench barrier -- --quick
 cargo bench --locked --workspace --bench unseal -- --runs 5
 cargo bench --locked --workspace --bench kv -- --quick
+cargo bench --locked --workspace --bench ha -- --quick
