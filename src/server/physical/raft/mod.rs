@@ -11,10 +11,13 @@
 //!   return once it is committed and applied locally, so the writer reads its own write. On a
 //!   node that is not the leader they fail with [`PhysicalError::NotLeader`], which carries the
 //!   leader's `api_addr` when one is known.
-//! - `get` and `list` first confirm leadership with a ReadIndex round (openraft's
-//!   `ensure_linearizable(ReadPolicy::ReadIndex)`: a quorum acknowledges this leader's term and
-//!   the local state machine has applied everything committed before the read began), then
-//!   read the local state machine. A paused or partitioned ex-leader cannot pass that check.
+//! - `get` and `list` first confirm leadership, then read the local state machine once it has
+//!   applied everything committed before the read began: within the leader lease without a
+//!   round trip (openraft's `ReadPolicy::LeaseRead`: a quorum acknowledged this leader less than
+//!   `election_timeout_max` ago, and no follower calls an election before that lease plus an
+//!   election timeout), else with a ReadIndex round (a quorum acknowledges this leader's term).
+//!   A paused or partitioned ex-leader's lease has run out before any other node can be
+//!   elected, and handing leadership over voids it, so neither can pass.
 //!
 //! Peers: [`RaftBackend::open_clustered`] (or [`RaftBackend::set_cluster_tls`] later) gives the
 //! node the cluster port's mutual TLS; without it every RPC to a peer fails as unreachable, so
@@ -325,6 +328,19 @@ impl RaftBackend {
     /// Confirms, with a ReadIndex round, that this node leads and has applied everything
     /// committed before now, so a local read is linearizable.
     async fn linearize(&self) -> Result<(), PhysicalError> {
+        // Within its lease (a quorum acknowledged it less than `election_timeout_max` ago, and
+        // no voter may elect another leader before that lease plus an election timeout has
+        // passed) the leader needs no round trip; a leader whose lease is stale, or that has
+        // handed its office over (which voids the lease), confirms with ReadIndex.
+        if self
+            .inner
+            .raft
+            .ensure_linearizable(ReadPolicy::LeaseRead)
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
         match self
             .inner
             .raft

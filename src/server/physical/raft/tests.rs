@@ -283,8 +283,8 @@ async fn node_id_is_persisted_and_a_different_configured_id_is_refused() {
 fn performance_multiplier_scales_and_is_bounded() {
     let t = RaftTiming::with_performance_multiplier(3).expect("valid");
     assert_eq!(t.heartbeat, Duration::from_millis(300));
-    assert_eq!(t.election_min, Duration::from_millis(1500));
-    assert_eq!(t.election_max, Duration::from_millis(3000));
+    assert_eq!(t.election_min, Duration::from_millis(1200));
+    assert_eq!(t.election_max, Duration::from_millis(2400));
     assert_eq!(
         RaftTiming::with_performance_multiplier(1).expect("valid"),
         RaftTiming::default()
@@ -297,7 +297,7 @@ fn performance_multiplier_scales_and_is_bounded() {
     assert_eq!(config.heartbeat_interval, 100);
     assert_eq!(
         (config.election_timeout_min, config.election_timeout_max),
-        (500, 1000)
+        (400, 800)
     );
     assert_eq!(config.enable_pre_vote, Some(true));
 }
