@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
+use super::history::{Event, Kind, Op};
 use super::nemesis::leader_status;
 use super::workload::AckedWrite;
 use crate::common::cluster::Cluster;
@@ -81,37 +82,131 @@ pub async fn converge(c: &Cluster, token: &str, limit: Duration) -> Result<u64, 
     ))
 }
 
-/// Reads every acknowledged write back at its version (`?version=N`, through rotating
-/// nodes); returns one line per write that is missing or changed.
-pub async fn missing_acked_writes(c: &Cluster, token: &str, acked: &[AckedWrite]) -> Vec<String> {
+/// Every key's applied versions after the run, read through rotating nodes: `lists[key][v-1]`
+/// is version `v`'s value (`None`: unreadable). This is the oracle that says which
+/// indeterminate writes happened ([`resolve`]) and whether an acknowledged write was lost.
+pub async fn version_lists(
+    c: &Cluster,
+    token: &str,
+    keys: &[String],
+) -> Result<BTreeMap<String, Vec<Option<i64>>>, String> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .expect("client");
-    let mut missing = Vec::new();
-    for (n, w) in acked.iter().enumerate() {
-        let addr = c.addr(n % c.nodes.len());
-        let url = format!("{addr}/v1/secret/data/{}?version={}", w.key, w.version);
-        let mut got = None;
-        for _ in 0..3 {
-            if let Ok(r) = http.get(&url).header("X-Vault-Token", token).send().await {
-                let st = r.status().as_u16();
-                let v: serde_json::Value = r.json().await.unwrap_or_default();
-                got = Some((st, v["data"]["data"]["v"].as_i64()));
-                if st == 200 {
-                    break;
+    let get = |url: String| {
+        let http = http.clone();
+        async move {
+            for _ in 0..5 {
+                if let Ok(r) = http.get(&url).header("X-Vault-Token", token).send().await {
+                    let st = r.status().as_u16();
+                    let v: serde_json::Value = r.json().await.unwrap_or_default();
+                    if st == 200 || st == 404 {
+                        return Ok((st, v));
+                    }
                 }
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            Err(format!("no answer from {url} after 5 tries"))
         }
-        if got.map(|(_, v)| v) != Some(Some(w.value)) {
-            missing.push(format!(
-                "{} version {} was acknowledged with value {} but reads back as {got:?}",
+    };
+    let mut lists = BTreeMap::new();
+    let mut n = 0usize;
+    for key in keys {
+        n += 1;
+        let addr = c.addr(n % c.nodes.len());
+        let (st, meta) = get(format!("{addr}/v1/secret/metadata/{key}")).await?;
+        let current = if st == 404 {
+            0
+        } else {
+            meta["data"]["current_version"].as_i64().unwrap_or(0)
+        };
+        let mut values = Vec::new();
+        for v in 1..=current {
+            n += 1;
+            let addr = c.addr(n % c.nodes.len());
+            let (st, body) = get(format!("{addr}/v1/secret/data/{key}?version={v}")).await?;
+            values.push(if st == 200 {
+                body["data"]["data"]["v"].as_i64()
+            } else {
+                None
+            });
+        }
+        lists.insert(key.clone(), values);
+    }
+    Ok(lists)
+}
+
+/// Acknowledged writes that are not at their version with their value, and values applied
+/// twice (every operation writes a value of its own).
+pub fn lost_or_doubled(
+    lists: &BTreeMap<String, Vec<Option<i64>>>,
+    acked: &[AckedWrite],
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for w in acked {
+        let got = lists
+            .get(&w.key)
+            .and_then(|l| l.get(usize::try_from(w.version - 1).ok()?))
+            .copied()
+            .flatten();
+        if got != Some(w.value) {
+            problems.push(format!(
+                "{} version {} was acknowledged with value {} but the cluster has {got:?} there",
                 w.key, w.version, w.value
             ));
         }
     }
-    missing
+    for (key, l) in lists {
+        let mut seen = BTreeSet::new();
+        for v in l.iter().flatten() {
+            if !seen.insert(*v) {
+                problems.push(format!("{key}: value {v} was applied twice (a retried write?)"));
+            }
+        }
+    }
+    problems
+}
+
+/// The history for the checker: each indeterminate (`info`) write or cas whose value the
+/// final version lists hold becomes `ok` at that version, `late` (it took effect at some
+/// unknown time after its invoke); one whose value they do not hold did not happen (`fail`).
+pub fn resolve(events: &[Event], lists: &BTreeMap<String, Vec<Option<i64>>>) -> Vec<Event> {
+    let mut applied: BTreeMap<(String, i64), i64> = BTreeMap::new();
+    for (key, l) in lists {
+        for (i, v) in l.iter().enumerate() {
+            if let Some(v) = v {
+                applied.insert((key.clone(), *v), i64::try_from(i).unwrap_or(0) + 1);
+            }
+        }
+    }
+    let mut invoked: BTreeMap<u64, i64> = BTreeMap::new();
+    let mut out = Vec::with_capacity(events.len());
+    for e in events {
+        let mut e = e.clone();
+        match e.kind {
+            Kind::Invoke => {
+                if let Some(v) = e.value {
+                    invoked.insert(e.process, v);
+                }
+            }
+            Kind::Info if e.f != Op::Read && lists.contains_key(&e.key) => {
+                let value = invoked.get(&e.process).copied();
+                match value.and_then(|v| applied.get(&(e.key.clone(), v))) {
+                    Some(version) => {
+                        e.kind = Kind::Ok;
+                        e.version = Some(*version);
+                        e.matched = (e.f == Op::Cas).then_some(true);
+                        e.late = Some(true);
+                    }
+                    None => e.kind = Kind::Fail,
+                }
+            }
+            _ => {}
+        }
+        out.push(e);
+    }
+    out
 }
 
 const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");

@@ -2,7 +2,7 @@
 //! event followed by one completion from the same process: `ok`, `fail` (certainly did not
 //! happen) or `info` (indeterminate: a timeout or an ambiguous error; it may have happened).
 //! Times are monotonic nanoseconds since the history began. Written as JSON Lines for the Go
-//! checker (tests/jepsen/checker). File I/O only in [`History::write_jsonl`].
+//! checker (tests/jepsen/checker). File I/O only in [`write_jsonl`].
 
 use std::io::Write;
 use std::path::Path;
@@ -56,6 +56,10 @@ pub struct Event {
     pub node: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// An indeterminate operation that the final state shows took effect, at some time after
+    /// its invoke (the checker gives it no return time).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub late: Option<bool>,
 }
 
 /// Counts per completion type.
@@ -125,17 +129,6 @@ impl History {
         c
     }
 
-    /// Writes the history as JSON Lines to `path`.
-    pub fn write_jsonl(&self, path: &Path) -> std::io::Result<()> {
-        let events = self.events();
-        let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
-        for e in &events {
-            serde_json::to_writer(&mut out, e)?;
-            out.write_all(b"\n")?;
-        }
-        out.flush()
-    }
-
     /// Times (since the start) at which write or cas operations were acknowledged (`ok` and,
     /// for cas, matched): the points where the cluster was available for writes.
     pub fn acked_write_times(&self) -> Vec<u64> {
@@ -149,6 +142,16 @@ impl History {
             .map(|e| e.time)
             .collect()
     }
+}
+
+/// Writes `events` as JSON Lines to `path`.
+pub fn write_jsonl(events: &[Event], path: &Path) -> std::io::Result<()> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for e in events {
+        serde_json::to_writer(&mut out, e)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()
 }
 
 /// For each fault time, how long until the first write acknowledged after it (the

@@ -148,13 +148,17 @@ impl Report {
     /// Everything a failed assertion should show.
     pub fn explain(&self) -> String {
         format!(
-            "{}\n{}\nchecker (exit {}):\n{}\ndurability: {:?}\nfaults: {:?}\nartifacts: {}",
+            "{}\n{}\nchecker (exit {}):\n{}\ndurability: {:?}\nfaults: {}\nartifacts: {}",
             Self::table_header(),
             self.table_row(),
             self.verdict.code,
             self.verdict.output,
             self.durability_problems(),
-            self.faults,
+            self.faults
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
             self.out_dir.display()
         )
     }
@@ -215,6 +219,7 @@ async fn final_reads(c: &Cluster, token: &str, history: &History) {
                 time: 0,
                 node,
                 error: None,
+                late: None,
             };
             history.record(ev.clone());
             match workload::execute(&http, &addrs, token, node, Op::Read, key, 0, 0).await {
@@ -223,7 +228,7 @@ async fn final_reads(c: &Cluster, token: &str, history: &History) {
                     ev.value = value;
                     ev.version = Some(version);
                 }
-                workload::Outcome::Fail { error, .. } | workload::Outcome::Info { error } => {
+                workload::Outcome::Fail { error, .. } | workload::Outcome::Info { error, .. } => {
                     ev.kind = Kind::Fail;
                     ev.error = Some(error);
                 }
@@ -284,10 +289,23 @@ pub async fn run(s: &Scenario) -> Report {
     nemesis::heal(&mut c);
     let converged = durability::converge(&c, &token, FORM).await;
     final_reads(&c, &token, &history).await;
-    let missing = durability::missing_acked_writes(&c, &token, &acked).await;
+    let raw = history.events();
+    let mut keys: Vec<String> = raw.iter().map(|e| e.key.clone()).collect();
+    keys.sort();
+    keys.dedup();
+    let raw_path = out.join("history.raw.jsonl");
+    history::write_jsonl(&raw, &raw_path).unwrap_or_else(|e| panic!("{}: {e}", raw_path.display()));
+    // The final version lists: which indeterminate writes happened, and no acknowledged
+    // write lost.
+    let (missing, resolved) = match durability::version_lists(&c, &token, &keys).await {
+        Ok(lists) => (
+            durability::lost_or_doubled(&lists, &acked),
+            durability::resolve(&raw, &lists),
+        ),
+        Err(e) => (vec![format!("cannot read the final versions: {e}")], raw),
+    };
     let history_path = out.join("history.jsonl");
-    history
-        .write_jsonl(&history_path)
+    history::write_jsonl(&resolved, &history_path)
         .unwrap_or_else(|e| panic!("{}: {e}", history_path.display()));
     let verdict = checker::check(&history_path, &out);
     tokio::task::block_in_place(|| durability::stop_all(&mut c));

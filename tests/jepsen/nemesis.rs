@@ -60,6 +60,13 @@ pub struct Fault {
     pub at: u64,
 }
 
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let at = Duration::from_nanos(self.at);
+        write!(f, "{} node-{} at {:.2}s", self.kind, self.node, at.as_secs_f64())
+    }
+}
+
 fn quick() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_millis(800))

@@ -59,8 +59,11 @@ pub enum Outcome {
         error: String,
         redirect: Option<usize>,
     },
-    /// May or may not have been applied.
-    Info { error: String },
+    /// May or may not have been applied; `redirect` as for `Fail`.
+    Info {
+        error: String,
+        redirect: Option<usize>,
+    },
 }
 
 pub fn http_client(timeout: Duration) -> reqwest::Client {
@@ -109,6 +112,7 @@ pub async fn execute(
         Err(e) => {
             return Outcome::Info {
                 error: format!("no answer: {e}"),
+                redirect: None,
             };
         }
     };
@@ -119,10 +123,19 @@ pub async fn execute(
         .and_then(|l| l.to_str().ok())
         .map(str::to_owned);
     let body: Value = resp.json().await.unwrap_or(Value::Null);
+    let redirect = location
+        .as_deref()
+        .and_then(|l| addrs.iter().position(|a| l.starts_with(a.as_str())));
     match (f, status) {
-        (_, 307) => Outcome::Fail {
+        (Op::Read, 307) => Outcome::Fail {
             error: format!("307 to {location:?}"),
-            redirect: location.and_then(|l| addrs.iter().position(|a| l.starts_with(a.as_str()))),
+            redirect,
+        },
+        // A standby also answers 307 when a forward broke after the leader may have handled
+        // it (src/server/http/standby.rs): for a write, indeterminate.
+        (_, 307) => Outcome::Info {
+            error: format!("307 to {location:?}"),
+            redirect,
         },
         (Op::Read, 200) => Outcome::Ok {
             value: body["data"]["data"]["v"].as_i64(),
@@ -155,6 +168,7 @@ pub async fn execute(
         },
         _ => Outcome::Info {
             error: format!("{status}: {body}"),
+            redirect: None,
         },
     }
 }
@@ -216,6 +230,7 @@ pub async fn client(
             time: 0,
             node,
             error: None,
+            late: None,
         };
         history.record(ev.clone());
         ev.value = None;
@@ -254,13 +269,17 @@ pub async fn client(
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
-            Outcome::Info { error } => {
+            Outcome::Info { error, redirect } => {
                 ev.kind = Kind::Info;
                 ev.error = Some(error);
                 history.record(ev);
                 // The operation may still be in flight: this process is done; a new one goes on.
                 generation += 1;
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                if redirect.is_some() {
+                    next_node = redirect;
+                } else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
             }
         }
     }

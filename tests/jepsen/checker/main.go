@@ -7,6 +7,8 @@
 // operation in flight; its completion is the next event of the same process. "fail" means the
 // operation certainly did not happen (it is dropped); "info" (a timeout, an ambiguous error) and
 // an invoke with no completion may or may not have happened: their return time is infinite.
+// An "ok" with "late":true is an indeterminate write that the final state shows took effect
+// (tests/jepsen/durability.rs resolves them): its result is known, its return time infinite.
 //
 // Model, per key: the latest version number and its value (version 0, value -1 = absent).
 // write -> ok with the new version (must be the latest + 1); cas(expect) -> ok with the new
@@ -43,6 +45,7 @@ type event struct {
 	Time    int64   `json:"time"`
 	Node    *int64  `json:"node"`
 	Error   *string `json:"error"`
+	Late    *bool   `json:"late"`
 }
 
 type input struct {
@@ -199,11 +202,15 @@ func parse(path string) (map[string][]porcupine.Operation, int, error) {
 		delete(inflight, ev.Process)
 		switch ev.Type {
 		case "ok":
+			ret := ev.Time
+			if ev.Late != nil && *ev.Late {
+				ret = math.MaxInt64 // it took effect at some unknown time after its invoke
+			}
 			add(p.ev, p.client, output{
 				Version: val(ev.Version, 0),
 				Value:   val(ev.Value, -1),
 				Matched: ev.Matched != nil && *ev.Matched,
-			}, ev.Time)
+			}, ret)
 		case "fail":
 			dropped++
 		case "info":
