@@ -79,8 +79,15 @@ async fn random_node_kills_keep_the_history_linearizable_and_durable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn leader_pauses_keep_the_history_linearizable_and_durable() {
-    must_hold(scenario("pause-leader", Nemesis::PauseLeader, 20)).await;
+    let mut s = scenario("pause-leader", Nemesis::PauseLeader, 20);
+    // A new leader serves about 3 s after the pause here: hold long enough that the probe
+    // reads (nemesis.rs) reach the paused node after the new leader acknowledged writes.
+    s.schedule.hold = PAUSE;
+    must_hold(s).await;
 }
+
+/// How long a pause lasts: past the ~3 s a new leader needs to serve (election and activation).
+const PAUSE: Duration = Duration::from_secs(5);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn step_down_storms_keep_the_history_linearizable_and_durable() {
@@ -98,7 +105,7 @@ async fn negative_control_stale_reads_from_a_deposed_leader_are_caught() {
     s.workload.keys = 2;
     s.schedule = Schedule {
         quiet: Duration::from_secs(2),
-        hold: Duration::from_secs(3),
+        hold: PAUSE,
         max_faults: 10,
     };
     let r = jepsen::run(&s).await;

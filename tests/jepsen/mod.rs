@@ -276,7 +276,17 @@ pub async fn run(s: &Scenario) -> Report {
         Arc::clone(&token_arc),
         deadline,
     ));
-    let faults = nemesis::run(&mut c, &token, s.nemesis, s.schedule, &history, s.seed, deadline).await;
+    let faults = nemesis::run(
+        &mut c,
+        &token,
+        s.nemesis,
+        s.schedule,
+        &s.workload,
+        &history,
+        s.seed,
+        deadline,
+    )
+    .await;
     let mut acked: Vec<AckedWrite> = Vec::new();
     for cl in clients {
         acked.extend(cl.await.expect("client task"));

@@ -3,12 +3,14 @@
 //! Bounded: at most `max_faults` faults, none started after the deadline, each held for
 //! `hold`; [`heal`] undoes whatever is still in effect.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::history::History;
+use super::history::{Event, History, Kind, Op};
 use super::rng::Rng;
+use super::workload::{self, Outcome, Workload};
 use crate::common::cluster::Cluster;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,7 +124,8 @@ pub async fn run(
     token: &str,
     nemesis: Nemesis,
     sched: Schedule,
-    history: &History,
+    w: &Workload,
+    history: &Arc<History>,
     seed: u64,
     deadline: Instant,
 ) -> Vec<Fault> {
@@ -169,7 +172,13 @@ pub async fn run(
                     at: history.now(),
                 });
                 c.signal(node, "STOP");
-                tokio::time::sleep(sched.hold).await;
+                let resume = Instant::now() + sched.hold;
+                let addrs: Vec<String> = (0..n).map(|i| c.addr(i)).collect();
+                let keys: Vec<String> = (0..w.keys)
+                    .map(|i| workload::key_name(w, history.elapsed(), i))
+                    .collect();
+                let probe = probe_paused(history, &addrs, token, node, &keys, &mut rng, resume);
+                tokio::join!(probe, tokio::time::sleep_until(resume.into()));
                 c.signal(node, "CONT");
             }
             Nemesis::StepDownStorm => {
@@ -217,5 +226,99 @@ pub fn heal(c: &mut Cluster) {
         } else {
             restart(c, i);
         }
+    }
+}
+
+/// While `paused` (the old leader) is stopped: writes each key through the other nodes until
+/// one is acknowledged (the new leader serves), then sends a read of it to the paused node,
+/// with a timeout past `resume`. Those reads begin after the writes completed, so a deposed
+/// leader that answers from its own state on SIGCONT is caught by the checker. Recorded in the
+/// history like any operation; the reads complete on their own after SIGCONT.
+async fn probe_paused(
+    history: &Arc<History>,
+    addrs: &[String],
+    token: &str,
+    paused: usize,
+    keys: &[String],
+    rng: &mut Rng,
+    resume: Instant,
+) {
+    static PROBE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let next = || 800_000_000 + PROBE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let others: Vec<usize> = (0..addrs.len()).filter(|i| *i != paused).collect();
+    let quick = workload::http_client(Duration::from_millis(700));
+    for key in keys {
+        let mut written = false;
+        while !written && Instant::now() + Duration::from_millis(800) < resume {
+            let node = others[rng.below(others.len() as u64) as usize];
+            let process = next();
+            let value = i64::try_from(process).unwrap_or(0);
+            let mut ev = op_event(process, Op::Write, key, node);
+            ev.value = Some(value);
+            history.record(ev.clone());
+            ev.value = None;
+            match workload::execute(&quick, addrs, token, node, Op::Write, key, value, 0).await {
+                Outcome::Ok { version, .. } => {
+                    ev.kind = Kind::Ok;
+                    ev.version = Some(version);
+                    written = true;
+                }
+                Outcome::Fail { error, .. } => {
+                    ev.kind = Kind::Fail;
+                    ev.error = Some(error);
+                }
+                Outcome::Info { error, .. } => {
+                    ev.kind = Kind::Info;
+                    ev.error = Some(error);
+                }
+            }
+            history.record(ev);
+            if !written {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        if !written {
+            continue;
+        }
+        let history = Arc::clone(history);
+        let addrs = addrs.to_vec();
+        let token = token.to_owned();
+        let key = key.clone();
+        let process = next();
+        let patience = resume.saturating_duration_since(Instant::now()) + Duration::from_secs(5);
+        history.record(op_event(process, Op::Read, &key, paused));
+        tokio::spawn(async move {
+            let http = workload::http_client(patience);
+            let mut ev = op_event(process, Op::Read, &key, paused);
+            match workload::execute(&http, &addrs, &token, paused, Op::Read, &key, 0, 0).await {
+                Outcome::Ok { value, version, .. } => {
+                    ev.kind = Kind::Ok;
+                    ev.value = value;
+                    ev.version = Some(version);
+                }
+                Outcome::Fail { error, .. } | Outcome::Info { error, .. } => {
+                    ev.kind = Kind::Fail;
+                    ev.error = Some(error);
+                }
+            }
+            history.record(ev);
+        });
+    }
+}
+
+fn op_event(process: u64, f: Op, key: &str, node: usize) -> Event {
+    Event {
+        process,
+        kind: Kind::Invoke,
+        f,
+        key: key.to_owned(),
+        value: None,
+        expect: None,
+        version: None,
+        matched: None,
+        time: 0,
+        node,
+        error: None,
+        late: None,
     }
 }
