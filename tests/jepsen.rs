@@ -62,7 +62,11 @@ async fn must_hold(s: Scenario) -> Report {
         r.explain()
     );
     if s.nemesis != Nemesis::None {
-        assert!(!r.faults.is_empty(), "no fault was injected:\n{}", r.explain());
+        assert!(
+            !r.faults.is_empty(),
+            "no fault was injected:\n{}",
+            r.explain()
+        );
     }
     r
 }
@@ -110,7 +114,11 @@ async fn negative_control_stale_reads_from_a_deposed_leader_are_caught() {
     };
     let r = jepsen::run(&s).await;
     eprintln!("{}\n{}", Report::table_header(), r.table_row());
-    assert!(!r.faults.is_empty(), "no pause was injected:\n{}", r.explain());
+    assert!(
+        !r.faults.is_empty(),
+        "no pause was injected:\n{}",
+        r.explain()
+    );
     assert_eq!(
         r.verdict.code,
         1,
@@ -152,7 +160,13 @@ async fn soak() {
             w.get(((w.len().max(1) - 1) as f64 * q).round() as usize)
                 .map_or("-".into(), |d| format!("{}ms", d.as_millis()))
         };
-        format!("{k:<10} n={:<4} p50={:<8} p99={:<8} max={}", w.len(), pick(0.5), pick(0.99), pick(1.0))
+        format!(
+            "{k:<10} n={:<4} p50={:<8} p99={:<8} max={}",
+            w.len(),
+            pick(0.5),
+            pick(0.99),
+            pick(1.0)
+        )
     };
     println!(
         "\nSUMMARY\n{}\n{}\nunavailability per nemesis (fault to first acknowledged write):\n{}\n{}\n{}\nartifacts: {}",

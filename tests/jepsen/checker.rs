@@ -26,7 +26,10 @@ impl Verdict {
 /// A hash of the checker's sources: go.mod, go.sum, then every `*.go` by name (the same bytes
 /// scripts/test-all.sh hashes).
 fn source_hash() -> String {
-    let mut files = vec![PathBuf::from(SRC).join("go.mod"), PathBuf::from(SRC).join("go.sum")];
+    let mut files = vec![
+        PathBuf::from(SRC).join("go.mod"),
+        PathBuf::from(SRC).join("go.sum"),
+    ];
     let mut go: Vec<PathBuf> = std::fs::read_dir(SRC)
         .expect("tests/jepsen/checker")
         .flatten()

@@ -20,26 +20,24 @@ use crate::common::cluster::Cluster;
 pub type LeaderClaims = BTreeMap<u64, BTreeSet<usize>>;
 
 /// Samples every node's `sys/leader` every 100 ms until `deadline`.
-pub async fn sample_leaders(addrs: Arc<Vec<String>>, token: Arc<String>, deadline: Instant) -> LeaderClaims {
+pub async fn sample_leaders(
+    addrs: Arc<Vec<String>>,
+    token: Arc<String>,
+    deadline: Instant,
+) -> LeaderClaims {
     let mut claims = LeaderClaims::new();
     while Instant::now() < deadline {
-        let answers = futures::future::join_all(
-            addrs
-                .iter()
-                .enumerate()
-                .map(|(i, a)| {
-                    let token = Arc::clone(&token);
-                    async move { (i, leader_status(a, &token).await) }
-                }),
-        )
+        let answers = futures::future::join_all(addrs.iter().enumerate().map(|(i, a)| {
+            let token = Arc::clone(&token);
+            async move { (i, leader_status(a, &token).await) }
+        }))
         .await;
         for (i, v) in answers {
-            if let Some(v) = v {
-                if v["is_self"] == true {
-                    if let Some(term) = v["raft_term"].as_u64() {
-                        claims.entry(term).or_default().insert(i);
-                    }
-                }
+            if let Some(v) = v
+                && v["is_self"] == true
+                && let Some(term) = v["raft_term"].as_u64()
+            {
+                claims.entry(term).or_default().insert(i);
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -69,10 +67,10 @@ pub async fn converge(c: &Cluster, token: &str, limit: Duration) -> Result<u64, 
             let v = leader_status(&c.addr(i), token).await;
             applied.push(v.and_then(|v| v["raft_applied_index"].as_u64()));
         }
-        if let Some(Some(first)) = applied.first() {
-            if applied.iter().all(|a| *a == Some(*first)) {
-                return Ok(*first);
-            }
+        if let Some(Some(first)) = applied.first()
+            && applied.iter().all(|a| *a == Some(*first))
+        {
+            return Ok(*first);
         }
         last = applied;
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -161,7 +159,9 @@ pub fn lost_or_doubled(
         let mut seen = BTreeSet::new();
         for v in l.iter().flatten() {
             if !seen.insert(*v) {
-                problems.push(format!("{key}: value {v} was applied twice (a retried write?)"));
+                problems.push(format!(
+                    "{key}: value {v} was applied twice (a retried write?)"
+                ));
             }
         }
     }
@@ -239,10 +239,11 @@ fn find_file(dir: &Path, name: &str, depth: usize) -> Option<PathBuf> {
         if p.file_name().is_some_and(|n| n == name) {
             return Some(p);
         }
-        if depth > 0 && p.is_dir() {
-            if let Some(f) = find_file(&p, name, depth - 1) {
-                return Some(f);
-            }
+        if depth > 0
+            && p.is_dir()
+            && let Some(f) = find_file(&p, name, depth - 1)
+        {
+            return Some(f);
         }
     }
     None
@@ -254,11 +255,18 @@ pub fn state_hash(c: &Cluster, i: usize) -> Result<(String, usize), String> {
     let path = find_file(&c.nodes[i].dir, "sm.redb", 3)
         .ok_or_else(|| format!("node {i}: no sm.redb under {}", c.nodes[i].dir.display()))?;
     let db = redb::Database::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let txn = db.begin_read().map_err(|e| format!("{}: {e}", path.display()))?;
-    let table = txn.open_table(KV).map_err(|e| format!("{}: {e}", path.display()))?;
+    let txn = db
+        .begin_read()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let table = txn
+        .open_table(KV)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     let mut n = 0;
-    for row in table.iter().map_err(|e| format!("{}: {e}", path.display()))? {
+    for row in table
+        .iter()
+        .map_err(|e| format!("{}: {e}", path.display()))?
+    {
         let (k, v) = row.map_err(|e| format!("{}: {e}", path.display()))?;
         let (k, v) = (k.value(), v.value());
         ctx.update(&(k.len() as u64).to_le_bytes());

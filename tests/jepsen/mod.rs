@@ -116,8 +116,19 @@ impl Report {
     pub fn table_header() -> String {
         format!(
             "{:<24} {:>6} {:>6} {:>7} {:>6} {:>6} {:>6} {:>7} {:>6} {:>8} {:>8} {:>8} {:>8}",
-            "scenario", "seed", "secs", "ops", "ok", "fail", "info", "faults", "linear",
-            "durable", "unav p50", "unav p99", "unav max"
+            "scenario",
+            "seed",
+            "secs",
+            "ops",
+            "ok",
+            "fail",
+            "info",
+            "faults",
+            "linear",
+            "durable",
+            "unav p50",
+            "unav p99",
+            "unav max"
         )
     }
 
@@ -138,7 +149,11 @@ impl Report {
                 1 => "NO",
                 _ => "?",
             },
-            if self.durability_problems().is_empty() { "yes" } else { "NO" },
+            if self.durability_problems().is_empty() {
+                "yes"
+            } else {
+                "NO"
+            },
             ms(self.percentile(0.5)),
             ms(self.percentile(0.99)),
             ms(self.max_window()),
@@ -222,7 +237,7 @@ async fn final_reads(c: &Cluster, token: &str, history: &History) {
                 late: None,
             };
             history.record(ev.clone());
-            match workload::execute(&http, &addrs, token, node, Op::Read, key, 0, 0).await {
+            match workload::execute(&http, &addrs, token, workload::Call::read(node, key)).await {
                 workload::Outcome::Ok { value, version, .. } => {
                     ev.kind = Kind::Ok;
                     ev.value = value;
@@ -276,17 +291,7 @@ pub async fn run(s: &Scenario) -> Report {
         Arc::clone(&token_arc),
         deadline,
     ));
-    let faults = nemesis::run(
-        &mut c,
-        &token,
-        s.nemesis,
-        s.schedule,
-        &s.workload,
-        &history,
-        s.seed,
-        deadline,
-    )
-    .await;
+    let faults = nemesis::run(&mut c, &token, s, &history, deadline).await;
     let mut acked: Vec<AckedWrite> = Vec::new();
     for cl in clients {
         acked.extend(cl.await.expect("client task"));
@@ -319,7 +324,9 @@ pub async fn run(s: &Scenario) -> Report {
         .unwrap_or_else(|e| panic!("{}: {e}", history_path.display()));
     let verdict = checker::check(&history_path, &out);
     tokio::task::block_in_place(|| durability::stop_all(&mut c));
-    let hashes = (0..s.nodes).map(|i| durability::state_hash(&c, i)).collect();
+    let hashes = (0..s.nodes)
+        .map(|i| durability::state_hash(&c, i))
+        .collect();
     copy_logs(&c, &out);
     Report {
         name: s.name.clone(),

@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use super::Scenario;
 use super::history::{Event, History, Kind, Op};
 use super::rng::Rng;
-use super::workload::{self, Outcome, Workload};
+use super::workload::{self, Call, Outcome};
 use crate::common::cluster::Cluster;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +66,13 @@ pub struct Fault {
 impl std::fmt::Display for Fault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let at = Duration::from_nanos(self.at);
-        write!(f, "{} node-{} at {:.2}s", self.kind, self.node, at.as_secs_f64())
+        write!(
+            f,
+            "{} node-{} at {:.2}s",
+            self.kind,
+            self.node,
+            at.as_secs_f64()
+        )
     }
 }
 
@@ -122,14 +129,12 @@ pub async fn find_leader(c: &Cluster, token: &str, limit: Duration) -> Option<us
 pub async fn run(
     c: &mut Cluster,
     token: &str,
-    nemesis: Nemesis,
-    sched: Schedule,
-    w: &Workload,
+    s: &Scenario,
     history: &Arc<History>,
-    seed: u64,
     deadline: Instant,
 ) -> Vec<Fault> {
-    let mut rng = Rng::new(seed ^ 0x6e65_6d65_7369_73);
+    let (nemesis, sched, w) = (s.nemesis, s.schedule, &s.workload);
+    let mut rng = Rng::new(s.seed ^ 0x006e_656d_6573_6973);
     let mut faults = Vec::new();
     let n = c.nodes.len();
     while faults.len() < sched.max_faults {
@@ -197,10 +202,10 @@ pub async fn run(
                         .json(&json!({}))
                         .send()
                         .await;
-                    if let Ok(r) = r {
-                        if r.status().as_u16() != 204 {
-                            eprintln!("nemesis: step-down on node {leader}: {}", r.status());
-                        }
+                    if let Ok(r) = r
+                        && r.status().as_u16() != 204
+                    {
+                        eprintln!("nemesis: step-down on node {leader}: {}", r.status());
                     }
                     tokio::time::sleep(sched.hold / 3).await;
                 }
@@ -257,7 +262,14 @@ async fn probe_paused(
             ev.value = Some(value);
             history.record(ev.clone());
             ev.value = None;
-            match workload::execute(&quick, addrs, token, node, Op::Write, key, value, 0).await {
+            let call = Call {
+                node,
+                f: Op::Write,
+                key,
+                value,
+                expect: 0,
+            };
+            match workload::execute(&quick, addrs, token, call).await {
                 Outcome::Ok { version, .. } => {
                     ev.kind = Kind::Ok;
                     ev.version = Some(version);
@@ -290,7 +302,7 @@ async fn probe_paused(
         tokio::spawn(async move {
             let http = workload::http_client(patience);
             let mut ev = op_event(process, Op::Read, &key, paused);
-            match workload::execute(&http, &addrs, &token, paused, Op::Read, &key, 0, 0).await {
+            match workload::execute(&http, &addrs, &token, Call::read(paused, &key)).await {
                 Outcome::Ok { value, version, .. } => {
                     ev.kind = Kind::Ok;
                     ev.value = value;

@@ -75,17 +75,44 @@ pub fn http_client(timeout: Duration) -> reqwest::Client {
         .expect("http client")
 }
 
-/// One KV v2 operation on `key` through `addrs[node]`.
+/// One operation to send.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    pub node: usize,
+    pub f: Op,
+    pub key: &'a str,
+    /// The value a write or cas writes.
+    pub value: i64,
+    /// The version a cas expects.
+    pub expect: i64,
+}
+
+impl<'a> Call<'a> {
+    pub fn read(node: usize, key: &'a str) -> Self {
+        Self {
+            node,
+            f: Op::Read,
+            key,
+            value: 0,
+            expect: 0,
+        }
+    }
+}
+
+/// One KV v2 operation through `addrs[call.node]`.
 pub async fn execute(
     http: &reqwest::Client,
     addrs: &[String],
     token: &str,
-    node: usize,
-    f: Op,
-    key: &str,
-    value: i64,
-    expect: i64,
+    call: Call<'_>,
 ) -> Outcome {
+    let Call {
+        node,
+        f,
+        key,
+        value,
+        expect,
+    } = call;
     let url = format!("{}/v1/secret/data/{key}", addrs[node]);
     let req = match f {
         Op::Read => http.get(&url),
@@ -153,7 +180,11 @@ pub async fn execute(
             version: body["data"]["version"].as_i64().unwrap_or(-1),
             matched: (f == Op::Cas).then_some(true),
         },
-        (Op::Cas, 400) if body.to_string().contains("check-and-set parameter did not match") => {
+        (Op::Cas, 400)
+            if body
+                .to_string()
+                .contains("check-and-set parameter did not match") =>
+        {
             Outcome::Ok {
                 value: None,
                 version: 0,
@@ -235,7 +266,14 @@ pub async fn client(
         history.record(ev.clone());
         ev.value = None;
         ev.expect = None;
-        match execute(&http, &addrs, &token, node, f, &key, value, expect).await {
+        let call = Call {
+            node,
+            f,
+            key: &key,
+            value,
+            expect,
+        };
+        match execute(&http, &addrs, &token, call).await {
             Outcome::Ok {
                 value: read,
                 version,
