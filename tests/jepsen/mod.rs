@@ -360,10 +360,17 @@ pub fn negative_server_bin() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let build = |features: bool| {
         let mut cmd = std::process::Command::new(&cargo);
-        cmd.args(["test", "--workspace", "--test", "jepsen", "--no-run"])
-            .arg("--target-dir")
-            .arg(target_dir)
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        cmd.args([
+            "test",
+            "--locked",
+            "--workspace",
+            "--test",
+            "jepsen",
+            "--no-run",
+        ])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
         if features {
             cmd.args(["--features", "sealkeep/jepsen-negative-stale-reads"]);
         }
