@@ -132,6 +132,64 @@ async fn negative_control_stale_reads_from_a_deposed_leader_are_caught() {
     );
 }
 
+/// The checker itself, with no cluster: a history with a stale read fails naming the key and
+/// writing its visualization; the same history without that read passes.
+#[test]
+fn the_checker_names_the_key_of_a_stale_read_and_passes_a_linearizable_history() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = [
+        r#"{"process":0,"type":"invoke","f":"write","key":"a","value":1,"time":1,"node":0}"#,
+        r#"{"process":0,"type":"ok","f":"write","key":"a","version":1,"time":2,"node":0}"#,
+        r#"{"process":1,"type":"invoke","f":"cas","key":"a","value":2,"expect":1,"time":3,"node":1}"#,
+        r#"{"process":1,"type":"ok","f":"cas","key":"a","version":2,"matched":true,"time":4,"node":1}"#,
+        r#"{"process":2,"type":"invoke","f":"write","key":"b","value":7,"time":3,"node":2}"#,
+        r#"{"process":2,"type":"info","f":"write","key":"b","time":4,"node":2}"#,
+        r#"{"process":3,"type":"invoke","f":"read","key":"b","time":5,"node":0}"#,
+        r#"{"process":3,"type":"ok","f":"read","key":"b","value":7,"version":1,"time":6,"node":0}"#,
+    ];
+    // Read after the cas completed, yet returns version 1.
+    let stale = r#"{"process":4,"type":"invoke","f":"read","key":"a","time":10,"node":2}
+{"process":4,"type":"ok","f":"read","key":"a","value":1,"version":1,"time":11,"node":2}"#;
+    let ok_path = dir.path().join("good.jsonl");
+    std::fs::write(
+        &ok_path,
+        good.join(
+            "
+",
+        ),
+    )
+    .expect("write");
+    let v = jepsen::checker::check(&ok_path, dir.path());
+    assert_eq!(v.code, 0, "{}", v.output);
+    let bad_path = dir.path().join("stale.jsonl");
+    std::fs::write(
+        &bad_path,
+        format!(
+            "{}
+{stale}
+",
+            good.join(
+                "
+"
+            )
+        ),
+    )
+    .expect("write");
+    let v = jepsen::checker::check(&bad_path, dir.path());
+    assert_eq!(v.code, 1, "{}", v.output);
+    assert!(v.output.contains("NOT LINEARIZABLE: key a"), "{}", v.output);
+    assert!(
+        v.output.contains("key b: 2 operations: linearizable"),
+        "{}",
+        v.output
+    );
+    assert!(
+        dir.path().join("a.html").exists(),
+        "no visualization: {}",
+        v.output
+    );
+}
+
 /// The long soak (`scripts/jepsen.sh`): `SEALKEEP_JEPSEN_NEMESIS` (default mixed) for
 /// `SEALKEEP_JEPSEN_TIME` seconds; key names change every 30 s so each key's history stays
 /// small enough for porcupine.

@@ -270,3 +270,66 @@ pub fn state_hash(c: &Cluster, i: usize) -> Result<(String, usize), String> {
     }
     Ok((hex::encode(ctx.finish().as_ref()), n))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(process: u64, kind: Kind, f: Op, value: Option<i64>) -> Event {
+        Event {
+            process,
+            kind,
+            f,
+            key: "k".into(),
+            value,
+            expect: None,
+            version: None,
+            matched: None,
+            time: 0,
+            node: 0,
+            error: None,
+            late: None,
+        }
+    }
+
+    #[test]
+    fn an_indeterminate_write_is_late_ok_when_its_value_was_applied_else_failed() {
+        let lists = BTreeMap::from([("k".to_owned(), vec![Some(10), Some(20)])]);
+        let events = vec![
+            ev(1, Kind::Invoke, Op::Write, Some(20)),
+            ev(1, Kind::Info, Op::Write, None),
+            ev(2, Kind::Invoke, Op::Write, Some(30)),
+            ev(2, Kind::Info, Op::Write, None),
+        ];
+        let r = resolve(&events, &lists);
+        assert_eq!(
+            (r[1].kind, r[1].version, r[1].late),
+            (Kind::Ok, Some(2), Some(true))
+        );
+        assert_eq!((r[3].kind, r[3].version), (Kind::Fail, None));
+    }
+
+    #[test]
+    fn a_lost_acknowledged_write_and_a_doubled_value_are_reported() {
+        let lists = BTreeMap::from([("k".to_owned(), vec![Some(10), Some(10)])]);
+        let acked = [
+            AckedWrite {
+                key: "k".into(),
+                version: 1,
+                value: 10,
+            },
+            AckedWrite {
+                key: "k".into(),
+                version: 3,
+                value: 30,
+            },
+        ];
+        let p = lost_or_doubled(&lists, &acked);
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(
+            p[0].contains("version 3 was acknowledged with value 30"),
+            "{p:?}"
+        );
+        assert!(p[1].contains("value 10 was applied twice"), "{p:?}");
+    }
+}
