@@ -38,6 +38,15 @@ if [ ! -x "$VS" ]; then
 fi
 export SEALKEEP_VAULTSHAMIR="$VS"
 
+step "the Jepsen harness's linearizability checker (tests/jepsen/checker, Go, porcupine)"
+JC_SRC=tests/jepsen/checker
+JC="$SEALKEEP_CACHE/bin/jepsen-checker-$(cat "$JC_SRC/go.mod" "$JC_SRC/go.sum" $(ls "$JC_SRC"/*.go | sort) | sha256sum | cut -c1-12)"
+if [ ! -x "$JC" ]; then
+  mkdir -p "$(dirname "$JC")"
+  (cd "$JC_SRC" && CGO_ENABLED=0 go build -o "$JC.tmp" . && mv "$JC.tmp" "$JC")
+fi
+export SEALKEEP_JEPSEN_CHECKER="$JC"
+
 step "moto on a free loopback port"
 MOTO_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$SEALKEEP_MOTO_SERVER" -H 127.0.0.1 -p "$MOTO_PORT" >"${TMPDIR:-/tmp}/sealkeep-moto.log" 2>&1 &

@@ -25,6 +25,8 @@ pub struct Cluster {
     pub moto_url: String,
     pub nodes: Vec<NodeSpec>,
     pub procs: Vec<Option<ServerProc>>,
+    /// The server binary the nodes run: `None` for this build's `sealkeep`.
+    pub bin: Option<PathBuf>,
     _tmp: tempfile::TempDir,
 }
 
@@ -75,6 +77,7 @@ impl Cluster {
             moto_url: moto_url.to_owned(),
             nodes,
             procs: (0..n).map(|_| None).collect(),
+            bin: None,
             _tmp: tmp,
         }
     }
@@ -114,7 +117,10 @@ impl Cluster {
             extra_hcl: node.hcl(&joins),
             env,
         };
-        self.procs[i] = Some(ServerProc::start(&spec));
+        self.procs[i] = Some(match &self.bin {
+            Some(bin) => ServerProc::start_bin(&spec, bin),
+            None => ServerProc::start(&spec),
+        });
     }
 
     pub fn start_all(&mut self) {

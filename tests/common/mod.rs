@@ -180,6 +180,12 @@ pub fn static_creds() -> Vec<(String, String)> {
 
 impl ServerProc {
     pub fn start(spec: &ServerSpec<'_>) -> Self {
+        Self::start_bin(spec, std::path::Path::new(env!("CARGO_BIN_EXE_sealkeep")))
+    }
+
+    /// As [`ServerProc::start`], with another build of the server (tests/jepsen's negative
+    /// control runs a deliberately broken one).
+    pub fn start_bin(spec: &ServerSpec<'_>, bin: &Path) -> Self {
         let config = spec.dir.join("server.hcl");
         std::fs::write(&config, spec.config_text()).expect("write config");
         let log = spec.dir.join(format!("server-{}.log", std::process::id()));
@@ -188,7 +194,7 @@ impl ServerProc {
             .append(true)
             .open(&log)
             .expect("log");
-        let mut cmd = base_command(env!("CARGO_BIN_EXE_sealkeep"));
+        let mut cmd = base_command(&bin.to_string_lossy());
         cmd.arg("server")
             .arg("--config")
             .arg(&config)

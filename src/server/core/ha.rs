@@ -42,6 +42,9 @@ pub struct HaStatus {
     pub leader_cluster_address: String,
     pub raft_committed_index: u64,
     pub raft_applied_index: u64,
+    /// This node's current raft term (0 without raft): with `is_self`, lets a checker prove
+    /// there were never two leaders in one term.
+    pub raft_term: u64,
     /// This node's raft role, when raft.
     pub role: Option<RaftRole>,
 }
@@ -69,6 +72,7 @@ impl Core {
             leader_cluster_address,
             raft_committed_index: st.committed_index,
             raft_applied_index: st.applied_index,
+            raft_term: st.term,
             role: Some(st.role),
         }
     }

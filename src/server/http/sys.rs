@@ -132,6 +132,8 @@ pub(super) async fn leader(
     if ha.ha_enabled {
         body["raft_committed_index"] = json!(ha.raft_committed_index);
         body["raft_applied_index"] = json!(ha.raft_applied_index);
+        // Not in Vault's answer: the term this node is in, for tests/jepsen's leader check.
+        body["raft_term"] = json!(ha.raft_term);
     }
     Ok(Json(body).into_response())
 }
