@@ -19,8 +19,8 @@ use axum::response::{IntoResponse, Response};
 
 use super::path::RequestPath;
 use super::{ApiError, AppState};
-use crate::server::cluster::ForwardedRequest;
 use crate::server::cluster::forward::{FORWARDED_HEADER, Forwarded};
+use crate::server::cluster::{ForwardError, ForwardedRequest};
 use crate::server::core::HaStatus;
 
 /// What a standby answers itself: the node's own state, and unsealing it.
@@ -142,6 +142,19 @@ pub(super) async fn redirect_to_active(
                 Err(e) => {
                     // No path, token or body in the log: only the method and the failure.
                     tracing::warn!(method = %parts.method, error = %e, "request forwarding failed");
+                    // The leader may already have applied a write whose forward broke: a
+                    // redirect would make the client send it again.
+                    if let Some(status) = indeterminate(&e)
+                        && !is_read(&parts.method)
+                    {
+                        return ApiError::new(
+                            status,
+                            format!(
+                                "{e}; the active node may or may not have applied this request: read the data back before you retry it"
+                            ),
+                        )
+                        .into_response();
+                    }
                     if ha.leader_address.is_empty() {
                         unavailable()
                     } else {
@@ -183,6 +196,23 @@ fn redirect(ha: &HaStatus, parts: &Parts) -> Response {
         )
         .into_response(),
     }
+}
+
+/// A forward that broke after the request left: 502 when the connection broke, 504 when the
+/// leader did not answer in time; `None` when the request never reached the leader.
+fn indeterminate(e: &ForwardError) -> Option<StatusCode> {
+    match e {
+        ForwardError::Request(_) => Some(StatusCode::BAD_GATEWAY),
+        ForwardError::Timeout { .. } => Some(StatusCode::GATEWAY_TIMEOUT),
+        _ => None,
+    }
+}
+
+/// Methods that change nothing, which a client may safely send again after a redirect.
+fn is_read(method: &axum::http::Method) -> bool {
+    method == axum::http::Method::GET
+        || method == axum::http::Method::HEAD
+        || method.as_str() == "LIST"
 }
 
 #[cfg(test)]

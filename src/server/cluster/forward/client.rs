@@ -37,12 +37,10 @@ pub enum ForwardError {
     #[error("cannot forward to the active node: {0}; the client gets a 307 to the active node")]
     Connect(ClientError),
     /// The connection broke while forwarding; the leader may or may not have handled it.
-    #[error("forwarding to the active node failed: {0}; the client gets a 307 to the active node")]
+    #[error("forwarding to the active node failed: {0}")]
     Request(ClientError),
     /// The leader did not answer in time.
-    #[error(
-        "the active node at {addr} did not answer a forwarded request within {timeout:?}; the client gets a 307 to the active node"
-    )]
+    #[error("the active node at {addr} did not answer a forwarded request within {timeout:?}")]
     Timeout { addr: String, timeout: Duration },
     /// The leader's cluster port refused the forwarded request itself (not its API).
     #[error(
