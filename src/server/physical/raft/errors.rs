@@ -53,6 +53,9 @@ impl RaftBackend {
             RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
                 self.not_leader(f.leader_node)
             }
+            RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)) => self.err(format!(
+                "the leader changed while {what} was being replicated: it may or may not be stored; read it back before you retry it"
+            )),
             RaftError::APIError(e) => {
                 self.err(format!("raft refused {what}: {e}; it was not applied"))
             }
