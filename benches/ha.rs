@@ -32,6 +32,8 @@ mod load;
 mod report;
 #[path = "ha/throughput.rs"]
 mod throughput;
+#[path = "kv/workers.rs"]
+mod workers;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

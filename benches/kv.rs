@@ -19,14 +19,16 @@
 mod http;
 #[path = "kv/raw.rs"]
 mod raw;
+#[path = "kv/workers.rs"]
+mod workers;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 use http::HttpBench;
 use raw::{RawBench, redb_reference};
+use workers::{VALUE_LEN, value_text};
 
-const VALUE_LEN: usize = 1024;
 const MANY: usize = 16;
 
 /// What one timed phase measured.
@@ -110,12 +112,6 @@ where
 }
 
 /// A 1 KiB printable value (JSON-safe, so the stored secret is exactly 1 KiB of data).
-fn value_text() -> String {
-    (0..VALUE_LEN)
-        .map(|i| char::from(b'a' + (i * 7 % 26) as u8))
-        .collect()
-}
-
 fn ratio(label: &str, num: &Figures, den: &Figures, target: &str) {
     println!(
         "  {label:<44} {:>7.1}%{target}",

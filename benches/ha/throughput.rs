@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::common::{ServerProc, ServerSpec, put};
+use super::workers::Workers;
 
 pub const MANY: usize = 16;
-const VALUE_LEN: usize = 1024;
 /// Upper bound of operations per worker and phase (phases are bounded by time first).
 const MAX_OPS_PER_WORKER: u64 = 2_000_000;
 
@@ -64,10 +64,7 @@ fn cpu_of(pids: &[u32]) -> Duration {
 
 /// Keep-alive clients (one per worker) against one address, and the keys written so far.
 pub struct Target {
-    clients: Vec<reqwest::Client>,
-    addr: String,
-    token: String,
-    body: Vec<u8>,
+    workers: Workers,
     pids: Vec<u32>,
     /// Keys written so far by each worker (`k0..k<n>`).
     written: std::sync::Mutex<Vec<u64>>,
@@ -76,61 +73,16 @@ pub struct Target {
 impl Target {
     /// Clients for `addr`; `pids` are the server processes whose CPU time is counted.
     pub async fn new(addr: &str, token: &str, pids: Vec<u32>) -> Self {
-        let value: String = (0..VALUE_LEN)
-            .map(|i| char::from(b'a' + (i * 7 % 26) as u8))
-            .collect();
         let t = Self {
-            clients: (0..MANY)
-                .map(|_| {
-                    reqwest::Client::builder()
-                        .pool_max_idle_per_host(1)
-                        .tcp_nodelay(true)
-                        .timeout(Duration::from_secs(30))
-                        .build()
-                        .expect("http client")
-                })
-                .collect(),
-            addr: addr.to_owned(),
-            token: token.to_owned(),
-            body: serde_json::to_vec(&json!({"data": {"value": value}})).expect("body"),
+            workers: Workers::new(MANY, addr, token),
             pids,
             written: std::sync::Mutex::new(vec![1; MANY]),
         };
         // Warm-up outside the clock: every connection, and key 0 of every worker.
         for w in 0..MANY {
-            t.write(w, 0).await;
+            t.workers.write(w, 0).await;
         }
         t
-    }
-
-    async fn write(&self, w: usize, j: u64) {
-        let resp = self.clients[w]
-            .post(format!("{}/v1/secret/data/bench/c{w}/k{j}", self.addr))
-            .header("X-Vault-Token", &self.token)
-            .header("Content-Type", "application/json")
-            .body(self.body.clone())
-            .send()
-            .await
-            .expect("write request");
-        let status = resp.status();
-        let text = resp.text().await.expect("write response");
-        assert!(status.is_success(), "write c{w}/k{j}: {status} {text}");
-    }
-
-    async fn read(&self, w: usize, j: u64) {
-        let resp = self.clients[w]
-            .get(format!("{}/v1/secret/data/bench/c{w}/k{j}", self.addr))
-            .header("X-Vault-Token", &self.token)
-            .send()
-            .await
-            .expect("read request");
-        let status = resp.status();
-        let body = resp.bytes().await.expect("read response");
-        assert!(
-            status.is_success() && body.len() > VALUE_LEN,
-            "read c{w}/k{j}: {status} {}",
-            String::from_utf8_lossy(&body)
-        );
     }
 
     /// `workers` clients write new keys for `budget`.
@@ -160,9 +112,9 @@ impl Target {
                     }
                     let t0 = Instant::now();
                     if write {
-                        t.write(w, base + j).await;
+                        t.workers.write(w, base + j).await;
                     } else {
-                        t.read(w, j % base).await;
+                        t.workers.read(w, j % base).await;
                     }
                     lat.push(t0.elapsed());
                 }

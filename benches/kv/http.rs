@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::{Figures, MANY, VALUE_LEN, phase, value_text};
+use super::workers::{Workers, keep_alive_client};
+use super::{Figures, MANY, phase};
 
 /// User plus system CPU time of process `pid` so far (all threads), from `/proc`; Linux
 /// reports it in USER_HZ (100) ticks.
@@ -111,58 +112,9 @@ async fn init_unseal(http: &reqwest::Client, addr: &str, server: &Server) -> Str
     init["root_token"].as_str().expect("root token").to_owned()
 }
 
-fn keep_alive_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .pool_max_idle_per_host(1)
-        .tcp_nodelay(true)
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("http client")
-}
-
-/// One HTTP client per worker, sharing the target address and token.
-struct Http {
-    clients: Vec<reqwest::Client>,
-    addr: String,
-    token: String,
-    body: Vec<u8>,
-}
-
-impl Http {
-    async fn write(&self, w: usize, j: u64) {
-        let resp = self.clients[w]
-            .post(format!("{}/v1/secret/data/bench/c{w}/k{j}", self.addr))
-            .header("X-Vault-Token", &self.token)
-            .header("Content-Type", "application/json")
-            .body(self.body.clone())
-            .send()
-            .await
-            .expect("write request");
-        let status = resp.status();
-        let text = resp.text().await.expect("write response");
-        assert!(status.is_success(), "write c{w}/k{j}: {status} {text}");
-    }
-
-    async fn read(&self, w: usize, j: u64) {
-        let resp = self.clients[w]
-            .get(format!("{}/v1/secret/data/bench/c{w}/k{j}", self.addr))
-            .header("X-Vault-Token", &self.token)
-            .send()
-            .await
-            .expect("read request");
-        let status = resp.status();
-        let body = resp.bytes().await.expect("read response");
-        assert!(
-            status.is_success() && body.len() > VALUE_LEN,
-            "read c{w}/k{j}: {status} {}",
-            String::from_utf8_lossy(&body)
-        );
-    }
-}
-
 /// The running server, its clients, and how many keys each worker has written so far.
 pub(super) struct HttpBench {
-    http: Arc<Http>,
+    http: Arc<Workers>,
     written: Vec<u64>,
     server: Server,
     _dir: tempfile::TempDir,
@@ -175,12 +127,7 @@ impl HttpBench {
         let server = Server::start(dir.path(), port, cache);
         let addr = format!("http://127.0.0.1:{port}");
         let token = init_unseal(&keep_alive_client(), &addr, &server).await;
-        let http = Arc::new(Http {
-            clients: (0..MANY).map(|_| keep_alive_client()).collect(),
-            addr,
-            token,
-            body: serde_json::to_vec(&json!({"data": {"value": value_text()}})).expect("body"),
-        });
+        let http = Arc::new(Workers::new(MANY, &addr, &token));
         // Warm-up outside the clock: opens every keep-alive connection, creates the lazily
         // mounted `secret/` and writes key 0 of every worker.
         for w in 0..MANY {

@@ -191,7 +191,8 @@ impl Core {
                     .send()
                     .await
                     .ok()?;
-                let v: serde_json::Value = r.json().await.ok()?;
+                let v: serde_json::Value =
+                    serde_json::from_str(&read_capped(r).await.ok()?).ok()?;
                 v.get("initialized")?.as_bool()
             }
             .await;

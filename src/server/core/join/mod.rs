@@ -200,6 +200,25 @@ fn http_client(ca_pem: Option<&str>) -> Result<reqwest::Client, CoreError> {
     b.build().map_err(|e| invalid(e.to_string()))
 }
 
+/// Most bytes read from a peer's answer during a join (a challenge, a wrapped cluster CA, a
+/// seal status: a few KiB); more is refused, so a wrong or hostile address cannot make this
+/// node buffer without bound.
+const MAX_ANSWER_BYTES: usize = 256 * 1024;
+
+/// A peer's answer body as text, refused past [`MAX_ANSWER_BYTES`].
+pub(super) async fn read_capped(mut resp: reqwest::Response) -> Result<String, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(format!(
+                "the answer is larger than {MAX_ANSWER_BYTES} bytes; check that the address is a Sealkeep or Vault API"
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    String::from_utf8(body).map_err(|_| "the answer is not UTF-8 text".to_owned())
+}
+
 /// POSTs JSON to the leader and decodes Vault's `{data}` or bare answer; errors name the leader.
 async fn post<T: serde::de::DeserializeOwned>(
     client: &reqwest::Client,
@@ -215,8 +234,7 @@ async fn post<T: serde::de::DeserializeOwned>(
         .await
         .map_err(|e| invalid(format!("cannot reach the leader at {leader}: {e}")))?;
     let status = resp.status();
-    let text = resp
-        .text()
+    let text = read_capped(resp)
         .await
         .map_err(|e| invalid(format!("{url}: {e}")))?;
     if !status.is_success() {
