@@ -181,11 +181,7 @@ async fn migrates_a_file_server_into_raft() {
     assert_eq!(raft_dump(&destination).await, expected);
 
     // A raft server on the result: sealed, unsealed with the same keys, every secret there.
-    let mut spec = ServerSpec::plain(dir.path());
-    spec.extra_hcl = format!(
-        "storage \"raft\" {{\n  path = \"{}\"\n  node_id = \"vault-0\"\n}}\n",
-        destination.display()
-    );
+    let spec = raft_spec_at(dir.path(), &destination, "vault-0");
     let server = ServerProc::start(&spec);
     let addr = server.addr.clone();
     let status = wait_status(&addr, Duration::from_secs(30), |_| true).await;

@@ -178,13 +178,11 @@ async fn acknowledged_writes_survive_sigkill_and_restart_on_raft() {
 async fn crash_rounds(storage: Option<&str>, rounds: u32) {
     let started = Instant::now();
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut spec = ServerSpec::plain(dir.path());
-    if storage == Some("raft") {
-        spec.extra_hcl = format!(
-            "storage \"raft\" {{\n  path = \"{}\"\n  node_id = \"crash-0\"\n}}\n",
-            dir.path().join("raft").display()
-        );
-    }
+    let spec = if storage == Some("raft") {
+        raft_spec(dir.path(), "crash-0")
+    } else {
+        ServerSpec::plain(dir.path())
+    };
     let mut server = ServerProc::start(&spec);
     let addr = server.addr.clone();
     let (status, init) = put(

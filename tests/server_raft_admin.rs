@@ -5,26 +5,10 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use common::*;
 use serde_json::json;
-
-fn raft_spec<'a>(dir: &'a Path, name: &str) -> ServerSpec<'a> {
-    let mut spec = ServerSpec::plain(dir);
-    spec.extra_hcl = format!(
-        "storage \"raft\" {{\n  path = \"{}\"\n  node_id = \"{name}\"\n}}\n",
-        dir.join("raft").display()
-    );
-    spec
-}
-
-async fn unseal(addr: &str, key: &str) {
-    let (status, body) = put(addr, "/v1/sys/unseal", None, &json!({ "key": key })).await;
-    assert_eq!(status, 200, "unseal: {body}");
-    assert_eq!(body["sealed"], false, "{body}");
-}
 
 async fn write(addr: &str, token: &str, path: &str, n: i64) {
     let (st, body) = put(addr, path, Some(token), &json!({"data": {"n": n}})).await;

@@ -158,6 +158,38 @@ impl<'a> ServerSpec<'a> {
     }
 }
 
+/// A one-node `storage "raft"` server in `dir` named `name` (Shamir seal, free port).
+pub fn raft_spec<'a>(dir: &'a Path, name: &str) -> ServerSpec<'a> {
+    raft_spec_at(dir, &dir.join("raft"), name)
+}
+
+/// [`raft_spec`] with the raft files at `path`. The cluster port gets a free port of its own:
+/// the default (the API port + 1) may be taken by another socket on a busy machine.
+pub fn raft_spec_at<'a>(dir: &'a Path, path: &Path, name: &str) -> ServerSpec<'a> {
+    let mut spec = ServerSpec::plain(dir);
+    spec.extra_hcl = format!(
+        "storage \"raft\" {{\n  path = \"{}\"\n  node_id = \"{name}\"\n}}\n\
+         listener \"tcp\" {{\n  address = \"127.0.0.1:{}\"\n  cluster_address = \"127.0.0.1:{}\"\n  tls_disable = 1\n}}\n",
+        path.display(),
+        spec.port,
+        free_port()
+    );
+    spec
+}
+
+/// Gives `key` to `sys/unseal` and asserts the server is then unsealed.
+pub async fn unseal(addr: &str, key: &str) {
+    let (status, body) = put(
+        addr,
+        "/v1/sys/unseal",
+        None,
+        &serde_json::json!({ "key": key }),
+    )
+    .await;
+    assert_eq!(status, 200, "unseal: {body}");
+    assert_eq!(body["sealed"], false, "{body}");
+}
+
 /// Environment for a server process: nothing inherited but PATH, plus `env`.
 pub fn base_command(bin: &str) -> Command {
     let mut cmd = Command::new(bin);
