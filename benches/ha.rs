@@ -18,7 +18,8 @@
 //! the targets and the Vault 1.21.1 anchors of issue 12; nothing about time is asserted.
 //!
 //! `cargo bench --bench ha [-- --quick]` (`--quick`: 3 kills, 2 step-downs, 1.5 s phases, for
-//! CI; full: 20 kills, 10 step-downs, 6 s phases). Needs moto (`SEALKEEP_MOTO_SERVER` or the
+//! CI; full: 20 kills, 10 step-downs, 6 s phases; `--throughput-only`: idle RSS and the
+//! throughput phases alone, for profiling). Needs moto (`SEALKEEP_MOTO_SERVER` or the
 //! CI venv, or `SEALKEEP_TEST_MOTO_URL`). `SEALKEEP_BENCH_HA_LOGS=DIR` keeps the nodes' logs of
 //! every kill round (with openraft's info lines) in DIR.
 
@@ -62,10 +63,12 @@ fn vm_rss_kib(pid: i32) -> u64 {
 async fn main() {
     // Any other argument (cargo passes `--bench`) is ignored.
     let quick = std::env::args().any(|a| a == "--quick");
-    let (kills, steps, budget) = if quick {
-        (3, 2, Duration::from_millis(1500))
-    } else {
-        (20, 10, Duration::from_secs(6))
+    // Only the idle RSS and the throughput phases (for profiling the write and read paths).
+    let throughput_only = std::env::args().any(|a| a == "--throughput-only");
+    let (kills, steps, budget) = match (quick, throughput_only) {
+        (_, true) => (0, 0, Duration::from_secs(if quick { 2 } else { 6 })),
+        (true, false) => (3, 2, Duration::from_millis(1500)),
+        (false, false) => (20, 10, Duration::from_secs(6)),
     };
     println!(
         "HA benchmark ({} mode: {kills} leader kills, {steps} step-downs, {:.1} s per throughput phase, {} cores)",

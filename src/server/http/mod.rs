@@ -35,6 +35,7 @@ pub use path::RequestPath;
 
 use crate::server::cluster::Forwarder;
 use crate::server::core::Core;
+use crate::server::physical::ReadFence;
 use crate::telemetry::HttpLabels;
 
 #[derive(Clone, Debug)]
@@ -52,7 +53,8 @@ pub struct AppState {
 }
 
 /// The API: the front door ([`path::front_door`]: one decode of the path, then routing on
-/// it), the routes, and the layers every request passes (trace, body read, metrics, audit).
+/// it), the routes, and the layers every request passes (trace, body read, metrics, the read
+/// fence, audit).
 pub fn router(state: AppState) -> Router {
     let routes = Router::new()
         .route("/v1/sys/init", any(sys::init))
@@ -134,6 +136,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             standby::redirect_to_active,
         ))
+        .layer(middleware::from_fn(fence_reads))
         .service(routes);
     Router::new()
         .fallback_service(front_door)
@@ -143,6 +146,12 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(middleware::from_fn_with_state(state, read_body_first))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+/// Marks when a request served here arrived, so that replicated storage confirms once per
+/// request that its local reads are current (see [`crate::server::physical::ReadFence`]).
+async fn fence_reads(req: Request, next: Next) -> Response {
+    ReadFence::scope(next.run(req)).await
 }
 
 /// Reads the whole request body (up to `max_request_size`) before any handler runs. A handler

@@ -8,6 +8,7 @@ mod cache;
 mod file;
 mod inmem;
 mod raft;
+mod read_fence;
 
 pub use cache::{CachedBackend, DEFAULT_CACHE_BYTES, DEFAULT_CACHE_SIZE};
 pub use file::{DB_FILE, FileBackend};
@@ -17,6 +18,7 @@ pub use raft::{
     RaftPeer, RaftRole, RaftRpcHandler, RaftServerState, RaftSnapshot, RaftStatus, RaftTiming,
     RoleWatch, SnapshotError,
 };
+pub use read_fence::ReadFence;
 
 use async_trait::async_trait;
 
@@ -27,7 +29,7 @@ pub enum TxnOp {
     Delete { key: String },
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum PhysicalError {
     #[error("storage backend {backend} failed at {path}: {message}")]
     Io {

@@ -17,7 +17,9 @@
 //!   `election_timeout_max` ago, and no follower calls an election before that lease plus an
 //!   election timeout), else with a ReadIndex round (a quorum acknowledges this leader's term).
 //!   A paused or partitioned ex-leader's lease has run out before any other node can be
-//!   elected, and handing leadership over voids it, so neither can pass.
+//!   elected, and handing leadership over voids it, so neither can pass. Concurrent reads,
+//!   and the reads of one request, share one confirmation that started after their request
+//!   arrived ([`read_gate`], [`super::ReadFence`]).
 //!
 //! Peers: [`RaftBackend::open_clustered`] (or [`RaftBackend::set_cluster_tls`] later) gives the
 //! node the cluster port's mutual TLS; without it every RPC to a peer fails as unreachable, so
@@ -40,6 +42,7 @@ mod log_store;
 mod membership;
 mod network;
 mod node_id;
+mod read_gate;
 mod snapshot_io;
 mod state_machine;
 mod status;
@@ -67,6 +70,7 @@ pub use self::local::{LocalView, Progress, RoleWatch};
 use self::log_store::LogStore;
 pub use self::membership::RaftPeer;
 pub use self::network::RaftRpcHandler;
+use self::read_gate::ReadGate;
 pub use self::snapshot_io::{MAX_RESTORE_SIZE, RaftSnapshot, SnapshotError};
 use self::state_machine::StateMachine;
 pub use self::status::{RaftRole, RaftStatus};
@@ -74,7 +78,7 @@ pub use self::timing::RaftTiming;
 use self::transport::ClusterNetwork;
 pub use self::types::NodeInfo;
 use self::types::{Request, TypeConfig};
-use super::{Physical, PhysicalError, TxnOp, check_key};
+use super::{Physical, PhysicalError, ReadFence, TxnOp, check_key};
 use crate::server::cluster::NodeTls;
 
 /// The directory, inside the configured `path`, that holds the raft files.
@@ -102,6 +106,8 @@ struct Inner {
     dir: PathBuf,
     timing: RaftTiming,
     network: ClusterNetwork,
+    /// Shares leadership confirmations among concurrent reads.
+    read_gate: ReadGate,
 }
 
 impl std::fmt::Debug for RaftBackend {
@@ -205,8 +211,21 @@ impl RaftBackend {
             .await
             .map_err(|e| io_error(&raft_dir, format!("cannot start raft: {e}")))?;
         hold_first_election(&raft, timing);
-        Ok(Self {
-            inner: Arc::new(Inner {
+        let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
+            let weak = weak.clone();
+            let read_gate = ReadGate::new(Box::new(move || {
+                let backend = weak.upgrade().map(|inner| Self { inner });
+                Box::pin(async move {
+                    match backend {
+                        Some(backend) => backend.confirm_leadership().await,
+                        None => Err(io_error(
+                            Path::new("raft"),
+                            "the raft backend is closed; restart the server",
+                        )),
+                    }
+                })
+            }));
+            Inner {
                 raft,
                 sm_db,
                 sm_replaced,
@@ -215,8 +234,10 @@ impl RaftBackend {
                 dir: dir.to_owned(),
                 timing,
                 network,
-            }),
-        })
+                read_gate,
+            }
+        });
+        Ok(Self { inner })
     }
 
     /// Installs or replaces the cluster port's TLS identity used to reach peers (for a node
@@ -325,9 +346,16 @@ impl RaftBackend {
             .map_err(|e| self.err(format!("raft did not stop cleanly: {e}")))
     }
 
-    /// Confirms, with a ReadIndex round, that this node leads and has applied everything
-    /// committed before now, so a local read is linearizable.
+    /// Waits until a local read is linearizable: a leadership confirmation that started after
+    /// the request arrived has passed ([`ReadFence`]; [`read_gate`] shares one among
+    /// concurrent reads and among the reads of one request).
     async fn linearize(&self) -> Result<(), PhysicalError> {
+        self.inner.read_gate.pass(ReadFence::since()).await
+    }
+
+    /// Confirms that this node leads and has applied everything committed before now, so a
+    /// local read is linearizable.
+    async fn confirm_leadership(&self) -> Result<(), PhysicalError> {
         // Within its lease (a quorum acknowledged it less than `election_timeout_max` ago, and
         // no voter may elect another leader before that lease plus an election timeout has
         // passed) the leader needs no round trip; a leader whose lease is stale, or that has
