@@ -50,7 +50,13 @@ fn five_nodes(mut s: Scenario) -> Scenario {
 async fn must_hold(s: Scenario) -> Report {
     let _one = SERIAL.lock().await;
     let r = jepsen::run(&s).await;
-    eprintln!("{}\n{}", Report::table_header(), r.table_row());
+    eprintln!(
+        "{}\n{}\nfaults: {}\n{}",
+        Report::table_header(),
+        r.table_row(),
+        r.fault_list(),
+        r.windows_by_kind()
+    );
     assert!(
         r.verdict.linearizable(),
         "not linearizable:\n{}",

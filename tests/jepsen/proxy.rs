@@ -69,6 +69,7 @@ impl FaultNet {
         let (rules, _) = watch::channel(Rules::default());
         let mut ports = Vec::new();
         let mut tasks = Vec::new();
+        let log_start = std::time::Instant::now();
         for (to, target) in targets.iter().enumerate() {
             let listener = TcpListener::bind("127.0.0.1:0")
                 .await
@@ -82,6 +83,7 @@ impl FaultNet {
                 target,
                 pids: Arc::clone(&pids),
                 rules: rules.subscribe(),
+                log: std::env::var_os("SEALKEEP_JEPSEN_PROXY_LOG").map(|_| log_start),
             };
             tasks.push(tokio::spawn(accept_loop(listener, link)));
         }
@@ -123,6 +125,20 @@ struct Link {
     target: SocketAddr,
     pids: Arc<Mutex<Vec<Option<u32>>>>,
     rules: watch::Receiver<Rules>,
+    /// `SEALKEEP_JEPSEN_PROXY_LOG` set: print every connection's life on stderr.
+    log: Option<std::time::Instant>,
+}
+
+impl Link {
+    fn log(&self, what: std::fmt::Arguments<'_>) {
+        if let Some(start) = self.log {
+            eprintln!(
+                "proxy {:>8.3}s to node {}: {what}",
+                start.elapsed().as_secs_f64(),
+                self.to
+            );
+        }
+    }
 }
 
 /// Accepts connections to node `link.to` until aborted; aborting it closes them all.
@@ -135,46 +151,64 @@ async fn accept_loop(listener: TcpListener, link: Link) {
         while conns.try_join_next().is_some() {}
         let link = link.clone();
         conns.spawn(async move {
-            match owner::identify(peer, link.local, &link.pids).await {
-                Some(from) => serve(client, from, link).await,
-                // Not a node's socket (it closed already, or a stray client): refused, so
-                // nothing slips past a partition; a node reconnects and is identified then.
-                None => eprintln!(
-                    "fault proxy of node {}: cannot tell which node {peer} is; connection closed",
-                    link.to
-                ),
-            }
+            let began = std::time::Instant::now();
+            let how = serve(client, peer, &link).await;
+            link.log(format_args!(
+                "{peer}: {how} after {} ms",
+                began.elapsed().as_millis()
+            ));
         });
     }
 }
 
-/// Relays one connection `from → link.to` under the rules; resets it when the link becomes
-/// cut both ways.
-async fn serve(mut client: TcpStream, from: usize, link: Link) {
+/// Relays one connection from `peer` to node `link.to` under the rules. Which node `peer` is
+/// is looked up alongside (bytes flow meanwhile while there are no faults, and wait for it
+/// while there are); the connection is reset when its link becomes cut both ways, or when
+/// `peer` is no node's.
+async fn serve(mut client: TcpStream, peer: SocketAddr, link: &Link) -> String {
     let Ok(mut upstream) = TcpStream::connect(link.target).await else {
-        return; // node down: the client sees the connection close, as a refused dial
+        return "refused (node down)".into(); // the client sees the connection close
     };
     let _ = client.set_nodelay(true);
     let _ = upstream.set_nodelay(true);
     let to = link.to;
-    let reset = {
+    let (known, from) = watch::channel(None::<usize>);
+    let ended = {
         let (cr, cw) = client.split();
         let (ur, uw) = upstream.split();
         let relay = async {
             tokio::join!(
-                direction(cr, uw, link.rules.clone(), (from, to)),
-                direction(ur, cw, link.rules.clone(), (to, from)),
+                direction(cr, uw, link.rules.clone(), from.clone(), |f| (f, to)),
+                direction(ur, cw, link.rules.clone(), from.clone(), |f| (to, f)),
             )
         };
+        let watchdog = async {
+            let began = std::time::Instant::now();
+            let f = match owner::identify(peer, link.local, &link.pids).await {
+                Ok(f) => f,
+                Err(why) => return format!("reset: cannot tell which node it is ({why})"),
+            };
+            known.send_replace(Some(f));
+            link.log(format_args!(
+                "{peer} is node {f} ({} ms to tell)",
+                began.elapsed().as_millis()
+            ));
+            until_fully_cut(link.rules.clone(), f, to).await;
+            format!("from node {f}: reset by a cut")
+        };
         tokio::select! {
-            _ = relay => false,
-            () = until_fully_cut(link.rules.clone(), from, to) => true,
+            _ = relay => None,
+            why = watchdog => Some(why),
         }
     };
-    if reset {
-        // Closing with linger 0 sends RST: both ends see the connection reset.
-        let _ = client.set_zero_linger();
-        let _ = upstream.set_zero_linger();
+    match ended {
+        Some(why) => {
+            // Closing with linger 0 sends RST: both ends see the connection reset.
+            let _ = client.set_zero_linger();
+            let _ = upstream.set_zero_linger();
+            why
+        }
+        None => format!("from node {:?}: closed", *from.borrow()),
     }
 }
 
@@ -194,25 +228,39 @@ async fn until_fully_cut(mut rules: watch::Receiver<Rules>, a: usize, b: usize) 
     }
 }
 
-/// Copies `rd` to `wr` for the directed link `dir`: holds bytes back while it is cut, delays
-/// them by its delay; shuts `wr` down at the end of `rd`.
+/// Copies `rd` to `wr` on the directed link `dir(from)`: holds bytes back while it is cut,
+/// delays them by its delay; shuts `wr` down at the end of `rd`. While any fault is in effect
+/// and `from` is not known yet, bytes wait for it.
 async fn direction<R, W>(
     mut rd: R,
     mut wr: W,
     mut rules: watch::Receiver<Rules>,
-    dir: (usize, usize),
+    mut from: watch::Receiver<Option<usize>>,
+    dir: impl Fn(usize) -> (usize, usize),
 ) where
     R: AsyncReadExt + Unpin,
     W: AsyncWriteExt + Unpin,
 {
     let (tx, mut rx) = mpsc::channel::<(Instant, Vec<u8>)>(64);
+    // The delay of the link now, or `None` while its bytes must be held back.
+    let open = move |rules: &Rules, from: Option<usize>| {
+        if *rules == Rules::default() {
+            return Some(Duration::ZERO);
+        }
+        let d = dir(from?);
+        (!rules.cut.contains(&d)).then(|| rules.delay.get(&d).copied().unwrap_or_default())
+    };
     let read = async move {
         let mut buf = vec![0u8; 16 * 1024];
         loop {
             // Held back while cut: nothing is read, so the sender's buffers fill as on a
             // link that drops packets.
-            while rules.borrow_and_update().cut.contains(&dir) {
-                if rules.changed().await.is_err() {
+            while open(&rules.borrow_and_update(), *from.borrow_and_update()).is_none() {
+                let changed = tokio::select! {
+                    r = rules.changed() => r.is_ok(),
+                    r = from.changed() => r.is_ok(),
+                };
+                if !changed {
                     return;
                 }
             }
@@ -224,7 +272,8 @@ async fn direction<R, W>(
                 // The rules changed mid-read (reading is cancel-safe): look again.
                 r = rules.changed() => if r.is_err() { return } else { continue },
             };
-            let delay = rules.borrow().delay.get(&dir).copied().unwrap_or_default();
+            // Read before a cut began: in flight already, delivered.
+            let delay = open(&rules.borrow(), *from.borrow()).unwrap_or_default();
             if tx
                 .send((Instant::now() + delay, buf[..n].to_vec()))
                 .await

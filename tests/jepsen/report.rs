@@ -138,6 +138,15 @@ impl Report {
         )
     }
 
+    /// Every fault, in order.
+    pub fn fault_list(&self) -> String {
+        self.faults
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// Everything a failed assertion should show.
     pub fn explain(&self) -> String {
         format!(
@@ -147,11 +156,7 @@ impl Report {
             self.verdict.code,
             self.verdict.output,
             self.durability_problems(),
-            self.faults
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", "),
+            self.fault_list(),
             self.out_dir.display()
         )
     }

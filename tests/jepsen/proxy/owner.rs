@@ -12,25 +12,31 @@ use std::time::Duration;
 const PATIENCE: Duration = Duration::from_secs(3);
 
 /// The node (index into `pids`) whose process owns the socket `peer` connected to `local`;
-/// `None` when no running node does within [`PATIENCE`].
+/// else, after [`PATIENCE`], why not.
 pub async fn identify(
     peer: SocketAddr,
     local: SocketAddr,
     pids: &Arc<Mutex<Vec<Option<u32>>>>,
-) -> Option<usize> {
+) -> Result<usize, String> {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         let table = pids.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let found = tokio::task::spawn_blocking(move || {
-            let inode = socket_inode(peer, local)?;
+            let Some(inode) = socket_inode(peer, local) else {
+                return Err(format!(
+                    "no open socket {peer} -> {local} in /proc/net/tcp (the peer closed it already)"
+                ));
+            };
             table
                 .iter()
                 .position(|pid| pid.is_some_and(|pid| holds(pid, inode)))
+                .ok_or_else(|| {
+                    format!("socket inode {inode} is held by none of the node pids {table:?}")
+                })
         })
         .await
-        .ok()
-        .flatten();
-        if found.is_some() || tokio::time::Instant::now() >= deadline {
+        .unwrap_or_else(|e| Err(format!("the /proc lookup panicked: {e}")));
+        if found.is_ok() || tokio::time::Instant::now() >= deadline {
             return found;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -50,14 +56,15 @@ fn proc_addr(a: SocketAddr) -> Option<String> {
     }
 }
 
-/// The inode of the socket whose local end is `peer` and remote end `local`.
+/// The inode of the socket whose local end is `peer` and remote end `local` (0, as the
+/// kernel shows a socket no process holds any more, counts as none).
 fn socket_inode(peer: SocketAddr, local: SocketAddr) -> Option<u64> {
     let (want_local, want_remote) = (proc_addr(peer)?, proc_addr(local)?);
     let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
     table.lines().skip(1).find_map(|line| {
         let f: Vec<&str> = line.split_whitespace().collect();
         (f.len() > 9 && f[1] == want_local && f[2] == want_remote)
-            .then(|| f[9].parse().ok())
+            .then(|| f[9].parse().ok().filter(|i| *i != 0))
             .flatten()
     })
 }
