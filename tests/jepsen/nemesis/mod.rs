@@ -40,8 +40,8 @@ pub enum Nemesis {
     /// Remove a non-leader voter (`remove-peer` on the leader); after `hold`, add it back
     /// (it restarts with a wiped data directory and joins again by `retry_join`).
     Membership,
-    /// SIGKILL a random node, wipe its raft directory, restart it after `hold`: it joins
-    /// again by `retry_join` and catches up.
+    /// SIGKILL a node (the leader, then a random one, in turn), wipe its raft directory,
+    /// restart it after `hold`: it joins again by `retry_join` and catches up.
     Wipe,
     /// Each round one of the above at random.
     Mixed,
@@ -218,6 +218,7 @@ pub async fn run(
     let n = env.c.nodes.len();
     // Network shapes go round in turn (from a seeded start), so a short run meets them all.
     let mut shapes = env.rng.below(Shape::ALL.len() as u64) as usize;
+    let mut wipes = 0usize;
     while env.faults.len() < sched.max_faults {
         tokio::time::sleep(sched.quiet).await;
         if Instant::now() + sched.hold >= deadline || s.nemesis == Nemesis::None {
@@ -226,7 +227,16 @@ pub async fn run(
         let kind = s.nemesis.round(&mut env.rng);
         let leader = find_leader(env.c, token, Duration::from_secs(5)).await;
         let target = match kind {
-            Nemesis::KillRandom | Nemesis::Wipe => Some(env.rng.below(n as u64) as usize),
+            Nemesis::KillRandom => Some(env.rng.below(n as u64) as usize),
+            // Every other wipe is the leader's, so a short run wipes a leader too.
+            Nemesis::Wipe => {
+                wipes += 1;
+                if wipes % 2 == 1 {
+                    leader
+                } else {
+                    Some(env.rng.below(n as u64) as usize)
+                }
+            }
             _ => leader,
         };
         let Some(node) = target else {
