@@ -76,7 +76,7 @@ pub fn rules(shape: Shape, n: usize, leader: usize, rng: &mut Rng) -> (Rules, St
             let order = shuffled(rest.len(), rng);
             rest = order.iter().map(|i| others[*i]).collect();
             let bridge = rest.remove(0);
-            let half = (rest.len() + 1) / 2;
+            let half = rest.len().div_ceil(2);
             let mut a = vec![leader];
             a.extend_from_slice(&rest[..half.saturating_sub(1)]);
             let b = &rest[half.saturating_sub(1)..];
