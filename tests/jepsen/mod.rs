@@ -182,12 +182,21 @@ async fn final_reads(c: &Cluster, shared: &Shared) -> Vec<String> {
     lost
 }
 
-fn copy_logs(c: &Cluster, out: &Path) {
-    for (i, node) in c.nodes.iter().enumerate() {
-        for e in std::fs::read_dir(&node.dir).into_iter().flatten().flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with("server-") && name.ends_with(".log") {
-                let _ = std::fs::copy(e.path(), out.join(format!("node-{i}-{name}")));
+/// Copies the nodes' server logs into the output directory when dropped: at the end of a
+/// run, and also when a wait panics midway (the nodes' directories go with the cluster).
+struct LogsOnDrop {
+    dirs: Vec<PathBuf>,
+    out: PathBuf,
+}
+
+impl Drop for LogsOnDrop {
+    fn drop(&mut self) {
+        for (i, dir) in self.dirs.iter().enumerate() {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with("server-") && name.ends_with(".log") {
+                    let _ = std::fs::copy(e.path(), self.out.join(format!("node-{i}-{name}")));
+                }
             }
         }
     }
@@ -198,6 +207,10 @@ pub async fn run(s: &Scenario) -> Report {
     let out = out_dir(s);
     let moto = Moto::start();
     let (mut c, net, token) = form(s, &moto).await;
+    let logs = LogsOnDrop {
+        dirs: c.nodes.iter().map(|n| n.dir.clone()).collect(),
+        out: out.clone(),
+    };
     let history = Arc::new(History::new());
     let shared = Arc::new(Shared {
         history: Arc::clone(&history),
@@ -269,7 +282,7 @@ pub async fn run(s: &Scenario) -> Report {
     let hashes = (0..s.nodes)
         .map(|i| durability::state_hash(&c, i))
         .collect();
-    copy_logs(&c, &out);
+    drop(logs);
     Report {
         name: s.name.clone(),
         seed: s.seed,
