@@ -2,8 +2,8 @@
 // tests/jepsen/history.rs) and checks it for linearizability with porcupine, one key at a
 // time (P-compositionality): a history is linearizable iff each key's sub-history is.
 //
-// Each line is one event: {"process":P,"type":"invoke|ok|fail|info","f":"read|write|cas",
-// "key":K,"value":V,"expect":E,"version":N,"matched":B,"time":NS}. A process has at most one
+// Each line is one event: {"process":P,"type":"invoke|ok|fail|info","f":"read|write|cas|delete|
+// token-create|token-lookup","key":K,"value":V,"expect":E,"version":N,"matched":B,"time":NS}. A process has at most one
 // operation in flight; its completion is the next event of the same process. "fail" means the
 // operation certainly did not happen (it is dropped); "info" (a timeout, an ambiguous error) and
 // an invoke with no completion may or may not have happened: their return time is infinite.
@@ -13,7 +13,14 @@
 // Model, per key: the latest version number and its value (version 0, value -1 = absent).
 // write -> ok with the new version (must be the latest + 1); cas(expect) -> ok with the new
 // version when the latest version equals expect, else ok with matched=false and no change; read
-// -> (version, value) of the latest version.
+// -> (version, value) of the latest version; delete (KV v2 soft delete of the latest version)
+// -> the latest version stays, its value is gone (-1; a read then answers 404 with that
+// version), and it changes nothing on a key never written.
+//
+// Tokens use the same state under a key the workload gives each token: token-create makes it
+// exist (version 1, value 1; only once, on a fresh key), token-lookup reads it (version 1,
+// value 1 when found; 0, -1 when the server says "bad token"). So a token acknowledged as
+// created must be found by every lookup that begins after that.
 //
 // Exit status: 0 linearizable, 1 not linearizable (names the key, writes porcupine's HTML
 // visualization of that key to -html-dir), 2 bad input, 3 the check timed out (unknown).
@@ -71,11 +78,23 @@ func step(st, in, out interface{}) (bool, interface{}) {
 	i := in.(input)
 	o := out.(output)
 	switch i.F {
-	case "read":
+	case "read", "token-lookup":
 		if o.Unknown {
 			return true, s
 		}
 		return o.Version == s.Version && o.Value == s.Value, s
+	case "delete":
+		next := s
+		if s.Version > 0 {
+			next.Value = -1
+		}
+		return true, next
+	case "token-create":
+		next := state{Version: 1, Value: 1}
+		if o.Unknown {
+			return true, next
+		}
+		return s.Version == 0, next
 	case "write":
 		next := state{Version: s.Version + 1, Value: i.Value}
 		if o.Unknown {
@@ -109,6 +128,24 @@ func describeOp(in, out interface{}) string {
 	switch i.F {
 	case "read":
 		return "read -> " + res
+	case "token-lookup":
+		switch {
+		case o.Unknown:
+			return "lookup -> ?"
+		case o.Value < 0:
+			return "lookup -> bad token"
+		}
+		return "lookup -> found"
+	case "token-create":
+		if o.Unknown {
+			return "create -> ?"
+		}
+		return "create -> ok"
+	case "delete":
+		if o.Unknown {
+			return "delete -> ?"
+		}
+		return "delete -> ok"
 	case "write":
 		if o.Unknown {
 			return fmt.Sprintf("write(%d) -> ?", i.Value)
@@ -139,6 +176,11 @@ var model = porcupine.Model{
 		}
 		return fmt.Sprintf("v%d=%d", s.Version, s.Value)
 	},
+}
+
+// isRead: the operation changes nothing, so when it has no answer it constrains nothing.
+func isRead(f string) bool {
+	return f == "read" || f == "token-lookup"
 }
 
 func val(p *int64, dflt int64) int64 {
@@ -179,9 +221,9 @@ func parse(path string) (map[string][]porcupine.Operation, int, error) {
 			return nil, 0, fmt.Errorf("%s:%d: not a history event (%v); the history must be JSON Lines written by tests/jepsen", path, line, err)
 		}
 		switch ev.F {
-		case "read", "write", "cas":
+		case "read", "write", "cas", "delete", "token-create", "token-lookup":
 		default:
-			return nil, 0, fmt.Errorf("%s:%d: unknown operation %q (want read, write or cas)", path, line, ev.F)
+			return nil, 0, fmt.Errorf("%s:%d: unknown operation %q (want read, write, cas, delete, token-create or token-lookup)", path, line, ev.F)
 		}
 		if ev.Type == "invoke" {
 			if _, busy := inflight[ev.Process]; busy {
@@ -214,7 +256,7 @@ func parse(path string) (map[string][]porcupine.Operation, int, error) {
 		case "fail":
 			dropped++
 		case "info":
-			if p.ev.F == "read" {
+			if isRead(p.ev.F) {
 				dropped++ // a read with no answer constrains nothing
 			} else {
 				add(p.ev, p.client, output{Unknown: true}, math.MaxInt64)
@@ -227,7 +269,7 @@ func parse(path string) (map[string][]porcupine.Operation, int, error) {
 		return nil, 0, fmt.Errorf("cannot read the history %s: %w", path, err)
 	}
 	for _, p := range inflight {
-		if p.ev.F != "read" {
+		if !isRead(p.ev.F) {
 			add(p.ev, p.client, output{Unknown: true}, math.MaxInt64)
 		}
 	}
