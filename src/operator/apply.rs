@@ -1,6 +1,10 @@
 //! Operator layer, step 3 of the pipeline: server-side apply of the built children under one
 //! field manager, skipping objects that are unchanged since this process last applied them (a
-//! steady state makes no API writes). API I/O.
+//! steady state makes no API writes). API I/O. `children` applies a SecretServer's namespaced
+//! children, `cluster` its cluster-scoped ones.
+
+pub mod children;
+pub mod cluster;
 
 use std::collections::HashMap;
 use std::fmt::Debug;

@@ -10,5 +10,6 @@ pub mod initsecret;
 pub mod metrics;
 pub mod observe;
 pub mod reconcile;
+pub mod report;
 pub mod status;
 pub mod validate;

@@ -158,5 +158,8 @@ pub fn http_client(ca_pem: Option<&[u8]>) -> Result<reqwest::Client, reqwest::Er
     b.build()
 }
 
+pub mod init;
+pub mod pods;
+
 #[cfg(test)]
 mod tests;

@@ -5,16 +5,54 @@
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 
-use super::{Context, Error, key, pod_http, publish};
+use super::PodObservation;
+use super::pods::{observe_all, pod_http};
 use crate::api_client::Client as ServerClient;
-use crate::operator::autoinit;
+use crate::operator::autoinit::{self, Decision};
 use crate::operator::crd::SecretServer;
 use crate::operator::observe;
+use crate::operator::reconcile::{Context, Error, key};
+use crate::operator::report::publish;
 use crate::operator::status::{InitFailure, InitState};
 use crate::operator::validate::{self, Validated};
 
+/// Where initialization stands, running auto-init when it is due. Returns the state and the
+/// pods as they are afterwards (observed again after a successful auto-init: an auto-unseal
+/// server unseals on init).
+pub async fn init_state(
+    ctx: &Context,
+    ss: &SecretServer,
+    v: &Validated,
+    pods: Vec<PodObservation>,
+) -> Result<(InitState, Vec<PodObservation>), Error> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &v.namespace);
+    let secret = match read_init_secret(&secrets, v, ctx.secrets_role.as_deref()).await? {
+        // Without the Secret an initialized server is still reported as such (its Secret is
+        // simply not visible); the refusal matters only where it blocks auto-init.
+        Err(forbidden) => {
+            let state = match autoinit::decide(v, &pods, autoinit::SecretState::Absent) {
+                Decision::Initialize { .. } | Decision::Report(InitState::Pending) => forbidden,
+                Decision::Report(other) => other,
+            };
+            return Ok((state, pods));
+        }
+        Ok(secret) => secret,
+    };
+    let secret_state = autoinit::secret_state(secret.as_ref(), &v.owner.uid);
+    match autoinit::decide(v, &pods, secret_state.clone()) {
+        Decision::Report(s) => Ok((s, pods)),
+        Decision::Initialize { pod, ip } => {
+            let state = auto_initialize(ctx, ss, v, &secrets, secret_state, &pod, &ip).await?;
+            if matches!(state, InitState::Initialized { .. }) {
+                return Ok((state, observe_all(ctx, v).await?));
+            }
+            Ok((state, pods))
+        }
+    }
+}
+
 /// Reads the init Secret. `Ok(Err(state))` when RBAC forbids it: a condition, not a retry loop.
-pub(super) async fn read_init_secret(
+async fn read_init_secret(
     secrets: &Api<Secret>,
     v: &Validated,
     secrets_role: Option<&str>,
@@ -39,7 +77,7 @@ pub(super) async fn read_init_secret(
 }
 
 /// Runs auto-init through pod `pod` and publishes what happened.
-pub(super) async fn auto_initialize(
+async fn auto_initialize(
     ctx: &Context,
     ss: &SecretServer,
     v: &Validated,
@@ -88,7 +126,7 @@ pub(super) async fn auto_initialize(
             }
         }
         Err(e) => {
-            publish(ctx, ss, true, e.failure().reason(), e.to_string()).await;
+            publish(ctx, ss, true, e.failure().reason().as_str(), e.to_string()).await;
             InitState::Failed {
                 reason: e.failure(),
                 message: e.to_string(),
