@@ -208,13 +208,12 @@ pub async fn execute(
         .as_deref()
         .and_then(|l| addrs.iter().position(|a| l.starts_with(a.as_str())));
     match (f, status) {
-        (_, 307) if reads => Outcome::Fail {
-            error: format!("307 to {location:?}"),
-            redirect,
-        },
-        // A standby also answers 307 when a forward broke after the leader may have handled
-        // it (src/server/http/standby.rs): for a write, indeterminate.
-        (_, 307) => Outcome::Info {
+        // A standby redirects only what it never handed to the leader: a write whose forward
+        // broke after it left answers 502/504 instead (src/server/http/standby.rs). So a 307
+        // is a certain failure for every operation. (Counting it indeterminate left deletes,
+        // which no value can settle, open to the end of a soak: porcupine's search then ran
+        // out of time on those keys.)
+        (_, 307) => Outcome::Fail {
             error: format!("307 to {location:?}"),
             redirect,
         },
