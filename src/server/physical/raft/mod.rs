@@ -119,6 +119,13 @@ impl std::fmt::Debug for RaftBackend {
     }
 }
 
+/// How long one leadership confirmation of the read gate may take: generous (5 s, or four
+/// maximal election timeouts at a higher `performance_multiplier`), since it only has to end
+/// a confirmation that cannot finish, never a slow one on a loaded node.
+fn read_gate_limit(timing: RaftTiming) -> Duration {
+    (timing.election_max * 4).max(Duration::from_secs(5))
+}
+
 /// Rejects, before anything is proposed, what no node could apply: invalid keys, and more
 /// bytes than one raft entry may carry. Nothing of a rejected request reaches the log.
 fn validate(ops: &[TxnOp]) -> Result<(), PhysicalError> {
@@ -213,18 +220,21 @@ impl RaftBackend {
         hold_first_election(&raft, timing);
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
             let weak = weak.clone();
-            let read_gate = ReadGate::new(Box::new(move || {
-                let backend = weak.upgrade().map(|inner| Self { inner });
-                Box::pin(async move {
-                    match backend {
-                        Some(backend) => backend.confirm_leadership().await,
-                        None => Err(io_error(
-                            Path::new("raft"),
-                            "the raft backend is closed; restart the server",
-                        )),
-                    }
-                })
-            }));
+            let read_gate = ReadGate::new(
+                Box::new(move || {
+                    let backend = weak.upgrade().map(|inner| Self { inner });
+                    Box::pin(async move {
+                        match backend {
+                            Some(backend) => backend.confirm_leadership().await,
+                            None => Err(io_error(
+                                Path::new("raft"),
+                                "the raft backend is closed; restart the server",
+                            )),
+                        }
+                    })
+                }),
+                read_gate_limit(timing),
+            );
             Inner {
                 raft,
                 sm_db,

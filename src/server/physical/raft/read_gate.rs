@@ -18,11 +18,15 @@
 //! one round per read, and a request pays for one round however many keys it reads.
 //!
 //! Rounds run in a task of their own, so a reader that gives up (its request was dropped)
-//! never strands the readers waiting for the same round.
+//! never strands the readers waiting for the same round. Each round is bounded (`limit`): a
+//! confirmation that cannot finish (a leader cut off from its quorum waits for entries that
+//! cannot commit) fails its readers with a retryable error instead of holding every later
+//! read of this node behind it.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -55,6 +59,7 @@ struct State {
 
 struct Shared {
     confirm: Confirm,
+    limit: Duration,
     state: Mutex<State>,
     finished: watch::Sender<Finished>,
 }
@@ -66,10 +71,12 @@ pub(crate) struct ReadGate {
 }
 
 impl ReadGate {
-    pub(crate) fn new(confirm: Confirm) -> Self {
+    /// A gate whose rounds run `confirm`, each for at most `limit`.
+    pub(crate) fn new(confirm: Confirm, limit: Duration) -> Self {
         Self {
             shared: Arc::new(Shared {
                 confirm,
+                limit,
                 state: Mutex::new(State {
                     started: 0,
                     started_at: Instant::now(),
@@ -138,7 +145,17 @@ impl Shared {
     /// Runs rounds until no reader waits for another one.
     async fn drive(self: Arc<Self>) {
         loop {
-            let outcome = (self.confirm)().await;
+            let outcome = tokio::time::timeout(self.limit, (self.confirm)())
+                .await
+                .unwrap_or_else(|_| {
+                    Err(PhysicalError::NotLeader {
+                        leader_api_addr: None,
+                        reason: format!(
+                            "this node could not confirm its leadership within {:?} (a quorum did not answer, or its entries did not commit); retry in a few seconds, and check that a quorum of the cluster's voters is up and reachable",
+                            self.limit
+                        ),
+                    })
+                });
             let mut state = self.lock();
             let round = state.started;
             state.passed = outcome.is_ok();
@@ -166,21 +183,61 @@ mod tests {
     fn counting(delay: Duration, fail_from: u64) -> (ReadGate, Arc<AtomicU64>) {
         let calls = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&calls);
-        let gate = ReadGate::new(Box::new(move || {
-            let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
-            Box::pin(async move {
-                tokio::time::sleep(delay).await;
-                if n >= fail_from {
-                    Err(PhysicalError::NotLeader {
-                        leader_api_addr: None,
-                        reason: format!("round {n} failed"),
-                    })
-                } else {
-                    Ok(())
-                }
-            })
-        }));
+        let gate = ReadGate::new(
+            Box::new(move || {
+                let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                Box::pin(async move {
+                    tokio::time::sleep(delay).await;
+                    if n >= fail_from {
+                        Err(PhysicalError::NotLeader {
+                            leader_api_addr: None,
+                            reason: format!("round {n} failed"),
+                        })
+                    } else {
+                        Ok(())
+                    }
+                })
+            }),
+            LIMIT,
+        );
         (gate, calls)
+    }
+
+    const LIMIT: Duration = Duration::from_secs(2);
+
+    #[tokio::test(start_paused = true)]
+    async fn a_round_that_cannot_finish_fails_at_its_limit_and_the_next_one_runs() {
+        let calls = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&calls);
+        // The first confirmation never finishes; the later ones pass at once.
+        let gate = ReadGate::new(
+            Box::new(move || {
+                let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                Box::pin(async move {
+                    if n == 1 {
+                        std::future::pending::<()>().await;
+                    }
+                    Ok(())
+                })
+            }),
+            LIMIT,
+        );
+        let started = Instant::now();
+        let err = gate
+            .pass(Instant::now())
+            .await
+            .expect_err("the hung round fails");
+        assert!(
+            err.to_string()
+                .contains("could not confirm its leadership within 2s"),
+            "{err}"
+        );
+        assert_eq!(started.elapsed(), LIMIT);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        gate.pass(Instant::now())
+            .await
+            .expect("a new round after the hung one");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test(start_paused = true)]
