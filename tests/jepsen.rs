@@ -115,19 +115,33 @@ async fn step_down_storms_keep_the_history_linearizable_and_durable() {
 /// minority, a random majority/minority split, a bridge, a one-way cut, a slow node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn partitions_keep_the_history_linearizable_and_durable() {
-    let mut s = scenario("partition", Nemesis::Partition, 30);
+    let mut s = scenario("partition", Nemesis::Partition, 45);
     s.schedule.quiet = Duration::from_secs(2);
+    // One round per shape (five shapes, four fault kinds), then the nemesis rests.
+    s.schedule.max_faults = SHAPES;
     let r = must_hold(s).await;
+    assert!(!r.faults.is_empty(), "no partition ran:\n{}", r.explain());
+    // Shapes go round in turn and only a round that ran takes one, so five rounds are every
+    // shape whatever the machine's speed; a loaded machine may run fewer in the time, which
+    // is no failure of the cluster.
     let kinds: std::collections::BTreeSet<&str> = r.faults.iter().map(|f| f.kind).collect();
-    if std::env::var("SEALKEEP_JEPSEN_TIME").is_err() {
+    if r.faults.len() >= SHAPES {
         assert_eq!(
             kinds.len(),
             4,
-            "every shape (partition, bridge, one-way, slow) should run in 30 s:\n{}",
+            "five rounds must cover every shape (partition, bridge, one-way, slow):\n{}",
             r.explain()
+        );
+    } else {
+        eprintln!(
+            "only {} of {SHAPES} partition shapes ran in the time: {kinds:?}",
+            r.faults.len()
         );
     }
 }
+
+/// The number of partition shapes the nemesis goes round (tests/jepsen/nemesis/network.rs).
+const SHAPES: usize = 5;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn removing_and_re_adding_a_voter_keeps_the_history_linearizable_and_durable() {
