@@ -70,18 +70,31 @@ fn wipe_raft_dir(c: &Cluster, node: usize) {
     }
 }
 
-/// Waits (at most [`REJOIN`]) until every node is a voter again, so the next fault does not
-/// meet a cluster still short of one; says so when it is not.
+/// Waits (at most [`REJOIN`]) until `node` serves again (it joined and unsealed) and every
+/// node is a voter, so the next fault does not meet a cluster still short of one; says so
+/// when it is not. The order matters: until the wiped node joins, the leader still lists its
+/// old raft id as a voter, and the configuration alone looks whole (the 30-min soak with
+/// seed 12 then wiped a second node of three, and the cluster lost its quorum for good).
 async fn wait_member(env: &Env<'_>, node: usize) {
     let start = Instant::now();
     let n = env.c.nodes.len();
     while start.elapsed() < REJOIN {
-        if voters(env.c, env.token).await == Some(n) {
+        if serves(env.c, node).await && voters(env.c, env.token).await == Some(n) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     eprintln!("nemesis: node {node} is not a voter again {REJOIN:?} after it rejoined");
+}
+
+/// Whether `node` is initialized and unsealed, active or standby (`sys/health` 200 with
+/// `standbyok`): a wiped node is so only once it joined the cluster again.
+async fn serves(c: &Cluster, node: usize) -> bool {
+    quick()
+        .get(format!("{}/v1/sys/health?standbyok=true", c.addr(node)))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().as_u16() == 200)
 }
 
 /// The number of members in the leader's configuration once it is whole: every member a
