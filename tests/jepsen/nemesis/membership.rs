@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{Env, find_leader, quick, restart};
+use super::{Env, find_leader, get_json, quick, restart};
 use crate::common::cluster::Cluster;
 
 /// How long a node may take to be a voter again after it restarts with a wiped directory.
@@ -103,19 +103,8 @@ async fn serves(c: &Cluster, node: usize) -> bool {
 /// passed for the node, and the next fault then left a quorum of one voter out of two).
 pub async fn voters(c: &Cluster, token: &str) -> Option<usize> {
     let leader = find_leader(c, token, Duration::from_secs(2)).await?;
-    let r = quick()
-        .get(format!(
-            "{}/v1/sys/storage/raft/configuration",
-            c.addr(leader)
-        ))
-        .header("X-Vault-Token", token)
-        .send()
-        .await
-        .ok()?;
-    if r.status().as_u16() != 200 {
-        return None;
-    }
-    let v: serde_json::Value = r.json().await.ok()?;
+    let url = format!("{}/v1/sys/storage/raft/configuration", c.addr(leader));
+    let v = get_json(&url, token).await?;
     let servers = v["data"]["config"]["servers"].as_array()?;
     let mut names: Vec<&str> = servers
         .iter()

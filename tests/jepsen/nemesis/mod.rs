@@ -155,8 +155,13 @@ fn quick() -> reqwest::Client {
 
 /// `sys/leader` of node `i` (no answer: `None`).
 pub async fn leader_status(addr: &str, token: &str) -> Option<Value> {
+    get_json(&format!("{addr}/v1/sys/leader"), token).await
+}
+
+/// The JSON body of a 200 answer to a GET of `url` with `token`; `None` for anything else.
+pub async fn get_json(url: &str, token: &str) -> Option<Value> {
     let r = quick()
-        .get(format!("{addr}/v1/sys/leader"))
+        .get(url)
         .header("X-Vault-Token", token)
         .send()
         .await

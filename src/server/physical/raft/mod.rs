@@ -220,14 +220,16 @@ impl RaftBackend {
         hold_first_election(&raft, timing);
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
             let weak = weak.clone();
+            let closed_dir = raft_dir.clone();
             let read_gate = ReadGate::new(
                 Box::new(move || {
                     let backend = weak.upgrade().map(|inner| Self { inner });
+                    let dir = closed_dir.clone();
                     Box::pin(async move {
                         match backend {
                             Some(backend) => backend.confirm_leadership().await,
                             None => Err(io_error(
-                                Path::new("raft"),
+                                &dir,
                                 "the raft backend is closed; restart the server",
                             )),
                         }
