@@ -59,6 +59,10 @@ type input struct {
 	F      string
 	Value  int64
 	Expect int64
+	// Not part of the model: where the operation ran, for the explanation of a violation.
+	Process int64
+	Node    int64
+	Error   string
 }
 
 type output struct {
@@ -204,8 +208,12 @@ func parse(path string) (map[string][]porcupine.Operation, int, error) {
 	inflight := map[int64]pending{}
 	clients := map[int64]int{}
 	ops := map[string][]porcupine.Operation{}
-	add := func(inv event, client int, out output, ret int64) {
-		in := input{F: inv.F, Value: val(inv.Value, -1), Expect: val(inv.Expect, 0)}
+	add := func(inv event, client int, out output, ret int64, errText *string) {
+		in := input{F: inv.F, Value: val(inv.Value, -1), Expect: val(inv.Expect, 0),
+			Process: inv.Process, Node: val(inv.Node, -1)}
+		if errText != nil {
+			in.Error = *errText
+		}
 		ops[inv.Key] = append(ops[inv.Key], porcupine.Operation{
 			ClientId: client, Input: in, Call: inv.Time, Output: out, Return: ret,
 		})
@@ -252,14 +260,14 @@ func parse(path string) (map[string][]porcupine.Operation, int, error) {
 				Version: val(ev.Version, 0),
 				Value:   val(ev.Value, -1),
 				Matched: ev.Matched != nil && *ev.Matched,
-			}, ret)
+			}, ret, nil)
 		case "fail":
 			dropped++
 		case "info":
 			if isRead(p.ev.F) {
 				dropped++ // a read with no answer constrains nothing
 			} else {
-				add(p.ev, p.client, output{Unknown: true}, math.MaxInt64)
+				add(p.ev, p.client, output{Unknown: true}, math.MaxInt64, ev.Error)
 			}
 		default:
 			return nil, 0, fmt.Errorf("%s:%d: unknown event type %q (want invoke, ok, fail or info)", path, line, ev.Type)
@@ -270,7 +278,7 @@ func parse(path string) (map[string][]porcupine.Operation, int, error) {
 	}
 	for _, p := range inflight {
 		if !isRead(p.ev.F) {
-			add(p.ev, p.client, output{Unknown: true}, math.MaxInt64)
+			add(p.ev, p.client, output{Unknown: true}, math.MaxInt64, nil)
 		}
 	}
 	return ops, dropped, nil
@@ -311,6 +319,7 @@ func main() {
 				path = "(none)"
 			}
 			fmt.Printf("NOT LINEARIZABLE: key %s (%d operations); visualization: %s\n", k, len(ops[k]), path)
+			explain(ops[k], info)
 			status = 1
 		default:
 			fmt.Printf("UNKNOWN: key %s (%d operations): the check did not finish within %v; use fewer clients, keys with fewer operations, or a longer -timeout\n", k, len(ops[k]), *timeout)
@@ -320,4 +329,79 @@ func main() {
 		}
 	}
 	os.Exit(status)
+}
+
+// explain prints, as text (CI logs keep no files), where the longest linearization the
+// checker found ends: its last operations, the state they leave, and the operations that
+// could come next (those called before the earliest return among the rest), none of which
+// the model accepts from that state.
+func explain(ops []porcupine.Operation, info porcupine.LinearizationInfo) {
+	var longest []int
+	for _, partition := range info.PartialLinearizations() {
+		for _, l := range partition {
+			if len(l) > len(longest) {
+				longest = l
+			}
+		}
+	}
+	var origin int64 = math.MaxInt64
+	for _, op := range ops {
+		if op.Call < origin {
+			origin = op.Call
+		}
+	}
+	at := func(t int64) string {
+		if t == math.MaxInt64 {
+			return "never"
+		}
+		return fmt.Sprintf("%.3fs", float64(t-origin)/1e9)
+	}
+	line := func(tag string, op porcupine.Operation) {
+		in := op.Input.(input)
+		extra := ""
+		if in.Error != "" {
+			e := in.Error
+			if len(e) > 160 {
+				e = e[:160] + "..."
+			}
+			extra = " error: " + e
+		}
+		fmt.Printf("  %s %-28s process %d node %d, called %s, returned %s%s\n",
+			tag, describeOp(op.Input, op.Output), in.Process, in.Node, at(op.Call), at(op.Return), extra)
+	}
+	st := model.Init()
+	done := map[int]bool{}
+	for _, id := range longest {
+		_, st = model.Step(st, ops[id].Input, ops[id].Output)
+		done[id] = true
+	}
+	fmt.Printf("  longest linearization: %d of %d operations; its last ones:\n", len(longest), len(ops))
+	from := len(longest) - 8
+	if from < 0 {
+		from = 0
+	}
+	for _, id := range longest[from:] {
+		line("ok  ", ops[id])
+	}
+	fmt.Printf("  state after it: %s; no operation that could come next fits:\n", model.DescribeState(st))
+	var first int64 = math.MaxInt64
+	for id, op := range ops {
+		if !done[id] && op.Return < first {
+			first = op.Return
+		}
+	}
+	var next []int
+	for id, op := range ops {
+		if !done[id] && op.Call <= first {
+			next = append(next, id)
+		}
+	}
+	sort.Slice(next, func(a, b int) bool { return ops[next[a]].Call < ops[next[b]].Call })
+	for i, id := range next {
+		if i == 12 {
+			fmt.Printf("  ... and %d more\n", len(next)-12)
+			break
+		}
+		line("next", ops[id])
+	}
 }

@@ -17,6 +17,10 @@
 //! Under many concurrent readers one raft round then serves a whole batch of reads instead of
 //! one round per read, and a request pays for one round however many keys it reads.
 //!
+//! Each round answers with the leadership that confirmed it ([`Leadership`]), which the
+//! backend records in the request's fence: the request's writes are then proposed only under
+//! that same leadership.
+//!
 //! Rounds run in a task of their own, so a reader that gives up (its request was dropped)
 //! never strands the readers waiting for the same round. Each round is bounded (`limit`): a
 //! confirmation that cannot finish (a leader cut off from its quorum waits for entries that
@@ -31,18 +35,22 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::server::physical::PhysicalError;
+use crate::server::physical::{Leadership, PhysicalError};
 
-/// One confirmation: resolves to `Ok` when this node may serve a linearizable read now.
+/// What a confirmation answers: the leadership under which this node may serve a
+/// linearizable read now.
+pub(crate) type Confirmed = Result<Leadership, PhysicalError>;
+
+/// One confirmation.
 pub(crate) type Confirm =
-    Box<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), PhysicalError>> + Send>> + Send + Sync>;
+    Box<dyn Fn() -> Pin<Box<dyn Future<Output = Confirmed> + Send>> + Send + Sync>;
 
 /// The outcome of the last finished round.
 #[derive(Clone)]
 struct Finished {
     /// The number of the round (rounds count from 1; 0: none finished yet).
     round: u64,
-    outcome: Result<(), PhysicalError>,
+    outcome: Confirmed,
 }
 
 struct State {
@@ -53,8 +61,8 @@ struct State {
     running: bool,
     /// Whether a reader waits for the round after the running one.
     wanted: bool,
-    /// Whether round `started` finished and passed.
-    passed: bool,
+    /// The leadership that passed round `started`, once it finished and passed.
+    passed: Option<Leadership>,
 }
 
 struct Shared {
@@ -82,24 +90,30 @@ impl ReadGate {
                     started_at: Instant::now(),
                     running: false,
                     wanted: false,
-                    passed: false,
+                    passed: None,
                 }),
                 finished: watch::Sender::new(Finished {
                     round: 0,
-                    outcome: Ok(()),
+                    outcome: Err(PhysicalError::Io {
+                        backend: "raft",
+                        path: "read gate".into(),
+                        message: "no leadership confirmation has run yet".into(),
+                    }),
                 }),
             }),
         }
     }
 
     /// Waits for a confirmation that started after `since`, and returns its outcome.
-    pub(crate) async fn pass(&self, since: Instant) -> Result<(), PhysicalError> {
+    pub(crate) async fn pass(&self, since: Instant) -> Confirmed {
         let mut finished = self.shared.finished.subscribe();
         let target = {
             let mut state = self.shared.lock();
             let fresh = state.started > 0 && state.started_at > since;
+            if let (false, true, Some(leadership)) = (state.running, fresh, state.passed) {
+                return Ok(leadership);
+            }
             match (state.running, fresh) {
-                (false, true) if state.passed => return Ok(()),
                 (true, true) => state.started,
                 (true, false) => {
                     state.wanted = true;
@@ -129,7 +143,7 @@ impl State {
         self.started += 1;
         self.started_at = Instant::now();
         self.running = true;
-        self.passed = false;
+        self.passed = None;
     }
 }
 
@@ -158,7 +172,7 @@ impl Shared {
                 });
             let mut state = self.lock();
             let round = state.started;
-            state.passed = outcome.is_ok();
+            state.passed = outcome.as_ref().ok().copied();
             self.finished.send_replace(Finished { round, outcome });
             if state.wanted {
                 state.wanted = false;
@@ -194,7 +208,7 @@ mod tests {
                             reason: format!("round {n} failed"),
                         })
                     } else {
-                        Ok(())
+                        Ok(term(n))
                     }
                 })
             }),
@@ -204,6 +218,11 @@ mod tests {
     }
 
     const LIMIT: Duration = Duration::from_secs(2);
+
+    /// The leadership a test confirmation reports: round `n` runs in term `n`.
+    fn term(n: u64) -> Leadership {
+        Leadership { term: n, node: 1 }
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_round_that_cannot_finish_fails_at_its_limit_and_the_next_one_runs() {
@@ -217,7 +236,7 @@ mod tests {
                     if n == 1 {
                         std::future::pending::<()>().await;
                     }
-                    Ok(())
+                    Ok(term(n))
                 })
             }),
             LIMIT,
@@ -264,8 +283,9 @@ mod tests {
         // Arrived after round 1 started (and ended): it needs round 2.
         gate.pass(Instant::now()).await.expect("second round");
         assert_eq!(calls.load(Ordering::SeqCst), 2);
-        // A request that arrived before round 2 started reuses it.
-        gate.pass(early).await.expect("reuses round 2");
+        // A request that arrived before round 2 started reuses it, and the leadership that
+        // confirmed it.
+        assert_eq!(gate.pass(early).await.expect("reuses round 2"), term(2));
         assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
