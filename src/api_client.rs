@@ -5,6 +5,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// How long `sys/init` may take (KMS calls, raft bootstrap), whatever the client's own
+/// timeout: a client that gives up while the server finishes the init loses the root token
+/// and key shares it returns (the server completes the request either way).
+pub const INIT_TIMEOUT: Duration = Duration::from_secs(60);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("cannot reach the server at {addr}: {source}; check SEALKEEP_ADDR/VAULT_ADDR")]
@@ -244,7 +249,8 @@ impl Client {
             }
         };
         let url = format!("{}/v1/sys/init", self.addr);
-        self.send(self.http.put(&url).json(&body)).await
+        self.send(self.http.put(&url).timeout(INIT_TIMEOUT).json(&body))
+            .await
     }
 
     /// `POST /v1/auth/token/revoke-self` with `token`: revokes the token that makes the call
