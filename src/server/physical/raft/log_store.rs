@@ -7,9 +7,11 @@
 //! requires) and the leader replicates them while the writer thread syncs: one fsync for every
 //! batch that arrived meanwhile, after which openraft's flush callback is called, never before.
 //! openraft counts an entry towards its commit only once that callback said it is on disk.
-//! `save_vote`, `truncate_after` and `purge` commit with `Immediate`; `save_committed` commits
-//! with `Durability::None`: it becomes durable with the next sync, which is all openraft needs
-//! from it (after a crash the state machine replays from the log, see `state_machine.rs`).
+//! `save_vote`, `truncate_after` and `purge` commit with `Immediate`. `save_committed` only
+//! notes the id in memory; the next `append` writes it in its own transaction (one commit per
+//! raft round instead of two). A committed id that a crash lost is older than the true one,
+//! which is safe: openraft then re-applies less at startup and learns the rest from the leader
+//! (after a crash the state machine replays from the log, see `state_machine.rs`).
 //!
 //! All writes go through one writer thread in submission order (openraft requires log and vote
 //! writes to be serialised); reads are redb read transactions on the caller's task.
@@ -18,7 +20,7 @@ use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, RaftLogStorage};
@@ -42,6 +44,8 @@ const PURGED: &str = "last_purged";
 pub(crate) struct LogStore {
     db: Arc<Database>,
     writer: Arc<DbThread>,
+    /// The committed id openraft saved last, until an append writes it.
+    committed: Arc<Mutex<Option<Option<LogId>>>>,
 }
 
 impl LogStore {
@@ -57,6 +61,7 @@ impl LogStore {
         Ok(Self {
             db,
             writer: Arc::new(writer),
+            committed: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -167,12 +172,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
-        self.write_meta(COMMITTED, &committed, Durability::None)
-            .await
+        *self
+            .committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(committed);
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
-        Ok(self.read_meta::<Option<LogId>>(COMMITTED)?.flatten())
+        let noted = *self
+            .committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match noted {
+            Some(committed) => Ok(committed),
+            None => Ok(self.read_meta::<Option<LogId>>(COMMITTED)?.flatten()),
+        }
     }
 
     async fn append<I>(
@@ -188,6 +203,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .into_iter()
             .map(|entry| Ok((entry.index(), encode(&entry)?)))
             .collect::<io::Result<Vec<(u64, Vec<u8>)>>>()?;
+        let committed = self
+            .committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .map(|id| encode(&id))
+            .transpose()?;
         // Visible when this returns (openraft reads the entries back to replicate them), durable
         // when the writer thread's next sync calls `callback`; the leader replicates meanwhile.
         self.writer
@@ -198,6 +220,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                         for (index, bytes) in &encoded {
                             table
                                 .insert(*index, bytes.as_slice())
+                                .map_err(|e| io_err("raft log", e))?;
+                        }
+                        if let Some(bytes) = &committed {
+                            let mut meta =
+                                txn.open_table(META).map_err(|e| io_err("raft log", e))?;
+                            meta.insert(COMMITTED, bytes.as_slice())
                                 .map_err(|e| io_err("raft log", e))?;
                         }
                         Ok(())

@@ -95,6 +95,9 @@ impl Request {
 enum WireOpRef<'a> {
     Put {
         key: &'a str,
+        // As bytes (one copy), not as a sequence of u8 (one call per byte); postcard writes
+        // both the same way, so entries written either way decode either way.
+        #[serde(with = "serde_bytes")]
         value: &'a [u8],
     },
     Delete {
@@ -110,9 +113,17 @@ enum WireOpRef<'a> {
 /// the end: entries written before a variant existed still decode.
 #[derive(Deserialize)]
 enum WireOp {
-    Put { key: String, value: Vec<u8> },
-    Delete { key: String },
-    Restore { kv: Vec<(String, Vec<u8>)> },
+    Put {
+        key: String,
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+    },
+    Delete {
+        key: String,
+    },
+    Restore {
+        kv: Vec<(String, Vec<u8>)>,
+    },
 }
 
 // A request is a sequence of wire operations: `Ops` as one element per operation (the layout
@@ -185,4 +196,40 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> io::Resul
 /// An `io::Error` for any failure of redb or a storage thread.
 pub(crate) fn io_err(what: &str, e: impl fmt::Display) -> io::Error {
     io::Error::other(format!("{what}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The layout entries had when values were written as a sequence of u8.
+    #[derive(Serialize)]
+    enum SeqWireOp {
+        Put { key: String, value: Vec<u8> },
+        Delete { key: String },
+    }
+
+    #[test]
+    fn values_written_as_bytes_keep_the_layout_of_values_written_as_sequences() {
+        let value: Vec<u8> = (0..=255).cycle().take(1500).collect();
+        let request = Request::Ops(vec![
+            TxnOp::Put {
+                key: "logical/abc".into(),
+                value: value.clone(),
+            },
+            TxnOp::Delete { key: "k".into() },
+        ]);
+        let as_seq = postcard::to_allocvec(&vec![
+            SeqWireOp::Put {
+                key: "logical/abc".into(),
+                value,
+            },
+            SeqWireOp::Delete { key: "k".into() },
+        ])
+        .expect("encode");
+        let as_bytes = encode(&request).expect("encode");
+        assert_eq!(as_bytes, as_seq, "the stored layout of an entry changed");
+        let decoded: Request = decode(&as_seq, "entry").expect("an older entry decodes");
+        assert!(decoded == request);
+    }
 }
