@@ -289,7 +289,9 @@ impl Connector {
             .keep_alive_interval(KEEPALIVE_INTERVAL)
             .keep_alive_timeout(KEEPALIVE_TIMEOUT)
             .keep_alive_while_idle(true)
-            .adaptive_window(true)
+            // Fixed flow-control windows (hyper's defaults: 2 MiB per stream, 5 MiB per
+            // connection), not adaptive ones: BDP estimation pings the peer on data frames,
+            // an extra frame each way on most raft rounds, for windows a cluster never needs.
             .handshake(TokioIo::new(tls))
             .await
             .map_err(|e| conn_err(format!("HTTP/2 handshake: {e}")))?;

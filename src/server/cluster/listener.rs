@@ -183,7 +183,9 @@ impl Conn {
             .keep_alive_interval(Some(Duration::from_secs(10)))
             .keep_alive_timeout(Duration::from_secs(10))
             .max_concurrent_streams(64)
-            .adaptive_window(true);
+            // Fixed windows, as the client's (see `client.rs`): no BDP pings on every round.
+            .initial_stream_window_size(2 * 1024 * 1024)
+            .initial_connection_window_size(4 * 1024 * 1024);
         let svc = Service {
             app: self.app,
             timeout: self.limits.request_timeout,
