@@ -155,6 +155,7 @@ pub fn compute(
         initialized: answered.then_some(s.all_initialized()),
         sealed: answered.then_some(s.any_sealed() || s.unsealed.is_empty()),
         seal_type: Some(v.seal.type_name().to_owned()),
+        storage_type: Some(v.storage.type_()),
         active: s.active(),
         init_secret_name,
         reason: Some(reason.into()),
