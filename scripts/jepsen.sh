@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Long Jepsen-style soak of the raft cluster (tests/jepsen.rs `soak`, harness in tests/jepsen/):
-# 8 KV v2 clients against real `sealkeep server` processes while a nemesis injects faults, then
+# 8 clients (KV v2 and tokens) against real `sealkeep server` processes while a nemesis injects faults, then
 # the porcupine linearizability check and the durability checks; prints a summary table
-# (operations, ok/fail/info, faults, linearizable, unavailability p50/p99/max per nemesis).
+# (operations, ok/fail/info, faults, linearizable, durable) and the unavailability windows
+# (fault to the first acknowledged write) p50/p99/max per nemesis.
 #
 #   scripts/jepsen.sh [--time SECONDS] [--seed N] [--nemesis NAME] [--nodes N]
 #
-# NAME: mixed (default), kill-leader, kill-random, pause-leader, step-down, none.
+# NAME: mixed (default), kill-leader, kill-random, pause-leader, step-down, partition,
+# membership, wipe, none.
 # Artifacts (history.jsonl, a <key>.html visualization for a violation, server logs) go to
 # $SEALKEEP_JEPSEN_OUT (default target/tmp/jepsen/). Needs moto (scripts/test-all.sh installs it
 # into $SEALKEEP_CACHE/venv) and Go (the checker is built once into $SEALKEEP_CACHE/bin).
@@ -19,7 +21,7 @@ while [ $# -gt 0 ]; do
     --seed) SEED="$2"; shift 2 ;;
     --nemesis) NEMESIS="$2"; shift 2 ;;
     --nodes) NODES="$2"; shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "error: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done

@@ -1,9 +1,11 @@
-//! Jepsen-style fault injection on a 3-node raft cluster of real `sealkeep server` processes
-//! (harness: tests/jepsen/). Each scenario runs 8 KV v2 clients (read, write, cas) for a short
-//! fixed time while a nemesis kills, pauses or steps down nodes, then requires a linearizable
-//! history (porcupine, tests/jepsen/checker) and durability (convergence, no lost acknowledged
-//! write, one leader per term). The negative control runs a deliberately broken server build
-//! and requires the checker to catch it. Scenarios run one at a time (2 cores).
+//! Jepsen-style fault injection on 3- and 5-node raft clusters of real `sealkeep server`
+//! processes, every raft link through a fault proxy (harness: tests/jepsen/). Each scenario
+//! runs 8 clients (KV v2 read, write, cas, delete; token create and lookup) for a short fixed
+//! time while a nemesis kills, pauses, partitions, removes and re-adds, wipes or steps down
+//! nodes, then requires a linearizable history (porcupine, tests/jepsen/checker) and
+//! durability (convergence, no lost acknowledged write or token, one leader per term). The
+//! negative control runs a deliberately broken server build and requires the checker to catch
+//! it. Scenarios run one at a time (2 cores).
 //!
 //! `SEALKEEP_JEPSEN_TIME` (seconds) and `SEALKEEP_JEPSEN_SEED` change every scenario's length
 //! and seed; `scripts/jepsen.sh` runs the long soak (`soak`, ignored by default).
@@ -39,11 +41,22 @@ fn scenario(name: &str, nemesis: Nemesis, default_secs: u64) -> Scenario {
     )
 }
 
+fn five_nodes(mut s: Scenario) -> Scenario {
+    s.nodes = 5;
+    s
+}
+
 /// Runs `s` and asserts it linearizable and durable, with progress and faults.
 async fn must_hold(s: Scenario) -> Report {
     let _one = SERIAL.lock().await;
     let r = jepsen::run(&s).await;
-    eprintln!("{}\n{}", Report::table_header(), r.table_row());
+    eprintln!(
+        "{}\n{}\nfaults: {}\n{}",
+        Report::table_header(),
+        r.table_row(),
+        r.fault_list(),
+        r.windows_by_kind()
+    );
     assert!(
         r.verdict.linearizable(),
         "not linearizable:\n{}",
@@ -96,6 +109,65 @@ const PAUSE: Duration = Duration::from_secs(5);
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn step_down_storms_keep_the_history_linearizable_and_durable() {
     must_hold(scenario("step-down", Nemesis::StepDownStorm, 20)).await;
+}
+
+/// Partitions through the fault proxy, one shape per round in turn: the leader isolated in a
+/// minority, a random majority/minority split, a bridge, a one-way cut, a slow node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn partitions_keep_the_history_linearizable_and_durable() {
+    let mut s = scenario("partition", Nemesis::Partition, 45);
+    s.schedule.quiet = Duration::from_secs(2);
+    // One round per shape (five shapes, four fault kinds), then the nemesis rests.
+    s.schedule.max_faults = SHAPES;
+    let r = must_hold(s).await;
+    assert!(!r.faults.is_empty(), "no partition ran:\n{}", r.explain());
+    // Shapes go round in turn and only a round that ran takes one, so five rounds are every
+    // shape whatever the machine's speed; a loaded machine may run fewer in the time, which
+    // is no failure of the cluster.
+    let kinds: std::collections::BTreeSet<&str> = r.faults.iter().map(|f| f.kind).collect();
+    if r.faults.len() >= SHAPES {
+        assert_eq!(
+            kinds.len(),
+            4,
+            "five rounds must cover every shape (partition, bridge, one-way, slow):\n{}",
+            r.explain()
+        );
+    } else {
+        eprintln!(
+            "only {} of {SHAPES} partition shapes ran in the time: {kinds:?}",
+            r.faults.len()
+        );
+    }
+}
+
+/// The number of partition shapes the nemesis goes round (tests/jepsen/nemesis/network.rs).
+const SHAPES: usize = 5;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn removing_and_re_adding_a_voter_keeps_the_history_linearizable_and_durable() {
+    must_hold(scenario("membership", Nemesis::Membership, 25)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wiped_data_directories_keep_the_history_linearizable_and_durable() {
+    must_hold(scenario("wipe", Nemesis::Wipe, 20)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn five_nodes_survive_leader_kills() {
+    must_hold(five_nodes(scenario(
+        "kill-leader-5",
+        Nemesis::KillLeader,
+        20,
+    )))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn five_nodes_survive_partitions() {
+    let mut s = five_nodes(scenario("partition-5", Nemesis::Partition, 30));
+    s.schedule.quiet = Duration::from_secs(2);
+    must_hold(s).await;
 }
 
 /// The harness can fail: with raft reads that skip the ReadIndex round, a paused-then-resumed
@@ -190,6 +262,48 @@ fn the_checker_names_the_key_of_a_stale_read_and_passes_a_linearizable_history()
     );
 }
 
+/// The checker's delete and token models, with no cluster: a read after a delete sees the
+/// version gone, a token acknowledged as created is found; a read of the deleted value, or a
+/// "bad token" after the create, fails naming the key.
+#[test]
+fn the_checker_models_deletes_and_tokens() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = [
+        r#"{"process":0,"type":"invoke","f":"write","key":"a","value":1,"time":1,"node":0}"#,
+        r#"{"process":0,"type":"ok","f":"write","key":"a","version":1,"time":2,"node":0}"#,
+        r#"{"process":0,"type":"invoke","f":"delete","key":"a","time":3,"node":0}"#,
+        r#"{"process":0,"type":"ok","f":"delete","key":"a","time":4,"node":0}"#,
+        r#"{"process":1,"type":"invoke","f":"read","key":"a","time":5,"node":1}"#,
+        r#"{"process":1,"type":"ok","f":"read","key":"a","version":1,"time":6,"node":1}"#,
+        r#"{"process":2,"type":"invoke","f":"token-create","key":"tok-2-1","value":1,"time":1,"node":2}"#,
+        r#"{"process":2,"type":"ok","f":"token-create","key":"tok-2-1","version":1,"time":2,"node":2}"#,
+        r#"{"process":3,"type":"invoke","f":"token-lookup","key":"tok-2-1","time":3,"node":0}"#,
+        r#"{"process":3,"type":"ok","f":"token-lookup","key":"tok-2-1","value":1,"version":1,"time":4,"node":0}"#,
+    ]
+    .join("\n");
+    let check = |name: &str, text: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write");
+        jepsen::checker::check(&path, dir.path())
+    };
+    let v = check("good.jsonl", good.clone());
+    assert_eq!(v.code, 0, "{}", v.output);
+    let resurrected = r#"{"process":4,"type":"invoke","f":"read","key":"a","time":7,"node":2}
+{"process":4,"type":"ok","f":"read","key":"a","value":1,"version":1,"time":8,"node":2}"#;
+    let v = check("deleted.jsonl", format!("{good}\n{resurrected}\n"));
+    assert_eq!(v.code, 1, "{}", v.output);
+    assert!(v.output.contains("NOT LINEARIZABLE: key a"), "{}", v.output);
+    let lost = r#"{"process":5,"type":"invoke","f":"token-lookup","key":"tok-2-1","time":7,"node":1}
+{"process":5,"type":"ok","f":"token-lookup","key":"tok-2-1","version":0,"time":8,"node":1}"#;
+    let v = check("lost.jsonl", format!("{good}\n{lost}\n"));
+    assert_eq!(v.code, 1, "{}", v.output);
+    assert!(
+        v.output.contains("NOT LINEARIZABLE: key tok-2-1"),
+        "{}",
+        v.output
+    );
+}
+
 /// The long soak (`scripts/jepsen.sh`): `SEALKEEP_JEPSEN_NEMESIS` (default mixed) for
 /// `SEALKEEP_JEPSEN_TIME` seconds; key names change every 30 s so each key's history stays
 /// small enough for porcupine.
@@ -198,41 +312,21 @@ fn the_checker_names_the_key_of_a_stale_read_and_passes_a_linearizable_history()
 async fn soak() {
     let name = std::env::var("SEALKEEP_JEPSEN_NEMESIS").unwrap_or_else(|_| "mixed".into());
     let nemesis = Nemesis::parse(&name).unwrap_or_else(|| {
-        panic!("SEALKEEP_JEPSEN_NEMESIS: unknown nemesis {name:?} (none, kill-leader, kill-random, pause-leader, step-down, mixed)")
+        panic!(
+            "SEALKEEP_JEPSEN_NEMESIS: unknown nemesis {name:?} ({})",
+            Nemesis::NAMES
+        )
     });
     let mut s = scenario(&format!("soak-{name}"), nemesis, 600);
     s.nodes = usize::try_from(env_u64("SEALKEEP_JEPSEN_NODES", 3)).unwrap_or(3);
     s.workload.key_epoch = Some(Duration::from_secs(30));
     s.workload.max_ops_per_client = usize::MAX;
     let r = must_hold(s).await;
-    let by_kind = |k: &str| {
-        let mut w: Vec<Duration> = r
-            .faults
-            .iter()
-            .zip(&r.windows)
-            .filter(|(f, _)| f.kind == k)
-            .filter_map(|(_, w)| *w)
-            .collect();
-        w.sort();
-        let pick = |q: f64| {
-            w.get(((w.len().max(1) - 1) as f64 * q).round() as usize)
-                .map_or("-".into(), |d| format!("{}ms", d.as_millis()))
-        };
-        format!(
-            "{k:<10} n={:<4} p50={:<8} p99={:<8} max={}",
-            w.len(),
-            pick(0.5),
-            pick(0.99),
-            pick(1.0)
-        )
-    };
     println!(
-        "\nSUMMARY\n{}\n{}\nunavailability per nemesis (fault to first acknowledged write):\n{}\n{}\n{}\nartifacts: {}",
+        "\nSUMMARY\n{}\n{}\nunavailability per nemesis (fault to the first acknowledged write):\n{}artifacts: {}",
         Report::table_header(),
         r.table_row(),
-        by_kind("kill"),
-        by_kind("pause"),
-        by_kind("step-down"),
+        r.windows_by_kind(),
         r.out_dir.display()
     );
 }

@@ -3,6 +3,7 @@
 //! moto too). Every node lists every other node in `retry_join`, as the Helm chart does.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -15,6 +16,9 @@ pub struct NodeSpec {
     pub dir: PathBuf,
     pub api_port: u16,
     pub cluster_port: u16,
+    /// The port this node advertises as its `cluster_addr` (peers dial it): `None` for
+    /// `cluster_port`; tests/jepsen puts a fault proxy there.
+    pub advertised_cluster_port: Option<u16>,
     pub extra_env: Vec<(String, String)>,
     /// The KMS key alias this node's seal uses.
     pub key_alias: String,
@@ -27,6 +31,9 @@ pub struct Cluster {
     pub procs: Vec<Option<ServerProc>>,
     /// The server binary the nodes run: `None` for this build's `sealkeep`.
     pub bin: Option<PathBuf>,
+    /// The pid of each running node, shared with observers that outlive a borrow of the
+    /// cluster (tests/jepsen's fault proxy tells which node opened a connection by it).
+    pub pids: Arc<Mutex<Vec<Option<u32>>>>,
     _tmp: tempfile::TempDir,
 }
 
@@ -43,12 +50,13 @@ impl NodeSpec {
         format!(
             "storage \"raft\" {{\n  path = \"{raft}\"\n  node_id = \"{name}\"\n{retry}}}\n\
              listener \"tcp\" {{\n  address = \"127.0.0.1:{api}\"\n  cluster_address = \"127.0.0.1:{cl}\"\n  tls_disable = 1\n}}\n\
-             api_addr = \"http://127.0.0.1:{api}\"\ncluster_addr = \"https://127.0.0.1:{cl}\"\n\
+             api_addr = \"http://127.0.0.1:{api}\"\ncluster_addr = \"https://127.0.0.1:{advertised}\"\n\
              seal \"awskms\" {{\n  kms_key_id = \"alias/{alias}\"\n  max_backoff = \"1s\"\n}}\n",
             raft = self.dir.join("raft").display(),
             name = self.name,
             api = self.api_port,
             cl = self.cluster_port,
+            advertised = self.advertised_cluster_port.unwrap_or(self.cluster_port),
             alias = self.key_alias,
         )
     }
@@ -67,6 +75,7 @@ impl Cluster {
                     dir,
                     api_port: free_port(),
                     cluster_port: free_port(),
+                    advertised_cluster_port: None,
                     extra_env: Vec::new(),
                     key_alias: key_alias.to_owned(),
                     region: "us-east-1".into(),
@@ -78,6 +87,7 @@ impl Cluster {
             nodes,
             procs: (0..n).map(|_| None).collect(),
             bin: None,
+            pids: Arc::new(Mutex::new(vec![None; n])),
             _tmp: tmp,
         }
     }
@@ -117,10 +127,16 @@ impl Cluster {
             extra_hcl: node.hcl(&joins),
             env,
         };
-        self.procs[i] = Some(match &self.bin {
+        let proc = match &self.bin {
             Some(bin) => ServerProc::start_bin(&spec, bin),
             None => ServerProc::start(&spec),
-        });
+        };
+        self.set_pid(i, Some(proc.child.id()));
+        self.procs[i] = Some(proc);
+    }
+
+    fn set_pid(&self, i: usize, pid: Option<u32>) {
+        self.pids.lock().unwrap_or_else(|p| p.into_inner())[i] = pid;
     }
 
     pub fn start_all(&mut self) {
@@ -134,6 +150,7 @@ impl Cluster {
         if let Some(mut p) = self.procs[i].take() {
             p.kill();
         }
+        self.set_pid(i, None);
     }
 
     pub fn pid(&self, i: usize) -> i32 {

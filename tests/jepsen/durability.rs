@@ -54,12 +54,23 @@ pub fn split_brains(claims: &LeaderClaims) -> Vec<(u64, BTreeSet<usize>)> {
         .collect()
 }
 
-/// Waits until a leader serves writes, every node is a voter and all nodes report the same
-/// applied index; returns it.
+/// Waits until a leader serves writes, every node is a voter (once: a wiped node's old raft
+/// id is gone) and all nodes report the same applied index; returns it.
 pub async fn converge(c: &Cluster, token: &str, limit: Duration) -> Result<u64, String> {
     c.wait_unsealed(limit).await;
-    c.wait_voters(token, c.nodes.len(), limit).await;
+    c.wait_leader(token, limit).await;
     let start = Instant::now();
+    let n = c.nodes.len();
+    let mut voters = None;
+    while voters != Some(n) && start.elapsed() < limit {
+        voters = super::nemesis::voters(c, token).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    if voters != Some(n) {
+        return Err(format!(
+            "the configuration never held the {n} nodes as voters (each once) within {limit:?}; last count {voters:?}"
+        ));
+    }
     let mut last = Vec::new();
     while start.elapsed() < limit {
         let mut applied = Vec::new();
@@ -83,6 +94,8 @@ pub async fn converge(c: &Cluster, token: &str, limit: Duration) -> Result<u64, 
 /// Every key's applied versions after the run, read through rotating nodes: `lists[key][v-1]`
 /// is version `v`'s value (`None`: unreadable). This is the oracle that says which
 /// indeterminate writes happened ([`resolve`]) and whether an acknowledged write was lost.
+/// Versions the workload deleted are undeleted first (their data is kept, but a read of a
+/// deleted version shows none), so this changes the state: converge again afterwards.
 pub async fn version_lists(
     c: &Cluster,
     token: &str,
@@ -92,38 +105,50 @@ pub async fn version_lists(
         .timeout(Duration::from_secs(10))
         .build()
         .expect("client");
-    let get = |url: String| {
-        let http = http.clone();
-        async move {
-            for _ in 0..5 {
-                if let Ok(r) = http.get(&url).header("X-Vault-Token", token).send().await {
-                    let st = r.status().as_u16();
-                    let v: serde_json::Value = r.json().await.unwrap_or_default();
-                    if st == 200 || st == 404 {
-                        return Ok((st, v));
-                    }
+    let call = |req: reqwest::RequestBuilder, what: String| async move {
+        for _ in 0..5 {
+            let Some(req) = req.try_clone() else { break };
+            if let Ok(r) = req.header("X-Vault-Token", token).send().await {
+                let st = r.status().as_u16();
+                let v: serde_json::Value = r.json().await.unwrap_or_default();
+                if matches!(st, 200 | 204 | 404) {
+                    return Ok((st, v));
                 }
-                tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            Err(format!("no answer from {url} after 5 tries"))
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        Err(format!("no answer to {what} after 5 tries"))
     };
     let mut lists = BTreeMap::new();
     let mut n = 0usize;
-    for key in keys {
+    let mut addr = || {
         n += 1;
-        let addr = c.addr(n % c.nodes.len());
-        let (st, meta) = get(format!("{addr}/v1/secret/metadata/{key}")).await?;
+        c.addr(n % c.nodes.len())
+    };
+    for key in keys {
+        let url = format!("{}/v1/secret/metadata/{key}", addr());
+        let (st, meta) = call(http.get(&url), url).await?;
         let current = if st == 404 {
             0
         } else {
             meta["data"]["current_version"].as_i64().unwrap_or(0)
         };
+        let deleted: Vec<i64> = (1..=current)
+            .filter(|v| {
+                meta["data"]["versions"][v.to_string()]["deletion_time"]
+                    .as_str()
+                    .is_some_and(|t| !t.is_empty())
+            })
+            .collect();
+        if !deleted.is_empty() {
+            let url = format!("{}/v1/secret/undelete/{key}", addr());
+            let body = serde_json::json!({ "versions": deleted });
+            call(http.post(&url).json(&body), url).await?;
+        }
         let mut values = Vec::new();
         for v in 1..=current {
-            n += 1;
-            let addr = c.addr(n % c.nodes.len());
-            let (st, body) = get(format!("{addr}/v1/secret/data/{key}?version={v}")).await?;
+            let url = format!("{}/v1/secret/data/{key}?version={v}", addr());
+            let (st, body) = call(http.get(&url), url).await?;
             values.push(if st == 200 {
                 body["data"]["data"]["v"].as_i64()
             } else {
@@ -190,7 +215,7 @@ pub fn resolve(events: &[Event], lists: &BTreeMap<String, Vec<Option<i64>>>) -> 
                     invoked.insert(e.process, v);
                 }
             }
-            Kind::Info if e.f != Op::Read && lists.contains_key(&e.key) => {
+            Kind::Info if matches!(e.f, Op::Write | Op::Cas) && lists.contains_key(&e.key) => {
                 let value = invoked.get(&e.process).copied();
                 match value.and_then(|v| applied.get(&(e.key.clone(), v))) {
                     Some(version) => {
@@ -277,18 +302,9 @@ mod tests {
 
     fn ev(process: u64, kind: Kind, f: Op, value: Option<i64>) -> Event {
         Event {
-            process,
             kind,
-            f,
-            key: "k".into(),
             value,
-            expect: None,
-            version: None,
-            matched: None,
-            time: 0,
-            node: 0,
-            error: None,
-            late: None,
+            ..Event::invoke(process, f, "k", 0)
         }
     }
 

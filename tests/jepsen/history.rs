@@ -11,13 +11,26 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-/// The operations of the workload.
+/// The operations of the workload. KV v2 ones act on a key; token ones on a token the
+/// workload names by a key of its own (`tok-...`): a create makes it exist, a lookup reads
+/// whether it does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Op {
     Read,
     Write,
     Cas,
+    /// KV v2 delete of the latest version (a soft delete).
+    Delete,
+    TokenCreate,
+    TokenLookup,
+}
+
+impl Op {
+    /// Whether the operation changes state (a write, for the unavailability windows).
+    pub fn writes(self) -> bool {
+        !matches!(self, Self::Read | Self::TokenLookup)
+    }
 }
 
 /// An event's type.
@@ -60,6 +73,26 @@ pub struct Event {
     /// its invoke (the checker gives it no return time).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub late: Option<bool>,
+}
+
+impl Event {
+    /// An `invoke` of `f` on `key` by `process` through `node` (time set by [`History::record`]).
+    pub fn invoke(process: u64, f: Op, key: &str, node: usize) -> Self {
+        Self {
+            process,
+            kind: Kind::Invoke,
+            f,
+            key: key.to_owned(),
+            value: None,
+            expect: None,
+            version: None,
+            matched: None,
+            time: 0,
+            node,
+            error: None,
+            late: None,
+        }
+    }
 }
 
 /// Counts per completion type.
@@ -129,16 +162,13 @@ impl History {
         c
     }
 
-    /// Times (since the start) at which write or cas operations were acknowledged (`ok` and,
-    /// for cas, matched): the points where the cluster was available for writes.
+    /// Times (since the start) at which operations that change state were acknowledged (`ok`
+    /// and, for cas, matched): the points where the cluster was available for writes.
     pub fn acked_write_times(&self) -> Vec<u64> {
         let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
         events
             .iter()
-            .filter(|e| {
-                e.kind == Kind::Ok
-                    && (e.f == Op::Write || (e.f == Op::Cas && e.matched == Some(true)))
-            })
+            .filter(|e| e.kind == Kind::Ok && e.f.writes() && e.matched != Some(false))
             .map(|e| e.time)
             .collect()
     }

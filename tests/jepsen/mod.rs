@@ -2,10 +2,11 @@
 //! server` processes on loopback (tests/common/cluster.rs), then judges it. Process, network
 //! and file I/O.
 //!
-//! A scenario: form the cluster; run the [`workload`] clients, the [`nemesis`] and the leader
-//! sampler together for a fixed time; heal; then check: the history is linearizable per key
-//! ([`checker`], porcupine), no two nodes led in one term, the nodes converge to one applied
-//! index and one state-machine hash, and every acknowledged write reads back at its version
+//! A scenario: form the cluster, every raft link through the fault [`proxy`]; run the
+//! [`workload`] clients, the [`nemesis`] and the leader sampler together for a fixed time;
+//! heal; then check: the history is linearizable per key ([`checker`], porcupine), no two
+//! nodes led in one term, the nodes converge to one applied index and one state-machine hash,
+//! every acknowledged write reads back at its version and every acknowledged token is found
 //! ([`durability`]). Artifacts (history.jsonl, the checker's HTML, server logs) stay in the
 //! scenario's output directory.
 
@@ -13,20 +14,26 @@ pub mod checker;
 pub mod durability;
 pub mod history;
 pub mod nemesis;
+pub mod ops;
+pub mod proxy;
+pub mod report;
 pub mod rng;
 pub mod workload;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 use crate::common::cluster::Cluster;
 use crate::common::{Moto, create_kms_key, put};
-use history::{Counts, Event, History, Kind, Op};
-use nemesis::{Fault, Nemesis, Schedule};
-use workload::{AckedWrite, Workload};
+use history::{History, Op};
+use nemesis::{Nemesis, Schedule};
+use ops::{Call, Outcome};
+use proxy::FaultNet;
+pub use report::Report;
+use workload::{AckedWrite, Shared, Workload};
 
 const FORM: Duration = Duration::from_secs(60);
 
@@ -62,123 +69,6 @@ impl Scenario {
     }
 }
 
-#[derive(Debug)]
-pub struct Report {
-    pub name: String,
-    pub seed: u64,
-    pub duration: Duration,
-    pub counts: Counts,
-    pub faults: Vec<Fault>,
-    /// Per fault: time to the next acknowledged write.
-    pub windows: Vec<Option<Duration>>,
-    pub verdict: checker::Verdict,
-    pub split_brains: Vec<(u64, std::collections::BTreeSet<usize>)>,
-    pub converged: Result<u64, String>,
-    pub missing: Vec<String>,
-    pub hashes: Vec<Result<(String, usize), String>>,
-    pub acked: usize,
-    pub out_dir: PathBuf,
-}
-
-impl Report {
-    /// Durability: converged, no acknowledged write lost, one state-machine hash, one leader
-    /// per term. Empty when all hold.
-    pub fn durability_problems(&self) -> Vec<String> {
-        let mut p = Vec::new();
-        if let Err(e) = &self.converged {
-            p.push(e.clone());
-        }
-        p.extend(self.missing.iter().take(20).cloned());
-        let hashes: Vec<_> = self.hashes.iter().collect();
-        if hashes.iter().any(|h| h.is_err()) || hashes.windows(2).any(|w| w[0] != w[1]) {
-            p.push(format!("state machines differ between nodes: {hashes:?}"));
-        }
-        for (term, nodes) in &self.split_brains {
-            p.push(format!("two leaders in term {term}: nodes {nodes:?}"));
-        }
-        p
-    }
-
-    pub fn max_window(&self) -> Option<Duration> {
-        self.windows.iter().flatten().max().copied()
-    }
-
-    fn percentile(&self, q: f64) -> Option<Duration> {
-        let mut w: Vec<Duration> = self.windows.iter().flatten().copied().collect();
-        if w.is_empty() {
-            return None;
-        }
-        w.sort();
-        let i = ((w.len() as f64 - 1.0) * q).round() as usize;
-        w.get(i).copied()
-    }
-
-    pub fn table_header() -> String {
-        format!(
-            "{:<24} {:>6} {:>6} {:>7} {:>6} {:>6} {:>6} {:>7} {:>6} {:>8} {:>8} {:>8} {:>8}",
-            "scenario",
-            "seed",
-            "secs",
-            "ops",
-            "ok",
-            "fail",
-            "info",
-            "faults",
-            "linear",
-            "durable",
-            "unav p50",
-            "unav p99",
-            "unav max"
-        )
-    }
-
-    pub fn table_row(&self) -> String {
-        let ms = |d: Option<Duration>| d.map_or("-".to_owned(), |d| format!("{}ms", d.as_millis()));
-        format!(
-            "{:<24} {:>6} {:>6} {:>7} {:>6} {:>6} {:>6} {:>7} {:>6} {:>8} {:>8} {:>8} {:>8}",
-            self.name,
-            self.seed,
-            self.duration.as_secs(),
-            self.counts.ops,
-            self.counts.ok,
-            self.counts.fail,
-            self.counts.info,
-            self.faults.len(),
-            match self.verdict.code {
-                0 => "yes",
-                1 => "NO",
-                _ => "?",
-            },
-            if self.durability_problems().is_empty() {
-                "yes"
-            } else {
-                "NO"
-            },
-            ms(self.percentile(0.5)),
-            ms(self.percentile(0.99)),
-            ms(self.max_window()),
-        )
-    }
-
-    /// Everything a failed assertion should show.
-    pub fn explain(&self) -> String {
-        format!(
-            "{}\n{}\nchecker (exit {}):\n{}\ndurability: {:?}\nfaults: {}\nartifacts: {}",
-            Self::table_header(),
-            self.table_row(),
-            self.verdict.code,
-            self.verdict.output,
-            self.durability_problems(),
-            self.faults
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", "),
-            self.out_dir.display()
-        )
-    }
-}
-
 /// Where a scenario's artifacts go: `$SEALKEEP_JEPSEN_OUT` or cargo's target tmpdir.
 fn out_dir(s: &Scenario) -> PathBuf {
     let base = std::env::var("SEALKEEP_JEPSEN_OUT")
@@ -189,16 +79,31 @@ fn out_dir(s: &Scenario) -> PathBuf {
     dir
 }
 
-/// Forms the cluster and returns it with the root token; KV v2 at `secret/` keeps every
-/// version (so each acknowledged write can be read back at its version).
-async fn form(s: &Scenario, moto: &Moto) -> (Cluster, String) {
+/// Forms the cluster behind its fault proxies and returns it with the root token; KV v2 at
+/// `secret/` keeps every version (so each acknowledged write can be read back at its version),
+/// and autopilot promotes a caught-up learner after 2 s instead of 10 s (membership rounds).
+async fn form(s: &Scenario, moto: &Moto) -> (Cluster, FaultNet, String) {
     let alias = format!("jepsen-{}-{}-{}", s.name, s.seed, std::process::id());
     create_kms_key(&moto.url, &alias).await;
     let mut c = Cluster::new(s.nodes, &moto.url, &alias);
     c.bin = s.server_bin.clone();
-    c.start_all();
+    let targets: Vec<u16> = c.nodes.iter().map(|n| n.cluster_port).collect();
+    let net = FaultNet::start(&targets, Arc::clone(&c.pids)).await;
+    for (i, node) in c.nodes.iter_mut().enumerate() {
+        node.advertised_cluster_port = Some(net.port(i));
+    }
+    tokio::task::block_in_place(|| c.start_all());
     let token = c.init(0).await;
     c.wait_unsealed(FORM).await;
+    let leader = c.wait_leader(&token, FORM).await;
+    let (st, v) = put(
+        &c.addr(leader),
+        "/v1/sys/storage/raft/autopilot/configuration",
+        Some(&token),
+        &json!({"server_stabilization_time": "2s"}),
+    )
+    .await;
+    assert!(st == 200 || st == 204, "autopilot configuration: {st} {v}");
     c.wait_voters(&token, s.nodes, FORM).await;
     let leader = c.wait_leader(&token, FORM).await;
     let (st, v) = put(
@@ -209,56 +114,89 @@ async fn form(s: &Scenario, moto: &Moto) -> (Cluster, String) {
     )
     .await;
     assert!(st == 200 || st == 204, "secret/config: {st} {v}");
-    (c, token)
+    (c, net, token)
 }
 
-/// After healing: one read of every key through every node, recorded in the history.
-async fn final_reads(c: &Cluster, token: &str, history: &History) {
-    let mut keys: Vec<String> = history.events().into_iter().map(|e| e.key).collect();
+/// Process ids of the final reads.
+const FINAL: u64 = 999_000_000;
+
+/// After healing: one read of every KV key through every node, and one lookup of every
+/// acknowledged token (through rotating nodes), recorded in the history. Returns the tokens
+/// not found (lost after they were acknowledged).
+async fn final_reads(c: &Cluster, shared: &Shared) -> Vec<String> {
+    let history = &shared.history;
+    let mut keys: Vec<String> = history
+        .events()
+        .into_iter()
+        .filter(|e| !matches!(e.f, Op::TokenCreate | Op::TokenLookup))
+        .map(|e| e.key)
+        .collect();
     keys.sort();
     keys.dedup();
-    let addrs: Vec<String> = (0..c.nodes.len()).map(|i| c.addr(i)).collect();
-    let http = workload::http_client(Duration::from_secs(10));
-    for (n, key) in keys.iter().enumerate() {
-        for node in 0..addrs.len() {
-            let process = 999_000_000 + (n * addrs.len() + node) as u64;
-            let mut ev = Event {
+    let n = c.nodes.len();
+    let http = ops::http_client(Duration::from_secs(10));
+    let token = shared.token.as_str();
+    for (k, key) in keys.iter().enumerate() {
+        for node in 0..n {
+            let process = FINAL + (k * n + node) as u64;
+            ops::perform(
+                history,
+                &http,
+                &shared.addrs,
+                token,
                 process,
-                kind: Kind::Invoke,
-                f: Op::Read,
-                key: key.clone(),
-                value: None,
-                expect: None,
-                version: None,
-                matched: None,
-                time: 0,
-                node,
-                error: None,
-                late: None,
-            };
-            history.record(ev.clone());
-            match workload::execute(&http, &addrs, token, workload::Call::read(node, key)).await {
-                workload::Outcome::Ok { value, version, .. } => {
-                    ev.kind = Kind::Ok;
-                    ev.value = value;
-                    ev.version = Some(version);
-                }
-                workload::Outcome::Fail { error, .. } | workload::Outcome::Info { error, .. } => {
-                    ev.kind = Kind::Fail;
-                    ev.error = Some(error);
-                }
-            }
-            history.record(ev);
+                Call::read(node, key),
+            )
+            .await;
         }
     }
+    let base = FINAL + (keys.len() * n) as u64;
+    let tokens = shared.tokens();
+    let mut lost = Vec::new();
+    for (chunk_no, chunk) in tokens.chunks(16).enumerate() {
+        let lookups = chunk.iter().enumerate().map(|(j, (key, t))| {
+            let i = chunk_no * 16 + j;
+            let call = Call::lookup(i % n, key, t);
+            let http = &http;
+            async move {
+                let o =
+                    ops::perform(history, http, &shared.addrs, token, base + i as u64, call).await;
+                match o {
+                    Outcome::Ok { value: None, .. } => Some(format!(
+                        "token {key} was acknowledged as created but is gone"
+                    )),
+                    Outcome::Ok { .. } => None,
+                    Outcome::Fail { error, .. } | Outcome::Info { error, .. } => {
+                        Some(format!("token {key}: the final lookup failed: {error}"))
+                    }
+                }
+            }
+        });
+        lost.extend(
+            futures::future::join_all(lookups)
+                .await
+                .into_iter()
+                .flatten(),
+        );
+    }
+    lost
 }
 
-fn copy_logs(c: &Cluster, out: &Path) {
-    for (i, node) in c.nodes.iter().enumerate() {
-        for e in std::fs::read_dir(&node.dir).into_iter().flatten().flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with("server-") && name.ends_with(".log") {
-                let _ = std::fs::copy(e.path(), out.join(format!("node-{i}-{name}")));
+/// Copies the nodes' server logs into the output directory when dropped: at the end of a
+/// run, and also when a wait panics midway (the nodes' directories go with the cluster).
+struct LogsOnDrop {
+    dirs: Vec<PathBuf>,
+    out: PathBuf,
+}
+
+impl Drop for LogsOnDrop {
+    fn drop(&mut self) {
+        for (i, dir) in self.dirs.iter().enumerate() {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with("server-") && name.ends_with(".log") {
+                    let _ = std::fs::copy(e.path(), self.out.join(format!("node-{i}-{name}")));
+                }
             }
         }
     }
@@ -268,30 +206,36 @@ fn copy_logs(c: &Cluster, out: &Path) {
 pub async fn run(s: &Scenario) -> Report {
     let out = out_dir(s);
     let moto = Moto::start();
-    let (mut c, token) = form(s, &moto).await;
+    let (mut c, net, token) = form(s, &moto).await;
+    let logs = LogsOnDrop {
+        dirs: c.nodes.iter().map(|n| n.dir.clone()).collect(),
+        out: out.clone(),
+    };
     let history = Arc::new(History::new());
-    let addrs = Arc::new((0..s.nodes).map(|i| c.addr(i)).collect::<Vec<_>>());
-    let token_arc = Arc::new(token.clone());
+    let shared = Arc::new(Shared {
+        history: Arc::clone(&history),
+        addrs: (0..s.nodes).map(|i| c.addr(i)).collect(),
+        token: token.clone(),
+        tokens: Mutex::new(Vec::new()),
+    });
     let deadline = Instant::now() + s.duration;
     let clients: Vec<_> = (0..s.workload.clients as u64)
         .map(|id| {
             tokio::spawn(workload::client(
                 id,
                 s.workload.clone(),
-                Arc::clone(&history),
-                Arc::clone(&addrs),
-                Arc::clone(&token_arc),
+                Arc::clone(&shared),
                 s.seed,
                 deadline,
             ))
         })
         .collect();
     let sampler = tokio::spawn(durability::sample_leaders(
-        Arc::clone(&addrs),
-        Arc::clone(&token_arc),
+        Arc::new(shared.addrs.clone()),
+        Arc::new(token.clone()),
         deadline,
     ));
-    let faults = nemesis::run(&mut c, &token, s, &history, deadline).await;
+    let faults = nemesis::run(&mut c, &net, &token, s, &history, deadline).await;
     let mut acked: Vec<AckedWrite> = Vec::new();
     for cl in clients {
         acked.extend(cl.await.expect("client task"));
@@ -301,23 +245,34 @@ pub async fn run(s: &Scenario) -> Report {
     let windows = history::unavailability(&fault_times, &history.acked_write_times());
     let counts = history.counts();
 
-    nemesis::heal(&mut c);
+    nemesis::heal(&mut c, &net);
     let converged = durability::converge(&c, &token, FORM).await;
-    final_reads(&c, &token, &history).await;
+    let lost_tokens = final_reads(&c, &shared).await;
     let raw = history.events();
-    let mut keys: Vec<String> = raw.iter().map(|e| e.key.clone()).collect();
+    let mut keys: Vec<String> = raw
+        .iter()
+        .filter(|e| !matches!(e.f, Op::TokenCreate | Op::TokenLookup))
+        .map(|e| e.key.clone())
+        .collect();
     keys.sort();
     keys.dedup();
     let raw_path = out.join("history.raw.jsonl");
     history::write_jsonl(&raw, &raw_path).unwrap_or_else(|e| panic!("{}: {e}", raw_path.display()));
     // The final version lists: which indeterminate writes happened, and no acknowledged
     // write lost.
-    let (missing, resolved) = match durability::version_lists(&c, &token, &keys).await {
+    let (mut missing, resolved) = match durability::version_lists(&c, &token, &keys).await {
         Ok(lists) => (
             durability::lost_or_doubled(&lists, &acked),
             durability::resolve(&raw, &lists),
         ),
         Err(e) => (vec![format!("cannot read the final versions: {e}")], raw),
+    };
+    missing.extend(lost_tokens);
+    // The undeletes of version_lists are writes: every node must apply them before the
+    // state machines are compared.
+    let converged = match converged {
+        Ok(_) => durability::converge(&c, &token, FORM).await,
+        e => e,
     };
     let history_path = out.join("history.jsonl");
     history::write_jsonl(&resolved, &history_path)
@@ -327,7 +282,7 @@ pub async fn run(s: &Scenario) -> Report {
     let hashes = (0..s.nodes)
         .map(|i| durability::state_hash(&c, i))
         .collect();
-    copy_logs(&c, &out);
+    drop(logs);
     Report {
         name: s.name.clone(),
         seed: s.seed,

@@ -1,16 +1,20 @@
-//! Jepsen harness (test code): the workload. N clients do KV v2 reads, writes and cas writes on
-//! a small key set, each operation through a randomly chosen node, and record every operation
-//! in the [`History`]. Network I/O (HTTP to the nodes). Like a Vault client, a client follows a
-//! 307 and retries a 503, and each retry is a new recorded operation. Bounded: each client
-//! stops at the deadline or after `max_ops` operations.
+//! Jepsen harness (test code): the workload. N clients do KV v2 reads, writes, cas writes and
+//! deletes on a small key set, and token creates and lookups, each operation through a
+//! randomly chosen node, and record every operation in the [`History`]. Network I/O (HTTP to
+//! the nodes, through [`ops`]). Like a Vault client, a client follows a 307 and retries a 503,
+//! and each retry is a new recorded operation. Bounded: each client stops at the deadline or
+//! after `max_ops` operations.
+//!
+//! Tokens: a create names its token by a key of its own (`tok-<client>-<n>`); once it is
+//! acknowledged, the token joins a pool that every client looks tokens up from, so a token
+//! acknowledged as created must be found by every later lookup.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
-
-use super::history::{Event, History, Kind, Op};
+use super::history::{History, Op};
+use super::ops::{self, Call, Outcome};
 use super::rng::Rng;
 
 /// The workload's shape.
@@ -45,162 +49,27 @@ pub struct AckedWrite {
     pub value: i64,
 }
 
-/// What one request's answer means for the history.
-#[derive(Debug)]
-pub enum Outcome {
-    /// Completed: (value, version, matched).
-    Ok {
-        value: Option<i64>,
-        version: i64,
-        matched: Option<bool>,
-    },
-    /// Certainly not applied; `redirect` is the node a 307 pointed to.
-    Fail {
-        error: String,
-        redirect: Option<usize>,
-    },
-    /// May or may not have been applied; `redirect` as for `Fail`.
-    Info {
-        error: String,
-        redirect: Option<usize>,
-    },
+/// What the clients share.
+pub struct Shared {
+    pub history: Arc<History>,
+    pub addrs: Vec<String>,
+    /// The root token the clients authenticate with.
+    pub token: String,
+    /// Tokens acknowledged as created: (history key, token).
+    pub tokens: Mutex<Vec<(String, String)>>,
 }
 
-pub fn http_client(timeout: Duration) -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(timeout)
-        .connect_timeout(Duration::from_secs(1))
-        .build()
-        .expect("http client")
-}
-
-/// One operation to send.
-#[derive(Debug, Clone, Copy)]
-pub struct Call<'a> {
-    pub node: usize,
-    pub f: Op,
-    pub key: &'a str,
-    /// The value a write or cas writes.
-    pub value: i64,
-    /// The version a cas expects.
-    pub expect: i64,
-}
-
-impl<'a> Call<'a> {
-    pub fn read(node: usize, key: &'a str) -> Self {
-        Self {
-            node,
-            f: Op::Read,
-            key,
-            value: 0,
-            expect: 0,
-        }
+impl Shared {
+    pub fn tokens(&self) -> Vec<(String, String)> {
+        self.tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
-}
 
-/// One KV v2 operation through `addrs[call.node]`.
-pub async fn execute(
-    http: &reqwest::Client,
-    addrs: &[String],
-    token: &str,
-    call: Call<'_>,
-) -> Outcome {
-    let Call {
-        node,
-        f,
-        key,
-        value,
-        expect,
-    } = call;
-    let url = format!("{}/v1/secret/data/{key}", addrs[node]);
-    let req = match f {
-        Op::Read => http.get(&url),
-        Op::Write => http.put(&url).json(&json!({"data": {"v": value}})),
-        Op::Cas => http
-            .put(&url)
-            .json(&json!({"options": {"cas": expect}, "data": {"v": value}})),
-    };
-    let resp = match req.header("X-Vault-Token", token).send().await {
-        Ok(r) => r,
-        // Never reached the node: certainly not applied.
-        Err(e) if e.is_connect() => {
-            return Outcome::Fail {
-                error: format!("connect: {e}"),
-                redirect: None,
-            };
-        }
-        Err(e) if f == Op::Read => {
-            return Outcome::Fail {
-                error: format!("read: {e}"),
-                redirect: None,
-            };
-        }
-        Err(e) => {
-            return Outcome::Info {
-                error: format!("no answer: {e}"),
-                redirect: None,
-            };
-        }
-    };
-    let status = resp.status().as_u16();
-    let location = resp
-        .headers()
-        .get("location")
-        .and_then(|l| l.to_str().ok())
-        .map(str::to_owned);
-    let body: Value = resp.json().await.unwrap_or(Value::Null);
-    let redirect = location
-        .as_deref()
-        .and_then(|l| addrs.iter().position(|a| l.starts_with(a.as_str())));
-    match (f, status) {
-        (Op::Read, 307) => Outcome::Fail {
-            error: format!("307 to {location:?}"),
-            redirect,
-        },
-        // A standby also answers 307 when a forward broke after the leader may have handled
-        // it (src/server/http/standby.rs): for a write, indeterminate.
-        (_, 307) => Outcome::Info {
-            error: format!("307 to {location:?}"),
-            redirect,
-        },
-        (Op::Read, 200) => Outcome::Ok {
-            value: body["data"]["data"]["v"].as_i64(),
-            version: body["data"]["metadata"]["version"].as_i64().unwrap_or(-1),
-            matched: None,
-        },
-        // Never written (there are no deletes in this workload).
-        (Op::Read, 404) if body["errors"].as_array().is_some_and(Vec::is_empty) => Outcome::Ok {
-            value: None,
-            version: 0,
-            matched: None,
-        },
-        (Op::Write | Op::Cas, 200) => Outcome::Ok {
-            value: None,
-            version: body["data"]["version"].as_i64().unwrap_or(-1),
-            matched: (f == Op::Cas).then_some(true),
-        },
-        (Op::Cas, 400)
-            if body
-                .to_string()
-                .contains("check-and-set parameter did not match") =>
-        {
-            Outcome::Ok {
-                value: None,
-                version: 0,
-                matched: Some(false),
-            }
-        }
-        // Reads have no effect: any other answer is a failure. A write refused before it
-        // reached raft answers 4xx; a 5xx may come after the entry was proposed.
-        (Op::Read, _) | (_, 400..=499) => Outcome::Fail {
-            error: format!("{status}: {body}"),
-            redirect: None,
-        },
-        _ => Outcome::Info {
-            error: format!("{status}: {body}"),
-            redirect: None,
-        },
+    fn pick_token(&self, rng: &mut Rng) -> Option<(String, String)> {
+        let t = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        t.get(rng.below(t.len() as u64) as usize).cloned()
     }
 }
 
@@ -214,17 +83,16 @@ pub fn key_name(w: &Workload, elapsed: Duration, i: usize) -> String {
     }
 }
 
-/// Runs client `id` until `deadline`; returns the writes it saw acknowledged.
+/// Runs client `id` until `deadline`; returns the KV writes it saw acknowledged.
 pub async fn client(
     id: u64,
     w: Workload,
-    history: Arc<History>,
-    addrs: Arc<Vec<String>>,
-    token: Arc<String>,
+    shared: Arc<Shared>,
     seed: u64,
     deadline: Instant,
 ) -> Vec<AckedWrite> {
-    let http = http_client(w.op_timeout);
+    let http = ops::http_client(w.op_timeout);
+    let history = &shared.history;
     let mut rng = Rng::new(seed ^ (id.wrapping_mul(0x9e37_79b9_7f4a_7c15)));
     let mut generation = 0u64;
     let mut counter = 0i64;
@@ -237,82 +105,67 @@ pub async fn client(
             break;
         }
         let process = id * 1_000_000 + generation;
-        let key = key_name(&w, history.elapsed(), rng.below(w.keys as u64) as usize);
-        let f = match rng.below(100) {
-            0..40 => Op::Read,
-            40..75 => Op::Write,
-            _ => Op::Cas,
-        };
         counter += 1;
-        let value = i64::try_from(id + 1).unwrap_or(0) * 10_000_000 + counter;
-        let expect = *versions.get(&key).unwrap_or(&0);
         let node = next_node
             .take()
-            .unwrap_or_else(|| rng.below(addrs.len() as u64) as usize);
-        let mut ev = Event {
-            process,
-            kind: Kind::Invoke,
-            f,
-            key: key.clone(),
-            value: (f != Op::Read).then_some(value),
-            expect: (f == Op::Cas).then_some(expect),
-            version: None,
-            matched: None,
-            time: 0,
-            node,
-            error: None,
-            late: None,
+            .unwrap_or_else(|| rng.below(shared.addrs.len() as u64) as usize);
+        let mut key = key_name(&w, history.elapsed(), rng.below(w.keys as u64) as usize);
+        let mut looked_up = String::new();
+        let f = match rng.below(100) {
+            0..35 => Op::Read,
+            35..65 => Op::Write,
+            65..85 => Op::Cas,
+            85..90 => Op::Delete,
+            90..95 => {
+                key = format!("tok-{id}-{counter}");
+                Op::TokenCreate
+            }
+            _ => match shared.pick_token(&mut rng) {
+                Some((k, t)) => {
+                    (key, looked_up) = (k, t);
+                    Op::TokenLookup
+                }
+                None => Op::Read,
+            },
         };
-        history.record(ev.clone());
-        ev.value = None;
-        ev.expect = None;
+        let value = i64::try_from(id + 1).unwrap_or(0) * 10_000_000 + counter;
         let call = Call {
-            node,
-            f,
-            key: &key,
             value,
-            expect,
+            expect: *versions.get(&key).unwrap_or(&0),
+            token: &looked_up,
+            ..Call::new(node, f, &key)
         };
-        match execute(&http, &addrs, &token, call).await {
+        let outcome =
+            ops::perform(history, &http, &shared.addrs, &shared.token, process, call).await;
+        let info = matches!(outcome, Outcome::Info { .. });
+        match outcome {
             Outcome::Ok {
-                value: read,
                 version,
                 matched,
+                token,
+                ..
             } => {
-                if f == Op::Read {
-                    ev.value = read;
-                }
-                if matched != Some(false) {
-                    ev.version = Some(version);
+                if matches!(f, Op::Read | Op::Write | Op::Cas) && matched != Some(false) {
                     versions.insert(key.clone(), version);
                 }
-                if f != Op::Read && matched != Some(false) {
+                if matches!(f, Op::Write | Op::Cas) && matched != Some(false) {
                     acked.push(AckedWrite {
-                        key,
+                        key: key.clone(),
                         version,
                         value,
                     });
                 }
-                ev.matched = matched;
-                ev.kind = Kind::Ok;
-                history.record(ev);
-            }
-            Outcome::Fail { error, redirect } => {
-                ev.kind = Kind::Fail;
-                ev.error = Some(error);
-                history.record(ev);
-                if redirect.is_some() {
-                    next_node = redirect;
-                } else {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                if let Some(token) = token {
+                    let mut pool = shared.tokens.lock().unwrap_or_else(|p| p.into_inner());
+                    pool.push((key, token));
                 }
             }
-            Outcome::Info { error, redirect } => {
-                ev.kind = Kind::Info;
-                ev.error = Some(error);
-                history.record(ev);
-                // The operation may still be in flight: this process is done; a new one goes on.
-                generation += 1;
+            Outcome::Fail { redirect, .. } | Outcome::Info { redirect, .. } => {
+                if info {
+                    // The operation may still be in flight: this process is done; a new one
+                    // goes on.
+                    generation += 1;
+                }
                 if redirect.is_some() {
                     next_node = redirect;
                 } else {

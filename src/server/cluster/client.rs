@@ -2,10 +2,15 @@
 //! peer, opened on first use, shared by concurrent requests (HTTP/2 streams) and reopened after
 //! it fails. Does network I/O.
 //!
-//! The client sets no deadlines of its own unless given a connect timeout
-//! ([`PeerClient::with_connect_timeout`], request forwarding): callers bound each call (raft's
-//! per-RPC timeout), which also bounds connecting. A dead peer is detected by HTTP/2 keep-alive
-//! pings.
+//! Callers bound each call (raft's per-RPC timeout, 100 ms for a heartbeat), but not the
+//! connection under it: a connection is opened by a task of its own, bounded by the connect
+//! timeout ([`PeerClient::with_connect_timeout`], request forwarding) or else
+//! [`CONNECT_BOUND`], and shared by every call that waits for it. A call that gives up does not
+//! abort the connection, so a handshake slower than one RPC's deadline (a loaded node, a slow
+//! link) still completes and serves the next call, instead of being started afresh and
+//! abandoned by every RPC (found by the Jepsen harness: after a partition healed, a new
+//! leader's heartbeats kept abandoning their TLS handshakes to a follower). A dead peer is
+//! detected by HTTP/2 keep-alive pings.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,9 +32,20 @@ use super::{AddrError, ClusterAddr};
 /// connection counts as dead.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a connection may take to open (TCP, TLS and HTTP/2 handshakes) when the client
+/// has no connect timeout of its own.
+pub const CONNECT_BOUND: Duration = Duration::from_secs(10);
+
+/// The connection slot: none, one being opened (its outcome arrives on the channel), or one
+/// open.
+enum Slot {
+    Empty,
+    Opening(tokio::sync::watch::Receiver<Option<Result<SendRequest<Body>, ClientError>>>),
+    Open(SendRequest<Body>),
+}
 
 /// A failed request to a peer.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ClientError {
     /// No connection could be made (refused, unresolvable, TLS handshake failed).
     #[error(
@@ -62,7 +78,7 @@ pub struct PeerClient {
     authority: String,
     tls: TlsConnector,
     connect_timeout: Option<Duration>,
-    conn: tokio::sync::Mutex<Option<SendRequest<Body>>>,
+    conn: Arc<tokio::sync::Mutex<Slot>>,
 }
 
 impl std::fmt::Debug for PeerClient {
@@ -83,7 +99,7 @@ impl PeerClient {
             addr,
             tls: TlsConnector::from(tls),
             connect_timeout: None,
-            conn: tokio::sync::Mutex::new(None),
+            conn: Arc::new(tokio::sync::Mutex::new(Slot::Empty)),
         })
     }
 
@@ -169,37 +185,84 @@ impl PeerClient {
         }
     }
 
-    /// The open connection, or a new one.
+    /// The open connection, or the one being opened, or a new one (opened by a task of its
+    /// own, so a caller that gives up does not abort it).
     async fn sender(&self) -> Result<SendRequest<Body>, ClientError> {
-        let mut slot = self.conn.lock().await;
-        if let Some(s) = slot.as_ref()
-            && !s.is_closed()
-        {
-            return Ok(s.clone());
-        }
-        *slot = None;
-        let sender = match self.connect_timeout {
-            None => self.connect().await?,
-            Some(t) => tokio::time::timeout(t, self.connect())
+        let mut pending = {
+            let mut slot = self.conn.lock().await;
+            match &*slot {
+                Slot::Open(s) if !s.is_closed() => return Ok(s.clone()),
+                Slot::Opening(rx) => rx.clone(),
+                Slot::Open(_) | Slot::Empty => {
+                    let rx = self.open();
+                    *slot = Slot::Opening(rx.clone());
+                    rx
+                }
+            }
+        };
+        let outcome =
+            pending
+                .wait_for(Option::is_some)
                 .await
                 .map_err(|_| ClientError::Connect {
                     addr: self.authority.clone(),
-                    reason: format!("no connection within {t:?}"),
-                })??,
+                    reason: "the connection attempt was dropped".into(),
+                })?;
+        match outcome.as_ref() {
+            Some(Ok(sender)) => Ok(sender.clone()),
+            Some(Err(e)) => Err(e.clone()),
+            None => unreachable!("wait_for returns a value that passed the predicate"),
+        }
+    }
+
+    /// Starts opening a connection in a task; its outcome arrives on the returned channel and
+    /// fills the slot (an error empties it, so the next call tries again).
+    fn open(&self) -> tokio::sync::watch::Receiver<Option<Result<SendRequest<Body>, ClientError>>> {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        let bound = self.connect_timeout.unwrap_or(CONNECT_BOUND);
+        let connector = Connector {
+            addr: self.addr.clone(),
+            authority: self.authority.clone(),
+            tls: self.tls.clone(),
         };
-        *slot = Some(sender.clone());
-        Ok(sender)
+        let slot = Arc::clone(&self.conn);
+        tokio::spawn(async move {
+            let outcome = tokio::time::timeout(bound, connector.connect())
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ClientError::Connect {
+                        addr: connector.authority.clone(),
+                        reason: format!("no connection within {bound:?}"),
+                    })
+                });
+            let mut slot = slot.lock().await;
+            *slot = match &outcome {
+                Ok(sender) => Slot::Open(sender.clone()),
+                Err(_) => Slot::Empty,
+            };
+            tx.send_replace(Some(outcome));
+        });
+        rx
     }
 
     /// After a failed request: drops the cached connection if it has closed, so the next call
     /// reconnects (a failure of one stream keeps a healthy connection).
     async fn forget_if_closed(&self) {
         let mut slot = self.conn.lock().await;
-        if slot.as_ref().is_some_and(SendRequest::is_closed) {
-            *slot = None;
+        if matches!(&*slot, Slot::Open(s) if s.is_closed()) {
+            *slot = Slot::Empty;
         }
     }
+}
 
+/// What opening a connection needs, owned by the task that opens it.
+struct Connector {
+    addr: ClusterAddr,
+    authority: String,
+    tls: TlsConnector,
+}
+
+impl Connector {
     async fn connect(&self) -> Result<SendRequest<Body>, ClientError> {
         let conn_err = |reason: String| ClientError::Connect {
             addr: self.authority.clone(),

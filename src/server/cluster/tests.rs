@@ -247,3 +247,79 @@ async fn bodies_over_the_limit_are_refused() {
     assert_eq!(s.echo.calls.load(Ordering::SeqCst), 1);
     s.stop.send(true).expect("stop");
 }
+
+/// A relay to `target` that holds the first bytes the server sends on each connection (its
+/// TLS handshake flight) back for `delay`, and relays the rest at once: a peer whose handshake
+/// is slow (a loaded CPU, a proxy that looks the connection up first) but whose calls are fast.
+async fn slow_handshake_relay(target: SocketAddr, delay: Duration) -> SocketAddr {
+    async fn pump(
+        mut rd: tokio::net::tcp::OwnedReadHalf,
+        mut wr: tokio::net::tcp::OwnedWriteHalf,
+        mut delay: Duration,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buf = vec![0u8; 16 * 1024];
+        while let Ok(n @ 1..) = rd.read(&mut buf).await {
+            tokio::time::sleep(std::mem::take(&mut delay)).await;
+            if wr.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+        let _ = wr.shutdown().await;
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(upstream) = tokio::net::TcpStream::connect(target).await else {
+                continue;
+            };
+            let (cr, cw) = client.into_split();
+            let (ur, uw) = upstream.into_split();
+            tokio::spawn(pump(cr, uw, Duration::ZERO));
+            tokio::spawn(pump(ur, cw, delay));
+        }
+    });
+    addr
+}
+
+/// Regression (Jepsen harness, `five_nodes_survive_partitions`, seed 1): a raft heartbeat
+/// has 100 ms, and a connection used to be opened inside the call, so a handshake slower than
+/// that was abandoned with every call and never finished; after a partition healed, a leader
+/// kept failing to reach a follower. The connection now outlives the calls that wait for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handshake_slower_than_each_call_still_connects() {
+    let ca = ClusterTls::generate().expect("generate");
+    let server = node(&ca, "sealkeep-0");
+    let s = serve(&server, ListenerLimits::default()).await;
+    // The handshake takes 250 ms, more than the 100 ms each call may take; a call, once
+    // connected, takes a few.
+    let relay = slow_handshake_relay(s.addr, Duration::from_millis(250)).await;
+    let client = PeerClient::new(
+        &format!("https://{relay}"),
+        node(&ca, "sealkeep-1")
+            .client_config()
+            .expect("client config"),
+    )
+    .expect("client");
+    let mut timeouts = 0;
+    let reply = loop {
+        let call = client.post(RAFT_RPC_PATH, b"hb".to_vec(), 1 << 20);
+        match tokio::time::timeout(Duration::from_millis(100), call).await {
+            Ok(r) => break r.expect("the heartbeat is answered once connected"),
+            Err(_) => timeouts += 1,
+        }
+        assert!(
+            timeouts < 50,
+            "no call of 100 ms ever got through a link whose handshake takes longer: each call abandons the connection it started"
+        );
+    };
+    assert_eq!(&reply[..], b"bh");
+    assert!(
+        timeouts >= 1,
+        "the handshake was expected to outlast one call"
+    );
+    let _ = s.stop.send(true);
+}

@@ -136,7 +136,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             standby::redirect_to_active,
         ))
-        .layer(middleware::from_fn(fence_reads))
+        .layer(middleware::from_fn(run_to_completion))
         .service(routes);
     Router::new()
         .fallback_service(front_door)
@@ -148,10 +148,28 @@ pub fn router(state: AppState) -> Router {
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
-/// Marks when a request served here arrived, so that replicated storage confirms once per
-/// request that its local reads are current (see [`crate::server::physical::ReadFence`]).
-async fn fence_reads(req: Request, next: Next) -> Response {
-    ReadFence::scope(next.run(req)).await
+/// Runs the request in a task of its own, inside its storage fence (when it arrived, and the
+/// leadership its reads were confirmed under: [`crate::server::physical::ReadFence`]), and
+/// waits for it.
+///
+/// In its own task, a request runs to completion even when its client goes away (hyper then
+/// drops this future, and with it the wait, not the work). A handler that was cancelled
+/// half-way would release its key lock while the write it proposed is still on its way to
+/// being applied; the next write of that key would then read the key's metadata without it
+/// and number its version the same, and one of the two would silently overwrite the other.
+/// Go's HTTP server, and so Vault, never cancels a handler either.
+async fn run_to_completion(req: Request, next: Next) -> Response {
+    match tokio::spawn(ReadFence::scope(next.run(req))).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            tracing::error!(error = %e, "a request handler failed");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the request handler failed (see the server log); whether the request took effect is unknown: read the data back before you retry it",
+            )
+            .into_response()
+        }
+    }
 }
 
 /// Reads the whole request body (up to `max_request_size`) before any handler runs. A handler

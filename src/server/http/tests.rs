@@ -27,7 +27,11 @@ pub(crate) struct TestServer {
 impl TestServer {
     /// An uninitialized server.
     pub(crate) async fn new() -> Self {
-        let physical: Arc<dyn Physical> = Arc::new(InmemBackend::new());
+        Self::over(Arc::new(InmemBackend::new())).await
+    }
+
+    /// An uninitialized server over `physical`.
+    pub(crate) async fn over(physical: Arc<dyn Physical>) -> Self {
         let core = Core::new(
             Arc::clone(&physical),
             SealBackend::Shamir,
@@ -52,7 +56,12 @@ impl TestServer {
 
     /// A server initialized with one key share and unsealed, and its root token.
     pub(crate) async fn unsealed() -> (Self, String) {
-        let s = Self::new().await;
+        Self::unsealed_over(Arc::new(InmemBackend::new())).await
+    }
+
+    /// [`TestServer::unsealed`] over `physical`.
+    pub(crate) async fn unsealed_over(physical: Arc<dyn Physical>) -> (Self, String) {
+        let s = Self::over(physical).await;
         let init = s.init(1, 1).await;
         let (st, v) = s.unseal(&key(&init, 0)).await;
         assert_eq!((st, v["sealed"].clone()), (StatusCode::OK, json!(false)));
@@ -528,6 +537,7 @@ async fn kv_list_verb_rotate_and_key_status() {
     assert_eq!(st, StatusCode::BAD_REQUEST);
 }
 
+mod cancel;
 mod forwarding;
 mod raft;
 mod security;

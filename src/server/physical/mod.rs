@@ -18,7 +18,7 @@ pub use raft::{
     RaftPeer, RaftRole, RaftRpcHandler, RaftServerState, RaftSnapshot, RaftStatus, RaftTiming,
     RoleWatch, SnapshotError,
 };
-pub use read_fence::ReadFence;
+pub use read_fence::{Leadership, ReadFence};
 
 use async_trait::async_trait;
 

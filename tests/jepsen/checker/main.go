@@ -2,8 +2,8 @@
 // tests/jepsen/history.rs) and checks it for linearizability with porcupine, one key at a
 // time (P-compositionality): a history is linearizable iff each key's sub-history is.
 //
-// Each line is one event: {"process":P,"type":"invoke|ok|fail|info","f":"read|write|cas",
-// "key":K,"value":V,"expect":E,"version":N,"matched":B,"time":NS}. A process has at most one
+// Each line is one event: {"process":P,"type":"invoke|ok|fail|info","f":"read|write|cas|delete|
+// token-create|token-lookup","key":K,"value":V,"expect":E,"version":N,"matched":B,"time":NS}. A process has at most one
 // operation in flight; its completion is the next event of the same process. "fail" means the
 // operation certainly did not happen (it is dropped); "info" (a timeout, an ambiguous error) and
 // an invoke with no completion may or may not have happened: their return time is infinite.
@@ -13,7 +13,14 @@
 // Model, per key: the latest version number and its value (version 0, value -1 = absent).
 // write -> ok with the new version (must be the latest + 1); cas(expect) -> ok with the new
 // version when the latest version equals expect, else ok with matched=false and no change; read
-// -> (version, value) of the latest version.
+// -> (version, value) of the latest version; delete (KV v2 soft delete of the latest version)
+// -> the latest version stays, its value is gone (-1; a read then answers 404 with that
+// version), and it changes nothing on a key never written.
+//
+// Tokens use the same state under a key the workload gives each token: token-create makes it
+// exist (version 1, value 1; only once, on a fresh key), token-lookup reads it (version 1,
+// value 1 when found; 0, -1 when the server says "bad token"). So a token acknowledged as
+// created must be found by every lookup that begins after that.
 //
 // Exit status: 0 linearizable, 1 not linearizable (names the key, writes porcupine's HTML
 // visualization of that key to -html-dir), 2 bad input, 3 the check timed out (unknown).
@@ -52,6 +59,10 @@ type input struct {
 	F      string
 	Value  int64
 	Expect int64
+	// Not part of the model: where the operation ran, for the explanation of a violation.
+	Process int64
+	Node    int64
+	Error   string
 }
 
 type output struct {
@@ -71,11 +82,23 @@ func step(st, in, out interface{}) (bool, interface{}) {
 	i := in.(input)
 	o := out.(output)
 	switch i.F {
-	case "read":
+	case "read", "token-lookup":
 		if o.Unknown {
 			return true, s
 		}
 		return o.Version == s.Version && o.Value == s.Value, s
+	case "delete":
+		next := s
+		if s.Version > 0 {
+			next.Value = -1
+		}
+		return true, next
+	case "token-create":
+		next := state{Version: 1, Value: 1}
+		if o.Unknown {
+			return true, next
+		}
+		return s.Version == 0, next
 	case "write":
 		next := state{Version: s.Version + 1, Value: i.Value}
 		if o.Unknown {
@@ -109,6 +132,24 @@ func describeOp(in, out interface{}) string {
 	switch i.F {
 	case "read":
 		return "read -> " + res
+	case "token-lookup":
+		switch {
+		case o.Unknown:
+			return "lookup -> ?"
+		case o.Value < 0:
+			return "lookup -> bad token"
+		}
+		return "lookup -> found"
+	case "token-create":
+		if o.Unknown {
+			return "create -> ?"
+		}
+		return "create -> ok"
+	case "delete":
+		if o.Unknown {
+			return "delete -> ?"
+		}
+		return "delete -> ok"
 	case "write":
 		if o.Unknown {
 			return fmt.Sprintf("write(%d) -> ?", i.Value)
@@ -141,6 +182,11 @@ var model = porcupine.Model{
 	},
 }
 
+// isRead: the operation changes nothing, so when it has no answer it constrains nothing.
+func isRead(f string) bool {
+	return f == "read" || f == "token-lookup"
+}
+
 func val(p *int64, dflt int64) int64 {
 	if p == nil {
 		return dflt
@@ -162,8 +208,12 @@ func parse(path string) (map[string][]porcupine.Operation, int, error) {
 	inflight := map[int64]pending{}
 	clients := map[int64]int{}
 	ops := map[string][]porcupine.Operation{}
-	add := func(inv event, client int, out output, ret int64) {
-		in := input{F: inv.F, Value: val(inv.Value, -1), Expect: val(inv.Expect, 0)}
+	add := func(inv event, client int, out output, ret int64, errText *string) {
+		in := input{F: inv.F, Value: val(inv.Value, -1), Expect: val(inv.Expect, 0),
+			Process: inv.Process, Node: val(inv.Node, -1)}
+		if errText != nil {
+			in.Error = *errText
+		}
 		ops[inv.Key] = append(ops[inv.Key], porcupine.Operation{
 			ClientId: client, Input: in, Call: inv.Time, Output: out, Return: ret,
 		})
@@ -179,9 +229,9 @@ func parse(path string) (map[string][]porcupine.Operation, int, error) {
 			return nil, 0, fmt.Errorf("%s:%d: not a history event (%v); the history must be JSON Lines written by tests/jepsen", path, line, err)
 		}
 		switch ev.F {
-		case "read", "write", "cas":
+		case "read", "write", "cas", "delete", "token-create", "token-lookup":
 		default:
-			return nil, 0, fmt.Errorf("%s:%d: unknown operation %q (want read, write or cas)", path, line, ev.F)
+			return nil, 0, fmt.Errorf("%s:%d: unknown operation %q (want read, write, cas, delete, token-create or token-lookup)", path, line, ev.F)
 		}
 		if ev.Type == "invoke" {
 			if _, busy := inflight[ev.Process]; busy {
@@ -210,14 +260,14 @@ func parse(path string) (map[string][]porcupine.Operation, int, error) {
 				Version: val(ev.Version, 0),
 				Value:   val(ev.Value, -1),
 				Matched: ev.Matched != nil && *ev.Matched,
-			}, ret)
+			}, ret, nil)
 		case "fail":
 			dropped++
 		case "info":
-			if p.ev.F == "read" {
+			if isRead(p.ev.F) {
 				dropped++ // a read with no answer constrains nothing
 			} else {
-				add(p.ev, p.client, output{Unknown: true}, math.MaxInt64)
+				add(p.ev, p.client, output{Unknown: true}, math.MaxInt64, ev.Error)
 			}
 		default:
 			return nil, 0, fmt.Errorf("%s:%d: unknown event type %q (want invoke, ok, fail or info)", path, line, ev.Type)
@@ -227,8 +277,8 @@ func parse(path string) (map[string][]porcupine.Operation, int, error) {
 		return nil, 0, fmt.Errorf("cannot read the history %s: %w", path, err)
 	}
 	for _, p := range inflight {
-		if p.ev.F != "read" {
-			add(p.ev, p.client, output{Unknown: true}, math.MaxInt64)
+		if !isRead(p.ev.F) {
+			add(p.ev, p.client, output{Unknown: true}, math.MaxInt64, nil)
 		}
 	}
 	return ops, dropped, nil
@@ -269,6 +319,7 @@ func main() {
 				path = "(none)"
 			}
 			fmt.Printf("NOT LINEARIZABLE: key %s (%d operations); visualization: %s\n", k, len(ops[k]), path)
+			explain(ops[k], info)
 			status = 1
 		default:
 			fmt.Printf("UNKNOWN: key %s (%d operations): the check did not finish within %v; use fewer clients, keys with fewer operations, or a longer -timeout\n", k, len(ops[k]), *timeout)
@@ -278,4 +329,79 @@ func main() {
 		}
 	}
 	os.Exit(status)
+}
+
+// explain prints, as text (CI logs keep no files), where the longest linearization the
+// checker found ends: its last operations, the state they leave, and the operations that
+// could come next (those called before the earliest return among the rest), none of which
+// the model accepts from that state.
+func explain(ops []porcupine.Operation, info porcupine.LinearizationInfo) {
+	var longest []int
+	for _, partition := range info.PartialLinearizations() {
+		for _, l := range partition {
+			if len(l) > len(longest) {
+				longest = l
+			}
+		}
+	}
+	var origin int64 = math.MaxInt64
+	for _, op := range ops {
+		if op.Call < origin {
+			origin = op.Call
+		}
+	}
+	at := func(t int64) string {
+		if t == math.MaxInt64 {
+			return "never"
+		}
+		return fmt.Sprintf("%.3fs", float64(t-origin)/1e9)
+	}
+	line := func(tag string, op porcupine.Operation) {
+		in := op.Input.(input)
+		extra := ""
+		if in.Error != "" {
+			e := in.Error
+			if len(e) > 160 {
+				e = e[:160] + "..."
+			}
+			extra = " error: " + e
+		}
+		fmt.Printf("  %s %-28s process %d node %d, called %s, returned %s%s\n",
+			tag, describeOp(op.Input, op.Output), in.Process, in.Node, at(op.Call), at(op.Return), extra)
+	}
+	st := model.Init()
+	done := map[int]bool{}
+	for _, id := range longest {
+		_, st = model.Step(st, ops[id].Input, ops[id].Output)
+		done[id] = true
+	}
+	fmt.Printf("  longest linearization: %d of %d operations; its last ones:\n", len(longest), len(ops))
+	from := len(longest) - 8
+	if from < 0 {
+		from = 0
+	}
+	for _, id := range longest[from:] {
+		line("ok  ", ops[id])
+	}
+	fmt.Printf("  state after it: %s; no operation that could come next fits:\n", model.DescribeState(st))
+	var first int64 = math.MaxInt64
+	for id, op := range ops {
+		if !done[id] && op.Return < first {
+			first = op.Return
+		}
+	}
+	var next []int
+	for id, op := range ops {
+		if !done[id] && op.Call <= first {
+			next = append(next, id)
+		}
+	}
+	sort.Slice(next, func(a, b int) bool { return ops[next[a]].Call < ops[next[b]].Call })
+	for i, id := range next {
+		if i == 12 {
+			fmt.Printf("  ... and %d more\n", len(next)-12)
+			break
+		}
+		line("next", ops[id])
+	}
 }

@@ -112,7 +112,8 @@ impl RaftBackend {
     /// Fails on a node that does not lead, and when there is no other voter.
     pub async fn step_down(&self, timeout: Duration) -> Result<u64, PhysicalError> {
         if !self.is_leader() {
-            return Err(self.not_leader(self.status().leader));
+            let st = self.status();
+            return Err(self.not_leader(st.leader_id, st.leader));
         }
         let state = self.cluster_state();
         let target = state

@@ -124,8 +124,8 @@ impl RaftBackend {
     /// Hands leadership to the voter `to` and waits (at most `timeout`) until it leads.
     pub async fn transfer_leader(&self, to: u64, timeout: Duration) -> Result<(), PhysicalError> {
         if !self.is_leader() {
-            let leader = self.status().leader;
-            return Err(self.not_leader(leader));
+            let st = self.status();
+            return Err(self.not_leader(st.leader_id, st.leader));
         }
         if !self.configuration().iter().any(|p| p.id == to && p.voter) {
             return Err(self.err(format!(

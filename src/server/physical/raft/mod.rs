@@ -59,7 +59,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use openraft::errors::{InitializeError, LinearizableReadError, RaftError};
+use openraft::errors::{
+    ClientWriteError, Fatal, InitializeError, LinearizableReadError, RaftError,
+};
+use openraft::impls::ProgressResponder;
+use openraft::impls::leader_id_adv::LeaderId;
+use openraft::raft::linearizable_read::ReadLogId;
 use openraft::type_config::async_runtime::WatchReceiver;
 use openraft::{ReadPolicy, ServerState};
 use redb::Database;
@@ -78,7 +83,7 @@ pub use self::timing::RaftTiming;
 use self::transport::ClusterNetwork;
 pub use self::types::NodeInfo;
 use self::types::{Request, TypeConfig};
-use super::{Physical, PhysicalError, ReadFence, TxnOp, check_key};
+use super::{Leadership, Physical, PhysicalError, ReadFence, TxnOp, check_key};
 use crate::server::cluster::NodeTls;
 
 /// The directory, inside the configured `path`, that holds the raft files.
@@ -116,6 +121,22 @@ impl std::fmt::Debug for RaftBackend {
             .field("dir", &self.inner.dir)
             .field("node_id", &self.inner.node_id)
             .finish()
+    }
+}
+
+/// How long one leadership confirmation of the read gate may take: generous (5 s, or four
+/// maximal election timeouts at a higher `performance_multiplier`), since it only has to end
+/// a confirmation that cannot finish, never a slow one on a loaded node.
+fn read_gate_limit(timing: RaftTiming) -> Duration {
+    (timing.election_max * 4).max(Duration::from_secs(5))
+}
+
+/// The leadership that produced a linearizable read: the leader's term and node id.
+fn leadership(read: &ReadLogId<TypeConfig>) -> Leadership {
+    let id = read.committed_leader_id();
+    Leadership {
+        term: id.term,
+        node: id.node_id,
     }
 }
 
@@ -213,18 +234,23 @@ impl RaftBackend {
         hold_first_election(&raft, timing);
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| {
             let weak = weak.clone();
-            let read_gate = ReadGate::new(Box::new(move || {
-                let backend = weak.upgrade().map(|inner| Self { inner });
-                Box::pin(async move {
-                    match backend {
-                        Some(backend) => backend.confirm_leadership().await,
-                        None => Err(io_error(
-                            Path::new("raft"),
-                            "the raft backend is closed; restart the server",
-                        )),
-                    }
-                })
-            }));
+            let closed_dir = raft_dir.clone();
+            let read_gate = ReadGate::new(
+                Box::new(move || {
+                    let backend = weak.upgrade().map(|inner| Self { inner });
+                    let dir = closed_dir.clone();
+                    Box::pin(async move {
+                        match backend {
+                            Some(backend) => backend.confirm_leadership().await,
+                            None => Err(io_error(
+                                &dir,
+                                "the raft backend is closed; restart the server",
+                            )),
+                        }
+                    })
+                }),
+                read_gate_limit(timing),
+            );
             Inner {
                 raft,
                 sm_db,
@@ -348,26 +374,62 @@ impl RaftBackend {
 
     /// Waits until a local read is linearizable: a leadership confirmation that started after
     /// the request arrived has passed ([`ReadFence`]; [`read_gate`] shares one among
-    /// concurrent reads and among the reads of one request).
+    /// concurrent reads and among the reads of one request). Records the leadership that
+    /// confirmed it in the request's fence, for the request's writes ([`Self::propose`]).
     async fn linearize(&self) -> Result<(), PhysicalError> {
-        self.inner.read_gate.pass(ReadFence::since()).await
+        let leadership = self.inner.read_gate.pass(ReadFence::since()).await?;
+        ReadFence::confirmed_under(leadership);
+        Ok(())
+    }
+
+    /// Proposes `request` and waits until it is committed and applied locally. In a request
+    /// that has read (see [`ReadFence`]), only under the leadership that confirmed those
+    /// reads: a request that read, then saw this node lose office and win it back, must not
+    /// write what it computed from the older state (another leader may have written the same
+    /// keys in between). openraft checks the condition before the entry is appended, so a
+    /// refused write certainly did not happen.
+    async fn propose(&self, request: Request, what: &str) -> Result<(), PhysicalError> {
+        let Some(read_under) = ReadFence::leadership() else {
+            return match self.inner.raft.client_write(request).await {
+                Ok(_) => Ok(()),
+                Err(e) => Err(self.write_error(e, what)),
+            };
+        };
+        let (responder, answer) = ProgressResponder::complete_only();
+        self.inner
+            .raft
+            .write(request)
+            .with_leader(LeaderId {
+                term: read_under.term,
+                node_id: read_under.node,
+            })
+            .responder(responder)
+            .await
+            .map_err(|e| self.write_error(RaftError::Fatal(e), what))?;
+        match answer.await {
+            Ok(Ok(_)) => Ok(()),
+            Err(_) => Err(self.write_error(RaftError::Fatal(Fatal::Stopped), what)),
+            Ok(Err(ClientWriteError::ForwardToLeader(f))) => {
+                Err(self.leadership_changed(read_under, f.leader_id, f.leader_node))
+            }
+            Ok(Err(e)) => Err(self.write_error(RaftError::APIError(e), what)),
+        }
     }
 
     /// Confirms that this node leads and has applied everything committed before now, so a
-    /// local read is linearizable.
-    async fn confirm_leadership(&self) -> Result<(), PhysicalError> {
+    /// local read is linearizable; answers under which leadership.
+    async fn confirm_leadership(&self) -> Result<Leadership, PhysicalError> {
         // Within its lease (a quorum acknowledged it less than `election_timeout_max` ago, and
         // no voter may elect another leader before that lease plus an election timeout has
         // passed) the leader needs no round trip; a leader whose lease is stale, or that has
         // handed its office over (which voids the lease), confirms with ReadIndex.
-        if self
+        if let Ok(read) = self
             .inner
             .raft
             .ensure_linearizable(ReadPolicy::LeaseRead)
             .await
-            .is_ok()
         {
-            return Ok(());
+            return Ok(leadership(&read));
         }
         match self
             .inner
@@ -375,9 +437,9 @@ impl RaftBackend {
             .ensure_linearizable(ReadPolicy::ReadIndex)
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(read) => Ok(leadership(&read)),
             Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
-                Err(self.not_leader(f.leader_node))
+                Err(self.not_leader(f.leader_id, f.leader_node))
             }
             Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(e))) => {
                 Err(self.not_leader_quorum(e))
@@ -428,10 +490,7 @@ impl Physical for RaftBackend {
 
     async fn transaction(&self, ops: Vec<TxnOp>) -> Result<(), PhysicalError> {
         validate(&ops)?;
-        match self.inner.raft.client_write(Request::Ops(ops)).await {
-            Ok(_) => Ok(()),
-            Err(e) => Err(self.write_error(e, "the write")),
-        }
+        self.propose(Request::Ops(ops), "the write").await
     }
 
     fn kind(&self) -> &'static str {

@@ -17,28 +17,40 @@
 //! Under many concurrent readers one raft round then serves a whole batch of reads instead of
 //! one round per read, and a request pays for one round however many keys it reads.
 //!
+//! Each round answers with the leadership that confirmed it ([`Leadership`]), which the
+//! backend records in the request's fence: the request's writes are then proposed only under
+//! that same leadership.
+//!
 //! Rounds run in a task of their own, so a reader that gives up (its request was dropped)
-//! never strands the readers waiting for the same round.
+//! never strands the readers waiting for the same round. Each round is bounded (`limit`): a
+//! confirmation that cannot finish (a leader cut off from its quorum waits for entries that
+//! cannot commit) fails its readers with a retryable error instead of holding every later
+//! read of this node behind it.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::server::physical::PhysicalError;
+use crate::server::physical::{Leadership, PhysicalError};
 
-/// One confirmation: resolves to `Ok` when this node may serve a linearizable read now.
+/// What a confirmation answers: the leadership under which this node may serve a
+/// linearizable read now.
+pub(crate) type Confirmed = Result<Leadership, PhysicalError>;
+
+/// One confirmation.
 pub(crate) type Confirm =
-    Box<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), PhysicalError>> + Send>> + Send + Sync>;
+    Box<dyn Fn() -> Pin<Box<dyn Future<Output = Confirmed> + Send>> + Send + Sync>;
 
 /// The outcome of the last finished round.
 #[derive(Clone)]
 struct Finished {
     /// The number of the round (rounds count from 1; 0: none finished yet).
     round: u64,
-    outcome: Result<(), PhysicalError>,
+    outcome: Confirmed,
 }
 
 struct State {
@@ -49,12 +61,13 @@ struct State {
     running: bool,
     /// Whether a reader waits for the round after the running one.
     wanted: bool,
-    /// Whether round `started` finished and passed.
-    passed: bool,
+    /// The leadership that passed round `started`, once it finished and passed.
+    passed: Option<Leadership>,
 }
 
 struct Shared {
     confirm: Confirm,
+    limit: Duration,
     state: Mutex<State>,
     finished: watch::Sender<Finished>,
 }
@@ -66,33 +79,41 @@ pub(crate) struct ReadGate {
 }
 
 impl ReadGate {
-    pub(crate) fn new(confirm: Confirm) -> Self {
+    /// A gate whose rounds run `confirm`, each for at most `limit`.
+    pub(crate) fn new(confirm: Confirm, limit: Duration) -> Self {
         Self {
             shared: Arc::new(Shared {
                 confirm,
+                limit,
                 state: Mutex::new(State {
                     started: 0,
                     started_at: Instant::now(),
                     running: false,
                     wanted: false,
-                    passed: false,
+                    passed: None,
                 }),
                 finished: watch::Sender::new(Finished {
                     round: 0,
-                    outcome: Ok(()),
+                    outcome: Err(PhysicalError::Io {
+                        backend: "raft",
+                        path: "read gate".into(),
+                        message: "no leadership confirmation has run yet".into(),
+                    }),
                 }),
             }),
         }
     }
 
     /// Waits for a confirmation that started after `since`, and returns its outcome.
-    pub(crate) async fn pass(&self, since: Instant) -> Result<(), PhysicalError> {
+    pub(crate) async fn pass(&self, since: Instant) -> Confirmed {
         let mut finished = self.shared.finished.subscribe();
         let target = {
             let mut state = self.shared.lock();
             let fresh = state.started > 0 && state.started_at > since;
+            if let (false, true, Some(leadership)) = (state.running, fresh, state.passed) {
+                return Ok(leadership);
+            }
             match (state.running, fresh) {
-                (false, true) if state.passed => return Ok(()),
                 (true, true) => state.started,
                 (true, false) => {
                     state.wanted = true;
@@ -122,7 +143,7 @@ impl State {
         self.started += 1;
         self.started_at = Instant::now();
         self.running = true;
-        self.passed = false;
+        self.passed = None;
     }
 }
 
@@ -138,10 +159,20 @@ impl Shared {
     /// Runs rounds until no reader waits for another one.
     async fn drive(self: Arc<Self>) {
         loop {
-            let outcome = (self.confirm)().await;
+            let outcome = tokio::time::timeout(self.limit, (self.confirm)())
+                .await
+                .unwrap_or_else(|_| {
+                    Err(PhysicalError::NotLeader {
+                        leader_api_addr: None,
+                        reason: format!(
+                            "this node could not confirm its leadership within {:?} (a quorum did not answer, or its entries did not commit); retry in a few seconds, and check that a quorum of the cluster's voters is up and reachable",
+                            self.limit
+                        ),
+                    })
+                });
             let mut state = self.lock();
             let round = state.started;
-            state.passed = outcome.is_ok();
+            state.passed = outcome.as_ref().ok().copied();
             self.finished.send_replace(Finished { round, outcome });
             if state.wanted {
                 state.wanted = false;
@@ -166,21 +197,66 @@ mod tests {
     fn counting(delay: Duration, fail_from: u64) -> (ReadGate, Arc<AtomicU64>) {
         let calls = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&calls);
-        let gate = ReadGate::new(Box::new(move || {
-            let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
-            Box::pin(async move {
-                tokio::time::sleep(delay).await;
-                if n >= fail_from {
-                    Err(PhysicalError::NotLeader {
-                        leader_api_addr: None,
-                        reason: format!("round {n} failed"),
-                    })
-                } else {
-                    Ok(())
-                }
-            })
-        }));
+        let gate = ReadGate::new(
+            Box::new(move || {
+                let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                Box::pin(async move {
+                    tokio::time::sleep(delay).await;
+                    if n >= fail_from {
+                        Err(PhysicalError::NotLeader {
+                            leader_api_addr: None,
+                            reason: format!("round {n} failed"),
+                        })
+                    } else {
+                        Ok(term(n))
+                    }
+                })
+            }),
+            LIMIT,
+        );
         (gate, calls)
+    }
+
+    const LIMIT: Duration = Duration::from_secs(2);
+
+    /// The leadership a test confirmation reports: round `n` runs in term `n`.
+    fn term(n: u64) -> Leadership {
+        Leadership { term: n, node: 1 }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_round_that_cannot_finish_fails_at_its_limit_and_the_next_one_runs() {
+        let calls = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&calls);
+        // The first confirmation never finishes; the later ones pass at once.
+        let gate = ReadGate::new(
+            Box::new(move || {
+                let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                Box::pin(async move {
+                    if n == 1 {
+                        std::future::pending::<()>().await;
+                    }
+                    Ok(term(n))
+                })
+            }),
+            LIMIT,
+        );
+        let started = Instant::now();
+        let err = gate
+            .pass(Instant::now())
+            .await
+            .expect_err("the hung round fails");
+        assert!(
+            err.to_string()
+                .contains("could not confirm its leadership within 2s"),
+            "{err}"
+        );
+        assert_eq!(started.elapsed(), LIMIT);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        gate.pass(Instant::now())
+            .await
+            .expect("a new round after the hung one");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test(start_paused = true)]
@@ -207,8 +283,9 @@ mod tests {
         // Arrived after round 1 started (and ended): it needs round 2.
         gate.pass(Instant::now()).await.expect("second round");
         assert_eq!(calls.load(Ordering::SeqCst), 2);
-        // A request that arrived before round 2 started reuses it.
-        gate.pass(early).await.expect("reuses round 2");
+        // A request that arrived before round 2 started reuses it, and the leadership that
+        // confirmed it.
+        assert_eq!(gate.pass(early).await.expect("reuses round 2"), term(2));
         assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 

@@ -420,3 +420,71 @@ async fn step_down_and_snapshot_restore_reach_every_node() {
         n.stop().await;
     }
 }
+
+/// A request that read, then saw its node lose office and win it back, must not write what it
+/// computed from the older state: another leader may have written the same key meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_read_under_one_leadership_cannot_write_under_another() {
+    use crate::server::physical::ReadFence;
+
+    let ca = ClusterTls::generate().expect("ca");
+    let a = start_node(&ca, 1, TlsAt::Open).await;
+    let b = start_node(&ca, 2, TlsAt::Open).await;
+    a.backend.initialize_single().await.expect("initialize");
+    add_learner(&a, &b).await;
+    a.backend
+        .change_membership(BTreeSet::from([a.id(), b.id()]))
+        .await
+        .expect("B becomes a voter");
+    let mut acked = Vec::new();
+    put(&a.backend, &mut acked, "k".into()).await;
+
+    // Read and write under one leadership: the write goes through.
+    ReadFence::scope(async {
+        assert!(a.backend.get("k").await.expect("read").is_some());
+        a.backend
+            .put("k", b"same-term".to_vec())
+            .await
+            .expect("a write under the leadership that confirmed the read");
+    })
+    .await;
+
+    // Read, then A hands office to B and wins it back (a later term): the write is refused
+    // before it reaches the log.
+    let err = ReadFence::scope(async {
+        assert_eq!(
+            a.backend.get("k").await.expect("read").as_deref(),
+            Some(&b"same-term"[..])
+        );
+        a.backend
+            .transfer_leader(b.id(), BOUND)
+            .await
+            .expect("to B");
+        b.backend
+            .transfer_leader(a.id(), BOUND)
+            .await
+            .expect("back to A");
+        a.backend.wait_for_leader(BOUND).await.expect("A leads");
+        a.backend
+            .put("k", b"stale".to_vec())
+            .await
+            .expect_err("a write computed under an earlier term")
+    })
+    .await;
+    assert!(
+        matches!(&err, PhysicalError::NotLeader { reason, .. } if reason.contains("leadership changed")),
+        "{err}"
+    );
+    assert_eq!(
+        a.backend.get("k").await.expect("read").as_deref(),
+        Some(&b"same-term"[..]),
+        "the refused write left no trace"
+    );
+    // Outside a request (no reads recorded) writes are unconditional, as before.
+    a.backend
+        .put("k", b"blind".to_vec())
+        .await
+        .expect("a blind write");
+    a.stop().await;
+    b.stop().await;
+}
