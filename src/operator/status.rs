@@ -57,6 +57,10 @@ pub enum InitState {
         reason: InitFailure,
         message: String,
     },
+    /// Raft: no answering pod is initialized, the init Secret records an earlier
+    /// initialization, and these desired pods have not answered: one of them may hold the
+    /// cluster's data, so nothing is concluded yet.
+    AwaitingPods { pods: Vec<String> },
     /// No pod answered yet.
     Unknown,
 }

@@ -5,6 +5,7 @@ use kube::Resource;
 use crate::operator::initsecret::kms::FakeKms;
 use crate::operator::initsecret::{Stored, open, parse};
 
+mod formation;
 mod initialize;
 
 use crate::api_client::{SealBackendStatus, SealStatus};

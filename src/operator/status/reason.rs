@@ -49,6 +49,8 @@ reasons! {
     InitSecretKMSFailed = "InitSecretKMSFailed",
     /// The operator may not read or write Secrets in the namespace.
     InitSecretForbidden = "InitSecretForbidden",
+    /// Raft: storage looks empty but a pod that may hold data has not answered.
+    AwaitingPods = "AwaitingPods",
     /// No pod answered yet.
     NoPodAnswered = "NoPodAnswered",
     // Pods
