@@ -12,4 +12,5 @@ pub mod observe;
 pub mod reconcile;
 pub mod report;
 pub mod status;
+pub mod upgrade;
 pub mod validate;
