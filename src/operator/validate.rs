@@ -7,7 +7,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Affinity, EnvVar, ResourceRequirements, Toleration};
+use k8s_openapi::api::core::v1::{
+    Affinity, EnvVar, ResourceRequirements, Toleration, TopologySpreadConstraint,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
@@ -171,6 +173,8 @@ pub struct Validated {
     pub node_selector: BTreeMap<String, String>,
     pub tolerations: Vec<Toleration>,
     pub affinity: Option<Affinity>,
+    /// `spec.pod.topologySpreadConstraints` as given (`None`: the default spread applies).
+    pub topology_spread: Option<Vec<TopologySpreadConstraint>>,
     pub priority_class_name: Option<String>,
     pub env: Vec<EnvVar>,
     pub tls_secret: Option<String>,
@@ -316,6 +320,7 @@ pub fn validate(
         node_selector: spec.pod.node_selector.clone(),
         tolerations: spec.pod.tolerations.clone(),
         affinity: spec.pod.affinity.clone(),
+        topology_spread: spec.pod.topology_spread_constraints.clone(),
         priority_class_name: non_empty(&spec.pod.priority_class_name),
         env: spec.env.clone(),
         tls_secret,

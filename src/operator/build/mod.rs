@@ -4,6 +4,7 @@
 pub mod configmap;
 pub mod pdb;
 pub mod rbac;
+pub mod scheduling;
 pub mod service;
 pub mod serviceaccount;
 pub mod statefulset;

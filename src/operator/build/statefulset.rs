@@ -20,6 +20,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::configmap::{CONFIG_DIR, DATA_DIR, TLS_DIR, config_path, raft};
+use super::scheduling;
 use super::service::{CLUSTER_PORT_NAME, port_name};
 use super::serviceaccount::irsa_role_arn;
 use super::{API_PORT, CLUSTER_PORT, labels, meta, selector_labels};
@@ -136,7 +137,8 @@ fn pod_template(v: &Validated, config_hash: &str) -> PodTemplateSpec {
             service_account_name: Some(v.service_account.clone()),
             node_selector: (!v.node_selector.is_empty()).then(|| v.node_selector.clone()),
             tolerations: (!v.tolerations.is_empty()).then(|| v.tolerations.clone()),
-            affinity: v.affinity.clone(),
+            affinity: scheduling::affinity(v),
+            topology_spread_constraints: scheduling::topology_spread(v),
             priority_class_name: v.priority_class_name.clone(),
             termination_grace_period_seconds: Some(30),
             enable_service_links: Some(false),

@@ -451,6 +451,10 @@ fn raft_pods_are_replaced_only_by_the_operator() {
     assert_eq!(strategy.type_.as_deref(), Some("OnDelete"));
     assert_eq!(strategy.rolling_update, None);
     assert_eq!(spec.service_name.as_deref(), Some("vault-internal"));
+    // Spread over nodes and zones by default (build/scheduling.rs).
+    let pod = pod(&s);
+    assert!(pod.affinity.is_some(), "{:?}", pod.affinity);
+    assert!(pod.topology_spread_constraints.is_some());
 }
 
 #[test]
