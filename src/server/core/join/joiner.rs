@@ -177,9 +177,10 @@ impl Core {
     /// Refuses `sys/init` on a node whose `retry_join` targets answer as initialized.
     pub(in crate::server::core) async fn refuse_init_if_joining(&self) -> Result<(), CoreError> {
         for target in &self.joins {
-            let Ok(client) = http_client(None) else {
-                continue;
-            };
+            // Verified with the target's own CA, as the join itself is: without it a target
+            // behind a private CA never answers here, and this check would let a second
+            // cluster form. A CA that cannot be read or parsed refuses the init.
+            let client = http_client(target_ca(target)?.as_deref())?;
             let url = format!(
                 "{}/v1/sys/seal-status",
                 target.leader_api_addr.trim_end_matches('/')
@@ -222,7 +223,11 @@ impl Core {
                     return;
                 }
                 for target in core.joins.clone() {
-                    match core.raft_join(&join_request(&target)).await {
+                    let joined = match join_request(&target) {
+                        Ok(req) => core.raft_join(&req).await,
+                        Err(e) => Err(e),
+                    };
+                    match joined {
                         Ok(()) => return,
                         Err(e) => tracing::warn!(
                             leader = %target.leader_api_addr,

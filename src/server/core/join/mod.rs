@@ -157,16 +157,29 @@ fn invalid(msg: impl Into<String>) -> CoreError {
     CoreError::InvalidRequest(msg.into())
 }
 
-fn join_request(target: &RetryJoin) -> JoinRequest {
-    JoinRequest {
+fn join_request(target: &RetryJoin) -> Result<JoinRequest, CoreError> {
+    Ok(JoinRequest {
         leader_api_addr: target.leader_api_addr.clone(),
-        leader_ca_cert: target
-            .leader_ca_cert_file
-            .as_ref()
-            .and_then(|p| std::fs::read_to_string(p).ok()),
+        leader_ca_cert: target_ca(target)?,
         retry: false,
         non_voter: false,
-    }
+    })
+}
+
+/// The CA certificate a `retry_join` target is verified with (`leader_ca_cert_file`), read
+/// now; a file that cannot be read is an error, not "no CA" (which would make every TLS
+/// check of the target fail, and look like a target that is not up).
+fn target_ca(target: &RetryJoin) -> Result<Option<String>, CoreError> {
+    let Some(path) = &target.leader_ca_cert_file else {
+        return Ok(None);
+    };
+    std::fs::read_to_string(path).map(Some).map_err(|e| {
+        invalid(format!(
+            "cannot read the retry_join leader_ca_cert_file {} (for {}): {e}; fix the path in the storage \"raft\" stanza",
+            path.display(),
+            target.leader_api_addr
+        ))
+    })
 }
 
 async fn unwrap_tls(kms: &AwsKmsSeal, tls_keyring: &str) -> Result<ClusterTls, CoreError> {
@@ -193,6 +206,11 @@ fn http_client(ca_pem: Option<&str>) -> Result<reqwest::Client, CoreError> {
     if let Some(pem) = ca_pem {
         let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
             .map_err(|e| invalid(format!("leader_ca_cert is not PEM: {e}")))?;
+        if certs.is_empty() {
+            return Err(invalid(
+                "leader_ca_cert is not PEM: it holds no certificate (a -----BEGIN CERTIFICATE----- block)",
+            ));
+        }
         for c in certs {
             b = b.add_root_certificate(c);
         }
@@ -248,4 +266,42 @@ async fn post<T: serde::de::DeserializeOwned>(
         serde_json::from_str(&text).map_err(|e| invalid(format!("{url}: {e}")))?;
     let v = v.get("data").cloned().unwrap_or(v);
     serde_json::from_value(v).map_err(|e| invalid(format!("{url}: unexpected answer: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn target(ca: Option<PathBuf>) -> RetryJoin {
+        RetryJoin {
+            leader_api_addr: "https://sealkeep-0.sealkeep-internal:8200".into(),
+            leader_tls_servername: None,
+            leader_ca_cert_file: ca,
+        }
+    }
+
+    #[test]
+    fn a_retry_join_ca_file_is_read_and_an_unreadable_one_is_an_error_not_no_ca() {
+        assert_eq!(target_ca(&target(None)).expect("no CA"), None);
+
+        let dir = tempfile::tempdir().expect("dir");
+        let ca = ClusterTls::generate().expect("ca");
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, ca.ca_cert_pem()).expect("write");
+        let read = target_ca(&target(Some(path))).expect("read");
+        assert_eq!(read.as_deref(), Some(ca.ca_cert_pem()));
+        assert!(http_client(read.as_deref()).is_ok());
+
+        let missing = dir.path().join("missing.pem");
+        let err = target_ca(&target(Some(missing))).expect_err("unreadable");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("missing.pem") && msg.contains("leader_ca_cert_file"),
+            "{msg}"
+        );
+        let err = http_client(Some("not a certificate")).expect_err("not PEM");
+        assert!(err.to_string().contains("not PEM"), "{err}");
+    }
 }
