@@ -133,6 +133,37 @@ pub struct Leader {
     pub raft_applied_index: Option<u64>,
 }
 
+/// `sys/storage/raft/configuration`'s `data.config`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct RaftConfiguration {
+    #[serde(default)]
+    pub index: u64,
+    #[serde(default)]
+    pub servers: Vec<RaftServer>,
+}
+
+/// One server of the raft configuration.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct RaftServer {
+    pub node_id: String,
+    #[serde(default)]
+    pub address: String,
+    #[serde(default)]
+    pub leader: bool,
+    #[serde(default)]
+    pub voter: bool,
+}
+
+#[derive(Deserialize)]
+struct ConfigurationData {
+    config: RaftConfiguration,
+}
+
+#[derive(Deserialize)]
+struct DataEnvelope<T> {
+    data: T,
+}
+
 #[derive(Debug, Clone)]
 pub struct Client {
     addr: String,
@@ -274,5 +305,39 @@ impl Client {
 
     pub async fn leader(&self) -> Result<Leader, ClientError> {
         self.get("/v1/sys/leader").await
+    }
+
+    /// `GET /v1/sys/storage/raft/configuration` with `token` (a policy with `read` on it).
+    pub async fn raft_configuration(&self, token: &str) -> Result<RaftConfiguration, ClientError> {
+        let url = format!("{}/v1/sys/storage/raft/configuration", self.addr);
+        let env: DataEnvelope<ConfigurationData> = self
+            .send(self.http.get(&url).header("X-Vault-Token", token))
+            .await?;
+        Ok(env.data.config)
+    }
+
+    /// `PUT /v1/sys/step-down` with `token` (`update` and `sudo` on `sys/step-down`): the
+    /// server answers 204 once leadership moved.
+    pub async fn step_down(&self, token: &str) -> Result<(), ClientError> {
+        let url = format!("{}/v1/sys/step-down", self.addr);
+        let resp = self
+            .http
+            .put(&url)
+            .header("X-Vault-Token", token)
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable {
+                addr: self.addr.clone(),
+                source,
+            })?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        Err(ClientError::Status {
+            addr: self.addr.clone(),
+            status: status.as_u16(),
+            body: resp.text().await.unwrap_or_default(),
+        })
     }
 }

@@ -270,6 +270,7 @@ async fn run_controller(
         failures: Default::default(),
         kms: Arc::new(super::initsecret::kms::AwsDataKeys),
         secrets_role: cfg.secrets_role.clone(),
+        tokens: Default::default(),
     });
     let owned = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY}"));
     // One controller per watched namespace (the operator's Roles grant nothing elsewhere), all

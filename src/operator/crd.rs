@@ -341,7 +341,11 @@ pub struct SecretServerStatus {
     /// What each server pod reported.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pods: Vec<PodStatus>,
-    /// Initialized, Unsealed, SealHealthy, Ready, Progressing and Degraded.
+    /// The step of a raft server's upgrade under way (see the Upgrading condition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<UpgradeStatus>,
+    /// Initialized, Unsealed, SealHealthy, Ready, Progressing and Degraded; raft servers also
+    /// Upgrading.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }
@@ -381,10 +385,12 @@ pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
 
 pub mod reference;
 mod storage;
+mod upgrade;
 
 pub use self::storage::{
     ALLOWED_REPLICAS, AutopilotSpec, MAX_REPLICAS, RaftSpec, StorageSpec, StorageType,
 };
+pub use self::upgrade::UpgradeStatus;
 
 #[cfg(test)]
 mod tests;

@@ -88,6 +88,30 @@ pub enum StepKind {
     ReplacePod,
 }
 
+impl StepKind {
+    const ALL: [StepKind; 4] = [
+        StepKind::ReplaceStandby,
+        StepKind::StepDown,
+        StepKind::ReplaceLeader,
+        StepKind::ReplacePod,
+    ];
+
+    /// The name recorded in `status.upgrade.step`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ReplaceStandby => "ReplaceStandby",
+            Self::StepDown => "StepDown",
+            Self::ReplaceLeader => "ReplaceLeader",
+            Self::ReplacePod => "ReplacePod",
+        }
+    }
+
+    /// The kind named `s` (as [`StepKind::as_str`] writes it).
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
 /// One step of an upgrade: what, on which pod, and the how-many-th pod of the server.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Step {

@@ -34,6 +34,7 @@ fn context() -> (Arc<Context>, Handle) {
         failures: Default::default(),
         kms: Arc::new(crate::operator::initsecret::kms::FakeKms::default()),
         secrets_role: None,
+        tokens: Default::default(),
     };
     (Arc::new(ctx), handle)
 }

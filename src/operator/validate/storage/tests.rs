@@ -189,6 +189,7 @@ fn the_status_records_the_storage_so_an_unset_type_keeps_it() {
         init: InitState::Unknown,
         rolling: false,
         apply_error: None,
+        upgrade: None,
     };
     let status = compute(&facts, None, k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
     assert_eq!(status.storage_type, Some(StorageType::File));
