@@ -278,6 +278,16 @@ pub fn plan(o: &Observed, prev: Option<&Progress>, now: Timestamp) -> Plan {
     if !any_outdated && (prev.is_none() || sick.is_empty()) {
         return Plan::idle(format!("every pod runs revision {rev}"));
     }
+    // Without the raft configuration no pod can be shown to be a voter: say that, rather than
+    // "not a voter", and keep the recorded step (its timeout does not run on our blindness).
+    if o.replicas > 1
+        && let Err(why) = &o.membership
+    {
+        return Plan::blocked(
+            prev.cloned(),
+            format!("the raft membership is unknown: {why}"),
+        );
+    }
     let updated_others = |pod: &str| {
         let n = names
             .iter()

@@ -328,8 +328,20 @@ fn a_pending_membership_change_blocks_the_upgrade() {
     assert_no_action(
         &plan(&o, None, t(0)),
         Phase::Blocked,
-        "not replacing any pod while a voter is unhealthy: pod vault-0 is not a raft voter yet",
+        "the raft membership is unknown: no token for sys/storage/raft/configuration",
     );
+    // Mid-upgrade, losing sight of the configuration keeps the recorded step and never
+    // halts on it: the pods may be fine, the operator just cannot tell.
+    let prev = progress(StepKind::ReplaceStandby, "vault-2", 1, 0);
+    let mut o = cluster(&[OLD, OLD, NEW], "vault-0");
+    o.membership = Err("no token".into());
+    let p = plan(&o, Some(&prev), t(NEW_POD_TIMEOUT_SECS + 60));
+    assert_no_action(
+        &p,
+        Phase::Blocked,
+        "the raft membership is unknown: no token",
+    );
+    assert_eq!(p.progress, Some(prev));
     // A stale voter (a removed server still listed) leaves failure tolerance at 0 for 3 pods.
     let mut o = cluster(&[OLD, OLD, OLD], "vault-0");
     if let Ok(ms) = &mut o.membership {
