@@ -9,6 +9,7 @@ pub mod crd;
 pub mod initsecret;
 pub mod metrics;
 pub mod observe;
+pub mod operator_auth;
 pub mod reconcile;
 pub mod report;
 pub mod status;
