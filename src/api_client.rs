@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// How long `sys/step-down` may take: the server waits up to 2 s for leadership to move.
+pub const STEP_DOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("cannot reach the server at {addr}: {source}; check SEALKEEP_ADDR/VAULT_ADDR")]
@@ -317,12 +320,14 @@ impl Client {
     }
 
     /// `PUT /v1/sys/step-down` with `token` (`update` and `sudo` on `sys/step-down`): the
-    /// server answers 204 once leadership moved.
+    /// server answers 204 once leadership moved, which may take it up to 2 s, so this request
+    /// waits longer than the client's usual timeout.
     pub async fn step_down(&self, token: &str) -> Result<(), ClientError> {
         let url = format!("{}/v1/sys/step-down", self.addr);
         let resp = self
             .http
             .put(&url)
+            .timeout(STEP_DOWN_TIMEOUT)
             .header("X-Vault-Token", token)
             .send()
             .await

@@ -5,7 +5,7 @@
 //! Today this is the root token auto-init stored in the `<name>-init` Secret (decrypted with
 //! the operator's own KMS identity for awskms servers), read once per SecretServer and kept in
 //! memory. Issue 14 asks for a least-privilege token instead (Kubernetes auth role
-//! `sealkeep-operator` with the policy in `super::super::operator_auth`); until that login is
+//! `sealkeep-operator` with the policy in `crate::operator::operator_auth`); until that login is
 //! wired, a server whose root token was revoked (`spec.init.revokeRootToken`) or that was
 //! initialized by hand has no operator token, and its upgrade waits with a message that says so.
 
