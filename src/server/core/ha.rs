@@ -18,7 +18,7 @@ use super::autopilot::AutopilotConfig;
 use super::{Core, CoreError, State, Unsealed, paths};
 use crate::server::barrier::{Barrier, KEYRING_PATH};
 use crate::server::cluster::{ClusterTls, NodeTls};
-use crate::server::physical::{RaftBackend, RaftRole};
+use crate::server::physical::{RaftBackend, RaftRole, ReadFence};
 
 mod autopilot;
 
@@ -198,6 +198,24 @@ impl Core {
         }))
     }
 
+    /// Test only: marks the serving state as loaded under `under` (as if this node had held
+    /// office in another term when it loaded it). `false` when there is no serving state or a
+    /// request still holds it.
+    #[cfg(test)]
+    pub(crate) async fn mark_loaded_under(
+        &self,
+        under: crate::server::physical::Leadership,
+    ) -> bool {
+        let mut state = self.state.write().await;
+        match &mut *state {
+            State::Unsealed(u) => Arc::get_mut(u).is_some_and(|u| {
+                u.loaded_under = Some(under);
+                true
+            }),
+            _ => false,
+        }
+    }
+
     /// Right after an unseal: if raft says this node leads, become active now (bounded), so
     /// a one-node server serves as soon as `sys/unseal` returns; else the HA loop does it.
     pub(super) async fn activate_if_leader(&self) {
@@ -229,10 +247,28 @@ impl Core {
             return;
         };
         let leader = raft.is_leader();
-        if current.standby != leader {
+        // A serving state from an earlier term of office (this node lost it and won it back
+        // between two passes) is reloaded like a standby's.
+        let earlier_term = leader
+            && !current.standby
+            && current
+                .loaded_under
+                .is_some_and(|under| raft.leadership() != Some(under));
+        if current.standby != leader && !earlier_term {
             return;
         }
-        match self.reload_unsealed(&current, !leader).await {
+        // The reads that load a serving state record the leadership that confirmed them.
+        let (reloaded, under) = ReadFence::scope(async {
+            let reloaded = self.reload_unsealed(&current, !leader).await;
+            (reloaded, ReadFence::leadership())
+        })
+        .await;
+        match reloaded.map(|mut next| {
+            if leader {
+                next.loaded_under = under;
+            }
+            next
+        }) {
             Ok(next) => {
                 let mut state = self.state.write().await;
                 if let State::Unsealed(u) = &*state

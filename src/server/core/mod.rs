@@ -343,9 +343,17 @@ impl Core {
     /// The unsealed state that serves requests, or `Sealed` (also when not initialized), or
     /// `Standby` on a raft node whose state is a standby's (it reads a local replica that may
     /// be behind the leader, so it must never answer a client).
+    ///
+    /// Also `Standby` on a raft leader whose state was loaded in an earlier term of office
+    /// ([`Unsealed::loaded_under`]), until the HA loop has reloaded it.
     pub async fn unsealed(&self) -> Result<Arc<Unsealed>, CoreError> {
         let u = self.unsealed_any().await?;
         if u.standby {
+            return Err(CoreError::Standby);
+        }
+        if let (Some(raft), Some(under)) = (&self.raft, u.loaded_under)
+            && raft.leadership() != Some(under)
+        {
             return Err(CoreError::Standby);
         }
         Ok(u)

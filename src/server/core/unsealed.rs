@@ -10,6 +10,7 @@ use crate::server::audit::AuditStore;
 use crate::server::barrier::Barrier;
 use crate::server::kv::KeyLocks;
 use crate::server::mounts::{MountStore, Mounts};
+use crate::server::physical::Leadership;
 use crate::server::policy::PolicyStore;
 use crate::server::token::TokenStore;
 
@@ -33,6 +34,12 @@ pub struct Unsealed {
     /// ([`crate::server::physical::LocalView`]) and it serves nothing but the node's own `sys/`
     /// paths; becoming the leader replaces it with a serving state ([`ha`]).
     pub standby: bool,
+    /// On raft, for a serving state: the leadership (this node's term of office) it was loaded
+    /// under. Its in-memory parts (mount table, policies, audit devices) are only current for
+    /// that term: had this node lost office and won it back, another leader may have changed
+    /// them meanwhile, so the state stops serving ([`super::Core::unsealed`]) until the HA
+    /// loop reloads it.
+    pub(super) loaded_under: Option<Leadership>,
     /// The key from which the leader derives join challenges (see [`join`]).
     pub(super) join_key: Zeroizing<[u8; 32]>,
 }
@@ -58,6 +65,7 @@ impl Unsealed {
             kv_locks: KeyLocks::default(),
             unsealed_at: SystemTime::now(),
             standby: false,
+            loaded_under: None,
             join_key: join::new_key(),
         }
     }

@@ -363,6 +363,17 @@ impl RaftBackend {
         self.inner.raft.is_leader()
     }
 
+    /// This node's term of office while it considers itself the leader, else `None`: the
+    /// same value a read confirmed now would record ([`ReadFence`]).
+    pub fn leadership(&self) -> Option<Leadership> {
+        let metrics = self.inner.raft.metrics();
+        let m = metrics.borrow_watched();
+        (m.state == ServerState::Leader).then_some(Leadership {
+            term: m.current_term,
+            node: self.inner.node_id,
+        })
+    }
+
     /// Stops this node's raft task; reads and writes fail afterwards. Idempotent.
     pub async fn shutdown(&self) -> Result<(), PhysicalError> {
         self.inner

@@ -266,3 +266,44 @@ async fn autopilot_configuration_round_trip_and_bad_input() {
 }
 
 mod snapshot;
+
+/// A leader whose term of office changed (it lost office and won it back) serves nothing from
+/// the state it loaded in the earlier term until the HA loop has reloaded it: another leader
+/// may have changed the mount table, policies or audit devices in between. (A one-node leader
+/// cannot be made to lose office here, so the state is marked as loaded in an earlier term.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_loaded_in_an_earlier_term_serves_nothing_until_reloaded() {
+    let (s, root, _key, _dir) = raft_server().await;
+    let body = json!({"data": {"v": 1}}).to_string();
+    let (st, v) = s
+        .call("POST", "/v1/secret/data/k", Some(&root), Some(&body))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let now = s.core.raft().expect("raft").leadership().expect("leads");
+    let earlier = crate::server::physical::Leadership {
+        term: now.term - 1,
+        ..now
+    };
+    assert!(s.core.mark_loaded_under(earlier).await, "a serving state");
+
+    // No HA loop runs in this test server yet: the state must not serve.
+    let (st, v) = s.call("GET", "/v1/secret/data/k", Some(&root), None).await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+
+    // The HA loop reloads it under the current term, and it serves again.
+    let ha = s.core.spawn_ha().expect("raft has an HA loop");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (st, v) = s.call("GET", "/v1/secret/data/k", Some(&root), None).await;
+        if st == StatusCode::OK {
+            assert_eq!(v["data"]["data"]["v"], 1, "{v}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not serving again: {st} {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ha.abort();
+}
