@@ -21,6 +21,8 @@ use super::build::{APP_NAME, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_NAME, MANAG
 use super::initsecret::kms::{DataKeys, KmsError, KmsKey};
 use super::initsecret::{self, DataKey, FormatError, InitContents, KeyType};
 use super::observe::PodObservation;
+use super::operator_auth::setup::{self, RoleSetup};
+use super::operator_auth::{self, Identity};
 use super::status::{InitFailure, InitState};
 use super::validate::{Seal, Storage, Validated};
 
@@ -376,6 +378,8 @@ pub enum Revoke {
 pub struct Initialized {
     pub secret: String,
     pub revoke: Revoke,
+    /// The operator's own Kubernetes-auth role (raft servers), written before any revoke.
+    pub operator_role: RoleSetup,
 }
 
 /// Replaces the init Secret with bounded retries (the keys exist nowhere else), then zeroizes
@@ -401,8 +405,37 @@ async fn store(secrets: &Api<Secret>, name: &str, mut s: Secret) -> Result<(), k
     last.map_or(Ok(()), Err)
 }
 
-/// Initializes through `client` and stores the result. The keys and the data key exist only in
-/// memory between the calls and are zeroized afterwards.
+/// Writes the operator's Kubernetes-auth role on a raft server with the root token from
+/// `sys/init` (see [`operator_auth::setup`]).
+async fn operator_role(
+    v: &Validated,
+    client: &Client,
+    root: Option<&str>,
+    operator: Option<&Identity>,
+) -> RoleSetup {
+    if matches!(v.storage, Storage::File) {
+        return RoleSetup::Skipped(
+            "file storage: the operator administers no raft cluster there".into(),
+        );
+    }
+    let Some(id) = operator else {
+        return RoleSetup::Skipped(operator_auth::no_identity(&v.namespace, &v.name));
+    };
+    let Some(root) = root else {
+        return RoleSetup::Failed("sys/init returned no root token".into());
+    };
+    match setup::run(client, root, id).await {
+        Ok(()) => RoleSetup::Created,
+        Err(e) => RoleSetup::Failed(format!(
+            "{e}. Until the role exists, upgrades and scaling wait (no root token fallback); create it by hand: {}",
+            operator_auth::manual_commands(&v.namespace, &v.name, v.scheme(), id)
+        )),
+    }
+}
+
+/// Initializes through `client` and stores the result; on a raft server then writes the
+/// operator's role with the root token (before revoking it, when asked). The keys and the data
+/// key exist only in memory between the calls and are zeroized afterwards.
 pub async fn initialize(
     secrets: &Api<Secret>,
     v: &Validated,
@@ -410,6 +443,7 @@ pub async fn initialize(
     pod: &str,
     client: &Client,
     kms: &dyn DataKeys,
+    operator: Option<&Identity>,
 ) -> Result<Initialized, InitError> {
     let name = v.init_secret_name();
     // The data key first: when KMS fails, nothing is created and nothing is initialized.
@@ -450,10 +484,12 @@ pub async fn initialize(
             name: name.clone(),
             source,
         })?;
+    let operator_role = operator_role(v, client, c.root_token.as_deref(), operator).await;
     if !v.init.revoke_root_token {
         return Ok(Initialized {
             secret: name,
             revoke: Revoke::NotRequested,
+            operator_role,
         });
     }
     let token = c.root_token.take().unwrap_or_default();
@@ -483,6 +519,7 @@ pub async fn initialize(
     Ok(Initialized {
         secret: name,
         revoke,
+        operator_role,
     })
 }
 

@@ -40,6 +40,9 @@ pub struct Context {
     pub secrets_role: Option<String>,
     /// The operator's token per raft server (`observe::token`).
     pub tokens: super::observe::token::TokenCache,
+    /// The operator's own ServiceAccount (the subject of its Kubernetes-auth role) and its
+    /// projected token file; `None` outside the chart (no token of its own then).
+    pub account: Option<super::operator_auth::Identity>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,5 @@
 //! Operator layer, HA step (upgrade) of a raft server: observes raft (`observe::raft`, with the
-//! operator's token from `observe::token`), asks the pure planner (`upgrade::plan`) for the
+//! operator's own Kubernetes-auth token from `observe::token`), asks the pure planner (`upgrade::plan`) for the
 //! next action given the step recorded in status, and carries it out. A pod is deleted with a
 //! precondition on its uid, so a deletion decided on an old observation never hits the pod the
 //! StatefulSet controller re-created under the same name; `sys/step-down` is called on the
@@ -39,7 +39,7 @@ pub async fn run(
         return Ok(None);
     }
     let http = observe::pods::pod_http(ctx, v).await?;
-    let token = observe::token::operator_token(ctx, v).await;
+    let token = observe::token::operator_token(ctx, v, pods, &http).await;
     let token_ref = token.as_ref().map(|t| t.as_str()).map_err(String::as_str);
     let raft = observe::raft::observe(pods, v.scheme(), &http, token_ref).await;
     if raft
@@ -47,7 +47,7 @@ pub async fn run(
         .as_ref()
         .is_err_and(|e| e.contains(" 403") || e.contains("permission denied"))
     {
-        // A revoked or replaced token: read it again next time.
+        // A revoked or expired token: log in again next time.
         ctx.tokens.forget(v);
     }
     let revision_known = update_revision.is_some();
@@ -64,6 +64,9 @@ pub async fn run(
         let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &v.namespace);
         if let Err(e) = act(&pods_api, pods, action, v.scheme(), &http, token_ref).await {
             tracing::warn!(secretserver = %key(ss), error = %e, "upgrade step failed");
+            if e.0.contains(" 403") || e.0.contains("permission denied") {
+                ctx.tokens.forget(v);
+            }
             act_error = Some(e.to_string());
         }
     }

@@ -35,6 +35,7 @@ fn context() -> (Arc<Context>, Handle) {
         kms: Arc::new(crate::operator::initsecret::kms::FakeKms::default()),
         secrets_role: None,
         tokens: Default::default(),
+        account: None,
     };
     (Arc::new(ctx), handle)
 }

@@ -136,7 +136,15 @@ async fn kms_failure_creates_no_marker_and_does_not_initialize() {
     );
     let r = tokio::time::timeout(
         Duration::from_secs(5),
-        initialize(&secrets, &v, SecretState::Absent, "vault-0", &client, &kms),
+        initialize(
+            &secrets,
+            &v,
+            SecretState::Absent,
+            "vault-0",
+            &client,
+            &kms,
+            None,
+        ),
     )
     .await
     .expect("returns at once");
@@ -185,6 +193,7 @@ async fn awskms_init_stores_an_envelope_and_keeps_the_root_token_by_default() {
         "vault-0",
         &client,
         &FakeKms::default(),
+        None,
     )
     .await
     .expect("initialized");
@@ -192,7 +201,10 @@ async fn awskms_init_stores_an_envelope_and_keeps_the_root_token_by_default() {
         done,
         Initialized {
             secret: "vault-init".into(),
-            revoke: Revoke::NotRequested
+            revoke: Revoke::NotRequested,
+            operator_role: RoleSetup::Skipped(crate::operator::operator_auth::no_identity(
+                "secrets", "vault"
+            )),
         }
     );
     let written = verifier.await.expect("verifier");
@@ -219,6 +231,7 @@ async fn revoke_root_token_revokes_it_after_storing_and_records_it() {
         "vault-0",
         &client,
         &FakeKms::default(),
+        None,
     )
     .await
     .expect("initialized");
@@ -256,6 +269,7 @@ async fn failed_revoke_keeps_the_stored_token_and_says_so() {
         "vault-0",
         &client,
         &FakeKms::default(),
+        None,
     )
     .await
     .expect("initialized");
@@ -297,9 +311,17 @@ async fn shamir_init_stores_plain_keys_without_kms() {
         respond(send, 200, &s);
         s
     });
-    initialize(&secrets, &v, SecretState::Absent, "shamir-0", &client, &kms)
-        .await
-        .expect("initialized");
+    initialize(
+        &secrets,
+        &v,
+        SecretState::Absent,
+        "shamir-0",
+        &client,
+        &kms,
+        None,
+    )
+    .await
+    .expect("initialized");
     let s = verifier.await.expect("verifier");
     assert_eq!(data(&s, "format"), "plain-v1");
     assert_eq!(data(&s, "root-token"), "hvs.SUPER-SECRET-ROOT-TOKEN");
