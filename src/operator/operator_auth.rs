@@ -310,4 +310,175 @@ mod tests {
             json!({"role": "sealkeep-operator", "jwt": "eyJ.x.y"})
         );
     }
+
+    fn id() -> Identity {
+        Identity::new(
+            Some("sealkeep-system"),
+            Some("sealkeep"),
+            PathBuf::from(DEFAULT_TOKEN_FILE),
+        )
+        .expect("valid")
+        .expect("present")
+    }
+
+    #[test]
+    fn the_one_line_policy_grants_the_same_as_the_written_one() {
+        let full = parse(&policy_hcl()).expect("full");
+        let line = parse(&policy_hcl_one_line()).expect("one line parses");
+        assert!(!policy_hcl_one_line().contains('\n'));
+        let (a, b) = (Acl::new([&full]), Acl::new([&line]));
+        for p in [
+            "sys/storage/raft/configuration",
+            "sys/storage/raft/autopilot/state",
+            "sys/step-down",
+            "sys/storage/raft/remove-peer",
+            "sys/storage/raft/snapshot",
+            "secret/data/x",
+        ] {
+            assert_eq!(a.capabilities(p), b.capabilities(p), "{p}");
+        }
+    }
+
+    #[test]
+    fn enable_and_config_bodies_use_the_in_cluster_api_server() {
+        assert_eq!(enable_request(), json!({"type": "kubernetes"}));
+        // No host, CA or reviewer JWT: the server completes them from its own pod
+        // (KUBERNETES_SERVICE_HOST, its ServiceAccount's CA and token).
+        let c = config_request();
+        assert!(c.get("kubernetes_host").is_none());
+        assert!(c.get("token_reviewer_jwt").is_none());
+        assert_eq!(c["disable_local_ca_jwt"], false);
+    }
+
+    #[test]
+    fn the_operators_identity_is_explicit_and_validated() {
+        let f = || PathBuf::from("/t");
+        assert_eq!(Identity::new(Some("ns"), None, f()), Ok(None));
+        assert_eq!(Identity::new(Some("ns"), Some("  "), f()), Ok(None));
+        assert_eq!(
+            Identity::new(Some("sealkeep-system"), Some("sealkeep"), f()),
+            Ok(Some(Identity {
+                namespace: "sealkeep-system".into(),
+                service_account: "sealkeep".into(),
+                token_file: f(),
+            }))
+        );
+        assert_eq!(
+            Identity::new(None, Some("sealkeep"), f()),
+            Err(IdentityError::NoNamespace("sealkeep".into()))
+        );
+        assert_eq!(
+            Identity::new(Some("ns"), Some("Sealkeep_Op"), f()),
+            Err(IdentityError::ServiceAccount("Sealkeep_Op".into()))
+        );
+        assert_eq!(
+            Identity::new(Some("a.b"), Some("op"), f()),
+            Err(IdentityError::Namespace("a.b".into()))
+        );
+        // ServiceAccount names are DNS subdomains: dots are fine.
+        assert!(matches!(
+            Identity::new(Some("ns"), Some("op.v2"), f()),
+            Ok(Some(_))
+        ));
+        let msg = IdentityError::NoNamespace("op".into()).to_string();
+        assert!(msg.contains("POD_NAMESPACE"), "{msg}");
+    }
+
+    #[test]
+    fn login_failures_are_classified_from_the_servers_answers() {
+        // What this server answers (server::http::auth_kubernetes).
+        assert_eq!(
+            classify_login(
+                400,
+                r#"{"errors":["invalid role name \"sealkeep-operator\""]}"#
+            ),
+            LoginFailure::NoRole
+        );
+        assert_eq!(
+            classify_login(
+                404,
+                r#"{"errors":["kubernetes auth is not enabled: enable it"]}"#
+            ),
+            LoginFailure::NoRole
+        );
+        assert!(matches!(
+            classify_login(
+                500,
+                r#"{"errors":["TokenReview at https://10.0.0.1:443 failed: HTTP 403"]}"#
+            ),
+            LoginFailure::Review(_)
+        ));
+        assert_eq!(
+            classify_login(403, r#"{"errors":["permission denied"]}"#),
+            LoginFailure::Denied
+        );
+        assert!(matches!(
+            classify_login(503, r#"{"errors":["Vault is sealed"]}"#),
+            LoginFailure::Other(m) if m.contains("503")
+        ));
+    }
+
+    #[test]
+    fn without_the_role_the_status_gives_the_exact_commands_and_no_root_fallback() {
+        let m = explain(&LoginFailure::NoRole, "payments", "vault", "https", &id());
+        for want in [
+            "no Kubernetes-auth role sealkeep-operator",
+            "never falls back to a root token",
+            "Secret vault-init",
+            "vault operator generate-root",
+            "kubectl -n payments port-forward svc/vault 8200:8200",
+            "VAULT_ADDR=https://127.0.0.1:8200",
+            "vault auth enable kubernetes",
+            "vault write -f auth/kubernetes/config",
+            "vault policy write sealkeep-operator -",
+            "vault write auth/kubernetes/role/sealkeep-operator bound_service_account_names=sealkeep bound_service_account_namespaces=sealkeep-system audience=sealkeep token_policies=sealkeep-operator token_ttl=15m token_max_ttl=15m",
+        ] {
+            assert!(m.contains(want), "missing {want:?} in {m}");
+        }
+        assert!(m.contains(&policy_hcl_one_line()));
+        let r = explain(
+            &LoginFailure::Review("TokenReview at h failed".into()),
+            "payments",
+            "vault",
+            "http",
+            &id(),
+        );
+        assert!(
+            r.contains("system:auth-delegator") && r.contains("TokenReview at h failed"),
+            "{r}"
+        );
+        let d = explain(&LoginFailure::Denied, "payments", "vault", "http", &id());
+        assert!(
+            d.contains("audience sealkeep") && d.contains("bound_service_account_names=sealkeep"),
+            "{d}"
+        );
+        let n = no_identity("payments", "vault");
+        assert!(
+            n.contains("POD_SERVICE_ACCOUNT") && n.contains("never falls back"),
+            "{n}"
+        );
+    }
+
+    /// The chart gives the operator what it logs in with: its ServiceAccount name through the
+    /// downward API and a projected token with the role's audience where the flag's default
+    /// looks.
+    #[test]
+    fn the_chart_mounts_the_login_token_with_the_roles_audience() {
+        let d = include_str!("../../charts/sealkeep/templates/deployment.yaml");
+        assert!(
+            d.contains("- name: POD_SERVICE_ACCOUNT\n              valueFrom: { fieldRef: { fieldPath: spec.serviceAccountName } }"),
+            "POD_SERVICE_ACCOUNT from the downward API"
+        );
+        assert!(d.contains(&format!("audience: {AUDIENCE}\n")));
+        let dir = DEFAULT_TOKEN_FILE.strip_suffix("/token").expect("…/token");
+        assert!(
+            d.contains(&format!("mountPath: {dir}\n")),
+            "mounted at {dir}"
+        );
+        let vol = d
+            .split("- name: sealkeep-token\n          projected:")
+            .nth(1)
+            .expect("the volume");
+        assert!(vol.trim_start().starts_with("sources:\n              - serviceAccountToken:\n                  audience: sealkeep"), "{vol}");
+    }
 }

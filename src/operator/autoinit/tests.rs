@@ -7,6 +7,7 @@ use crate::operator::initsecret::{Stored, open, parse};
 
 mod formation;
 mod initialize;
+mod operator_role;
 
 use crate::api_client::{SealBackendStatus, SealStatus};
 use crate::operator::crd::SecretServer;

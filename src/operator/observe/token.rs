@@ -235,4 +235,63 @@ mod tests {
             Some("tok-a2")
         );
     }
+
+    fn obs(name: &str, ip: Option<&str>, sealed: bool, standby: Option<bool>) -> PodObservation {
+        use crate::api_client::{Health, SealStatus};
+        let seal: SealStatus = serde_json::from_value(serde_json::json!({
+            "type": "awskms", "initialized": true, "sealed": sealed, "t": 1, "n": 1, "progress": 0,
+        }))
+        .expect("seal status");
+        let health = standby.map(|standby| {
+            serde_json::from_value::<Health>(serde_json::json!({
+                "initialized": true, "sealed": sealed, "standby": standby,
+            }))
+            .expect("health")
+        });
+        PodObservation {
+            pod: super::super::PodView {
+                name: name.into(),
+                ip: ip.map(Into::into),
+                ..Default::default()
+            },
+            answer: super::super::Answer::Answered {
+                seal,
+                health,
+                backend: None,
+            },
+        }
+    }
+
+    #[test]
+    fn the_login_goes_to_the_active_pod_else_any_unsealed_one() {
+        let pods = [
+            obs("vault-0", Some("10.0.0.1"), true, Some(true)),
+            obs("vault-1", Some("10.0.0.2"), false, Some(true)),
+            obs("vault-2", Some("10.0.0.3"), false, Some(false)),
+        ];
+        assert_eq!(login_pod(&pods), Some(("vault-2", "10.0.0.3")));
+        assert_eq!(login_pod(&pods[..2]), Some(("vault-1", "10.0.0.2")));
+        // Sealed, or unsealed without an IP: nobody to ask.
+        let none = [
+            obs("vault-0", Some("10.0.0.1"), true, None),
+            obs("vault-1", None, false, Some(false)),
+        ];
+        assert_eq!(login_pod(&none), None);
+    }
+
+    #[test]
+    fn forget_drops_only_that_servers_token() {
+        let v = crate::operator::build::fixtures::awskms_role();
+        let cache = TokenCache::default();
+        let t0 = Instant::now();
+        cache.put(cache_key(&v), Zeroizing::new("t".into()), t0, 900);
+        cache.put("other/x/1".into(), Zeroizing::new("u".into()), t0, 900);
+        assert_eq!(
+            cache_key(&v),
+            format!("secrets/vault/{}", crate::operator::build::fixtures::UID)
+        );
+        cache.forget(&v);
+        assert!(cache.get(&cache_key(&v), t0).is_none());
+        assert!(cache.get("other/x/1", t0).is_some());
+    }
 }

@@ -14,7 +14,7 @@ use kube::client::Body;
 use super::*;
 use crate::operator::initsecret::kms::KmsErrorClass;
 
-type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+pub(super) type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 
 /// What the fake pod saw.
 #[derive(Default)]
@@ -66,7 +66,7 @@ async fn pod_server(revoke_status: StatusCode) -> (Client, Arc<Mutex<PodLog>>) {
     (client, log)
 }
 
-fn api() -> (Api<Secret>, Handle) {
+pub(super) fn api() -> (Api<Secret>, Handle) {
     let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = kube::Client::new(svc, "secrets");
     (Api::namespaced(client, "secrets"), handle)
@@ -87,7 +87,7 @@ fn respond(send: tower_test::mock::SendResponse<Response<Body>>, code: u16, s: &
 }
 
 /// Serves the marker `create`, then `puts` replaces; returns the Secrets written.
-async fn expect_marker_then_replaces(mut handle: Handle, puts: usize) -> Vec<Secret> {
+pub(super) async fn expect_marker_then_replaces(mut handle: Handle, puts: usize) -> Vec<Secret> {
     let (req, send) = handle.next_request().await.expect("create");
     assert_eq!(req.method(), http::Method::POST);
     assert_eq!(req.uri().path(), "/api/v1/namespaces/secrets/secrets");
@@ -110,7 +110,7 @@ async fn expect_marker_then_replaces(mut handle: Handle, puts: usize) -> Vec<Sec
     written
 }
 
-fn opened(s: &Secret) -> InitContents {
+pub(super) fn opened(s: &Secret) -> InitContents {
     let data = s.data.as_ref().expect("data");
     for (k, b) in data {
         let text = String::from_utf8_lossy(&b.0);
