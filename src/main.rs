@@ -35,7 +35,7 @@ enum Command {
     /// Run the secrets server.
     Server(ServerArgs),
     /// Run the operator: reconcile SecretServer resources into auto-unsealed servers.
-    Operator(OperatorArgs),
+    Operator(Box<OperatorArgs>),
     /// Print the SecretServer CustomResourceDefinition as YAML (what crds/ holds).
     Crd {
         /// Print the field reference as Markdown instead (what docs/secretserver.md holds).
@@ -203,10 +203,10 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Operator(OperatorArgs {
-            command: Some(OperatorCommand::Migrate(args)),
-            ..
-        }) => {
+        Command::Operator(mut op) if matches!(op.command, Some(OperatorCommand::Migrate(_))) => {
+            let Some(OperatorCommand::Migrate(args)) = op.command.take() else {
+                return ExitCode::FAILURE;
+            };
             let opts = sealkeep::cmd::migrate::MigrateOptions {
                 config: args.config,
                 start: args.start,
@@ -214,7 +214,7 @@ fn main() -> ExitCode {
             };
             ExitCode::from(runtime.block_on(sealkeep::cmd::migrate::run(&opts)))
         }
-        Command::Operator(args) => match runtime.block_on(run_operator(args)) {
+        Command::Operator(args) => match runtime.block_on(run_operator(*args)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("Error: {e:#}");

@@ -145,7 +145,9 @@ pub struct KubernetesAuthSpec {
     /// Grant the server's ServiceAccount `system:auth-delegator` (a ClusterRoleBinding the
     /// operator creates and removes with the SecretServer), so the server can review tokens.
     /// Enable the method itself in the server with `vault auth enable kubernetes`. Only with
-    /// the ServiceAccount the operator creates: not with `serviceAccount.name`.
+    /// the ServiceAccount the operator creates: not with `serviceAccount.name`. Raft servers
+    /// get the binding either way (with the ServiceAccount the operator creates): the operator
+    /// logs in to them with its own Kubernetes-auth role, which it writes at auto-init.
     #[serde(default)]
     pub enabled: bool,
 }
