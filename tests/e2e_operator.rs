@@ -173,6 +173,28 @@ fn awskms_irsa_server_autoinits_unseals_survives_pod_and_cr_deletion() {
     let evs = events(ns);
     assert!(evs.iter().any(|(_, r, _)| r == "Initialized"), "{evs:?}");
     assert!(evs.iter().any(|(_, r, _)| r == "Unsealed"), "{evs:?}");
+    // Issue 14: at init the operator wrote its own Kubernetes-auth role (raft server), the
+    // server's ServiceAccount may review tokens, and the operator logs in with its projected
+    // token instead of using the root token.
+    assert!(
+        evs.iter().any(|(_, r, _)| r == "OperatorRoleCreated"),
+        "{evs:?}\n{}",
+        op.log_text()
+    );
+    assert!(
+        kubectl(&[
+            "get",
+            "clusterrolebinding",
+            &format!("sealkeep:{ns}:vault:auth-delegator")
+        ])
+        .0,
+        "the raft server's ServiceAccount is bound to system:auth-delegator"
+    );
+    wait_for(
+        "the operator's Kubernetes-auth login",
+        Duration::from_secs(60),
+        || op.log_text().contains("logged in with the operator's role"),
+    );
 
     let (_, metrics) = op.get("/metrics").expect("metrics");
     assert!(

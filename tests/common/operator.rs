@@ -116,6 +116,27 @@ pub fn operator_kubeconfig() -> &'static PathBuf {
     })
 }
 
+/// The e2e operator's login token for the SecretServers' Kubernetes auth: what the chart's
+/// projected volume holds (audience `sealkeep`), in a file the operator reads per login.
+pub fn login_token_file() -> &'static PathBuf {
+    static F: OnceLock<PathBuf> = OnceLock::new();
+    F.get_or_init(|| {
+        operator_kubeconfig();
+        let token = kubectl_ok(&[
+            "-n",
+            OPERATOR_NS,
+            "create",
+            "token",
+            OPERATOR_SA,
+            "--audience=sealkeep",
+            "--duration=3h",
+        ]);
+        let path = scratch_dir().join("operator-login-token");
+        std::fs::write(&path, token.trim()).expect("write the login token");
+        path
+    })
+}
+
 /// The chart's ValidatingAdmissionPolicy and its binding, rendered by Helm for the e2e
 /// operator's ServiceAccount.
 pub fn admission_policy() -> String {
@@ -209,6 +230,7 @@ impl Operator {
 
     fn spawn(ns: &str, identity: &str, extra: &[&str], aws: bool) -> Self {
         let kubeconfig = operator_kubeconfig();
+        let login_token = login_token_file();
         grant_secrets(ns);
         let log = scratch_dir().join(format!("operator-{identity}.log"));
         let metrics_port = super::free_port();
@@ -237,6 +259,13 @@ impl Operator {
                 IMAGE,
                 "--identity",
                 identity,
+                // What the chart passes through the downward API and a projected volume.
+                "--service-account",
+                OPERATOR_SA,
+                "--service-account-namespace",
+                OPERATOR_NS,
+                "--login-token-file",
+                &login_token.display().to_string(),
             ])
             .args(extra)
             .stdout(Stdio::null())
