@@ -577,3 +577,88 @@ fn two_operators_share_one_lease_and_hand_over_on_shutdown() {
     drop(b);
     kubectl_ok(&["delete", "namespace", ns, "--wait=false"]);
 }
+
+/// Issue 14: a 3-replica raft server whose root token was revoked at init is upgraded (standbys,
+/// step-down, the old leader) with the operator's own Kubernetes-auth token: the role it wrote
+/// at init, the server reviewing the operator's token (auth-delegator), no root token anywhere.
+#[test]
+#[ignore = "needs testenv (root, Go-built control plane): scripts/e2e.sh runs it"]
+fn raft_upgrade_runs_on_the_operators_own_token_with_the_root_token_revoked() {
+    let ns = "e2e-op-raft";
+    namespace(ns);
+    let op = Operator::start(ns);
+    let yaml = awskms_server(ns, "ha", &kms_alias(), &moto_url()).replacen(
+        "spec:\n",
+        "spec:\n  replicas: 3\n  init:\n    revokeRootToken: true\n",
+        1,
+    );
+    apply(&yaml);
+    let ready3 =
+        |s: &serde_json::Value| s["status"]["ready"] == "3/3" && condition(s, "Ready").0 == "True";
+    let s = wait_sks(ns, "ha", "Ready 3/3", Duration::from_secs(240), ready3);
+    let evs = events(ns);
+    assert!(
+        evs.iter().any(|(_, r, _)| r == "OperatorRoleCreated"),
+        "{evs:?}"
+    );
+    assert!(
+        evs.iter().any(|(_, r, _)| r == "RootTokenRevoked"),
+        "{evs:?}"
+    );
+    let leader_before = s["status"]["active"].as_str().unwrap_or("").to_owned();
+    let uids: Vec<Option<String>> = (0..3).map(|i| pod_uid(ns, &format!("ha-{i}"))).collect();
+
+    // A config change: every pod is replaced by the operator, the leader last.
+    let env = format!(
+        "{{\"spec\":{{\"env\":[{{\"name\":\"AWS_ENDPOINT_URL_STS\",\"value\":\"{}\"}},{{\"name\":\"E2E_UPGRADE\",\"value\":\"1\"}}]}}}}",
+        moto_url()
+    );
+    kubectl_ok(&[
+        "-n",
+        ns,
+        "patch",
+        "secretserver",
+        "ha",
+        "--type",
+        "merge",
+        "-p",
+        &env,
+    ]);
+    let s = wait_sks(
+        ns,
+        "ha",
+        "every pod replaced, Ready 3/3 again",
+        Duration::from_secs(420),
+        |s| {
+            ready3(s)
+                && condition(s, "Upgrading").1 == "UpToDate"
+                && (0..3).all(|i| {
+                    let now = pod_uid(ns, &format!("ha-{i}"));
+                    now.is_some() && now != uids[i]
+                })
+        },
+    );
+    assert_ne!(
+        condition(&s, "Upgrading").1,
+        "UpgradeBlocked",
+        "{}",
+        op.log_text()
+    );
+    assert!(
+        op.log_text().contains("logged in with the operator's role"),
+        "the operator used its own token"
+    );
+    eprintln!(
+        "leader before {leader_before}, after {}",
+        s["status"]["active"]
+    );
+    kubectl_ok(&[
+        "-n",
+        ns,
+        "delete",
+        "secretserver",
+        "ha",
+        "--wait=true",
+        "--timeout=120s",
+    ]);
+}

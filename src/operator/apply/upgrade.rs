@@ -1,9 +1,9 @@
 //! Operator layer, HA step (upgrade) of a raft server: observes raft (`observe::raft`, with the
-//! operator's own Kubernetes-auth token from `observe::token`), asks the pure planner (`upgrade::plan`) for the
-//! next action given the step recorded in status, and carries it out. A pod is deleted with a
-//! precondition on its uid, so a deletion decided on an old observation never hits the pod the
-//! StatefulSet controller re-created under the same name; `sys/step-down` is called on the
-//! leader with the operator's token. API and network I/O; [`delete_params`] is pure.
+//! operator's own Kubernetes-auth token from `observe::token`), asks the pure planner
+//! (`upgrade::plan`) for the next action given the step recorded in status, and carries it out.
+//! A pod is deleted with a precondition on its uid, so a deletion decided on an old observation
+//! never hits the pod the StatefulSet controller re-created under the same name;
+//! `sys/step-down` is called on the leader with the operator's token. API and network I/O; [`delete_params`] is pure.
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;

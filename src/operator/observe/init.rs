@@ -126,7 +126,7 @@ async fn auto_initialize(
                         ss,
                         false,
                         "OperatorRoleCreated",
-                        format!("enabled Kubernetes auth and wrote the policy and role {} the operator logs in with (its own least-privilege token; the root token is not used after init)", operator_auth::ROLE_NAME),
+                        format!("Kubernetes auth is enabled and configured, and the policy and role {} the operator logs in with are written (its own least-privilege token; the operator does not use the root token after init)", operator_auth::ROLE_NAME),
                     )
                     .await;
                 }
