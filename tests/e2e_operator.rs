@@ -662,3 +662,86 @@ fn raft_upgrade_runs_on_the_operators_own_token_with_the_root_token_revoked() {
         "--timeout=120s",
     ]);
 }
+
+/// Issue 14: a raft server initialized without the operator's role (here by an operator that
+/// did not know its ServiceAccount, as before the role existed) is never upgraded with the root
+/// token: the upgrade waits, and the status says why and gives the commands that create the
+/// role.
+#[test]
+#[ignore = "needs testenv (root, Go-built control plane): scripts/e2e.sh runs it"]
+fn a_raft_server_without_the_operators_role_blocks_upgrades_with_the_commands() {
+    let ns = "e2e-op-norole";
+    namespace(ns);
+    let mut op = Operator::start_without_account(ns);
+    let yaml = awskms_server(ns, "ha", &kms_alias(), &moto_url()).replacen(
+        "spec:\n",
+        "spec:\n  replicas: 3\n",
+        1,
+    );
+    apply(&yaml);
+    let ready3 =
+        |s: &serde_json::Value| s["status"]["ready"] == "3/3" && condition(s, "Ready").0 == "True";
+    wait_sks(ns, "ha", "Ready 3/3", Duration::from_secs(240), ready3);
+    let evs = events(ns);
+    assert!(
+        evs.iter().any(|(t, r, m)| t == "Warning"
+            && r == "OperatorRoleNotCreated"
+            && m.contains("POD_SERVICE_ACCOUNT")),
+        "{evs:?}"
+    );
+    assert!(op.terminate(), "clean shutdown");
+    // The operator with its identity: it logs in, the server has no role.
+    let op = Operator::start(ns);
+    let uids: Vec<Option<String>> = (0..3).map(|i| pod_uid(ns, &format!("ha-{i}"))).collect();
+    let env = format!(
+        "{{\"spec\":{{\"env\":[{{\"name\":\"AWS_ENDPOINT_URL_STS\",\"value\":\"{}\"}},{{\"name\":\"E2E_UPGRADE\",\"value\":\"1\"}}]}}}}",
+        moto_url()
+    );
+    kubectl_ok(&[
+        "-n",
+        ns,
+        "patch",
+        "secretserver",
+        "ha",
+        "--type",
+        "merge",
+        "-p",
+        &env,
+    ]);
+    let s = wait_sks(
+        ns,
+        "ha",
+        "Upgrading UpgradeBlocked with the role commands",
+        Duration::from_secs(120),
+        |s| {
+            let (_, reason, msg) = condition(s, "Upgrading");
+            reason == "UpgradeBlocked" && msg.contains("no Kubernetes-auth role sealkeep-operator")
+        },
+    );
+    let msg = condition(&s, "Upgrading").2;
+    for want in [
+        "never falls back to a root token",
+        "vault write auth/kubernetes/role/sealkeep-operator bound_service_account_names=sealkeep-operator bound_service_account_namespaces=sealkeep-system",
+        "kubectl -n e2e-op-norole port-forward svc/ha 8200:8200",
+    ] {
+        assert!(msg.contains(want), "missing {want:?} in {msg}");
+    }
+    // Nothing was replaced.
+    std::thread::sleep(Duration::from_secs(5));
+    let now: Vec<Option<String>> = (0..3).map(|i| pod_uid(ns, &format!("ha-{i}"))).collect();
+    assert_eq!(
+        now,
+        uids,
+        "no pod is replaced without the operator's token\n{}",
+        op.log_text()
+    );
+    kubectl_ok(&[
+        "-n",
+        ns,
+        "delete",
+        "secretserver",
+        "ha",
+        "--wait=true",
+        "--timeout=120s",
+    ]);
+}

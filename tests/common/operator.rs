@@ -220,15 +220,21 @@ impl Operator {
     }
 
     pub fn start_with(ns: &str, identity: &str, extra: &[&str]) -> Self {
-        Self::spawn(ns, identity, extra, true)
+        Self::spawn(ns, identity, extra, true, true)
+    }
+
+    /// An operator that does not know its own ServiceAccount (run outside the chart): it writes
+    /// no Kubernetes-auth role at init and has no token of its own.
+    pub fn start_without_account(ns: &str) -> Self {
+        Self::spawn(ns, &format!("e2e-{ns}-noaccount"), &[], true, false)
     }
 
     /// An operator with no AWS identity at all: it cannot get KMS data keys.
     pub fn start_without_aws(ns: &str) -> Self {
-        Self::spawn(ns, &format!("e2e-{ns}-noaws"), &[], false)
+        Self::spawn(ns, &format!("e2e-{ns}-noaws"), &[], false, true)
     }
 
-    fn spawn(ns: &str, identity: &str, extra: &[&str], aws: bool) -> Self {
+    fn spawn(ns: &str, identity: &str, extra: &[&str], aws: bool, account: bool) -> Self {
         let kubeconfig = operator_kubeconfig();
         let login_token = login_token_file();
         grant_secrets(ns);
@@ -248,7 +254,7 @@ impl Operator {
                 .env("AWS_ACCESS_KEY_ID", "testing")
                 .env("AWS_SECRET_ACCESS_KEY", "testing");
         }
-        let child = command
+        command
             .args([
                 "operator",
                 "--namespace",
@@ -259,15 +265,20 @@ impl Operator {
                 IMAGE,
                 "--identity",
                 identity,
-                // What the chart passes through the downward API and a projected volume.
+            ])
+            .args(extra);
+        if account {
+            // What the chart passes through the downward API and a projected volume.
+            command.args([
                 "--service-account",
                 OPERATOR_SA,
                 "--service-account-namespace",
                 OPERATOR_NS,
                 "--login-token-file",
                 &login_token.display().to_string(),
-            ])
-            .args(extra)
+            ]);
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
