@@ -7,6 +7,9 @@ use serde::Deserialize;
 
 /// How long `sys/step-down` may take: the server waits up to 2 s for leadership to move.
 pub const STEP_DOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `sys/init` may take (KMS calls, raft bootstrap): a client that gives up early
+/// while the server finishes the init loses the root token and key shares it returns.
+pub const INIT_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -308,7 +311,8 @@ impl Client {
             }
         };
         let url = format!("{}/v1/sys/init", self.addr);
-        self.send(self.http.put(&url).json(&body)).await
+        self.send(self.http.put(&url).timeout(INIT_TIMEOUT).json(&body))
+            .await
     }
 
     /// `POST /v1/auth/token/revoke-self` with `token`: revokes the token that makes the call
