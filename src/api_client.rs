@@ -7,8 +7,9 @@ use serde::Deserialize;
 
 /// How long `sys/step-down` may take: the server waits up to 2 s for leadership to move.
 pub const STEP_DOWN_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long `sys/init` may take (KMS calls, raft bootstrap): a client that gives up early
-/// while the server finishes the init loses the root token and key shares it returns.
+/// How long `sys/init` may take (KMS calls, raft bootstrap), whatever the client's own
+/// timeout: a client that gives up while the server finishes the init loses the root token
+/// and key shares it returns (the server completes the request either way).
 pub const INIT_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]

@@ -4,6 +4,7 @@
 mod audit;
 mod auth_kubernetes;
 mod caller;
+mod complete;
 mod envelope;
 mod error;
 mod health;
@@ -148,21 +149,18 @@ pub fn router(state: AppState) -> Router {
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
-/// Runs the request in a task of its own, inside its storage fence (when it arrived, and the
-/// leadership its reads were confirmed under: [`crate::server::physical::ReadFence`]), and
-/// waits for it.
-///
-/// In its own task, a request runs to completion even when its client goes away (hyper then
-/// drops this future, and with it the wait, not the work). A handler that was cancelled
-/// half-way would release its key lock while the write it proposed is still on its way to
-/// being applied; the next write of that key would then read the key's metadata without it
-/// and number its version the same, and one of the two would silently overwrite the other.
-/// Go's HTTP server, and so Vault, never cancels a handler either.
+/// Runs the request inside its storage fence (when it arrived, and the leadership its reads
+/// were confirmed under: [`crate::server::physical::ReadFence`]) and to its end, even when its
+/// client goes away ([`complete::Completing`]: a handler cancelled half-way could release a
+/// key lock while its write is still on its way to being applied). A handler that panics
+/// answers 500 instead of taking the connection down.
 async fn run_to_completion(req: Request, next: Next) -> Response {
-    match tokio::spawn(ReadFence::scope(next.run(req))).await {
+    use futures::FutureExt;
+    let request = std::panic::AssertUnwindSafe(ReadFence::scope(next.run(req))).catch_unwind();
+    match complete::Completing::new(request).await {
         Ok(resp) => resp,
-        Err(e) => {
-            tracing::error!(error = %e, "a request handler failed");
+        Err(_) => {
+            tracing::error!("a request handler panicked (its message is above in the log)");
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the request handler failed (see the server log); whether the request took effect is unknown: read the data back before you retry it",

@@ -223,11 +223,8 @@ impl Core {
                     return;
                 }
                 for target in core.joins.clone() {
-                    let joined = match join_request(&target) {
-                        Ok(req) => core.raft_join(&req).await,
-                        Err(e) => Err(e),
-                    };
-                    match joined {
+                    let joined = async { core.raft_join(&join_request(&target)?).await };
+                    match joined.await {
                         Ok(()) => return,
                         Err(e) => tracing::warn!(
                             leader = %target.leader_api_addr,

@@ -3,11 +3,18 @@
 //!
 //! openraft already serialises the calls into the log store and into the state machine (each
 //! takes `&mut self`), so there is nothing to batch across callers here: each job is one redb
-//! write transaction, committed once. The thread exists so that the blocking commit (its fsync)
-//! runs off the async runtime without a blocking-pool hop per call (the hop the file backend
-//! measured as costly, see `file.rs`), and so that all writes to one file happen in the order
-//! they were submitted. Reads do not go through it: redb read transactions are MVCC snapshots
-//! that run on the caller's thread.
+//! write transaction. The thread exists so that the blocking commit (its fsync) runs off the
+//! async runtime without a blocking-pool hop per call (the hop the file backend measured as
+//! costly, see `file.rs`), and so that all writes to one file happen in the order they were
+//! submitted. Reads do not go through it: redb read transactions are MVCC snapshots that run
+//! on the caller's thread.
+//!
+//! **Deferred sync** ([`DbThread::run_then_sync`]): a job may commit without an fsync
+//! (`Durability::None`: visible at once, durable with the next durable commit) and leave a
+//! callback for when it is durable. Once the queue is empty the thread makes one durable commit,
+//! which syncs every earlier commit, and calls all the callbacks waiting for it. The caller
+//! goes on as soon as its commit is visible: the raft log's append returns, and the leader
+//! replicates the entries while their fsync runs.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -20,7 +27,17 @@ use tokio::sync::oneshot;
 
 use super::types::io_err;
 
-type Job = Box<dyn FnOnce(&Database) + Send>;
+type Job = Box<dyn FnOnce(&Database, &mut Vec<OnDurable>) + Send>;
+
+/// A job that answers its caller.
+type Answering<T> = Box<dyn FnOnce(&Database, &mut Vec<OnDurable>) -> io::Result<T> + Send>;
+
+/// Called once the commits made before it are durable (or with the error of the sync).
+type OnDurable = Box<dyn FnOnce(io::Result<()>) + Send>;
+
+/// At most this many jobs run between two deferred syncs, so a busy queue cannot hold the
+/// callbacks back for long.
+const MAX_JOBS_PER_SYNC: usize = 64;
 
 /// The handle to the thread; dropping it stops the thread after the queued jobs ran.
 pub(crate) struct DbThread {
@@ -35,8 +52,18 @@ impl DbThread {
         let thread = std::thread::Builder::new()
             .name(name.to_owned())
             .spawn(move || {
+                let mut waiting: Vec<OnDurable> = Vec::new();
                 while let Ok(job) = rx.recv() {
-                    job(&db);
+                    job(&db, &mut waiting);
+                    for _ in 1..MAX_JOBS_PER_SYNC {
+                        match rx.try_recv() {
+                            Ok(job) => job(&db, &mut waiting),
+                            Err(_) => break,
+                        }
+                    }
+                    if !waiting.is_empty() {
+                        sync(&db, waiting.drain(..));
+                    }
                 }
             })
             .map_err(|e| {
@@ -58,9 +85,36 @@ impl DbThread {
         T: Send + 'static,
         F: FnOnce(&Database) -> io::Result<T> + Send + 'static,
     {
+        self.submit(Box::new(move |db, _| job(db))).await
+    }
+
+    /// Runs `job` (which commits with `Durability::None`) and waits until its commit is
+    /// visible; `on_durable` is called from the thread once a later sync made it durable, or
+    /// right away with `job`'s error if it failed.
+    pub(crate) async fn run_then_sync<T, F>(
+        &self,
+        job: F,
+        on_durable: impl FnOnce(io::Result<()>) + Send + 'static,
+    ) -> io::Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Database) -> io::Result<T> + Send + 'static,
+    {
+        self.submit(Box::new(move |db, waiting: &mut Vec<OnDurable>| {
+            let result = job(db);
+            match &result {
+                Ok(_) => waiting.push(Box::new(on_durable)),
+                Err(e) => on_durable(Err(io::Error::new(e.kind(), e.to_string()))),
+            }
+            result
+        }))
+        .await
+    }
+
+    async fn submit<T: Send + 'static>(&self, job: Answering<T>) -> io::Result<T> {
         let (reply, done) = oneshot::channel();
-        let boxed: Job = Box::new(move |db| {
-            let _ = reply.send(job(db));
+        let boxed: Job = Box::new(move |db, waiting| {
+            let _ = reply.send(job(db, waiting));
         });
         let stopped = || {
             io_err(
@@ -88,6 +142,18 @@ impl Drop for DbThread {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// Makes every earlier commit durable (one durable commit of nothing) and tells `waiting`.
+fn sync(db: &Database, waiting: impl Iterator<Item = OnDurable>) {
+    let result = write_txn(db, Durability::Immediate, |_| Ok(())).map_err(|e| e.to_string());
+    for on_durable in waiting {
+        on_durable(
+            result
+                .clone()
+                .map_err(|e| io_err("cannot make the raft log durable", e)),
+        );
     }
 }
 

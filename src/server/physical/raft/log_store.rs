@@ -3,12 +3,13 @@
 //!
 //! Group commit: openraft hands `append` a batch of entries (everything its log task collected
 //! since the last append); the batch is one redb write transaction committed with
-//! `Durability::Immediate`, one fsync for the whole batch. redb makes a commit visible and
-//! durable at once, so `append` returns after that commit (the entries are then readable, as
-//! openraft requires) and calls openraft's flush callback right after, never before.
-//! `save_vote`, `truncate_after` and `purge` commit with `Immediate` as well; `save_committed`
-//! commits with `Durability::None`: it becomes durable with the next fsync of any other write,
-//! which is all openraft needs from it (the state machine here is durable on its own).
+//! `Durability::None`, so `append` returns as soon as the entries are readable (as openraft
+//! requires) and the leader replicates them while the writer thread syncs: one fsync for every
+//! batch that arrived meanwhile, after which openraft's flush callback is called, never before.
+//! openraft counts an entry towards its commit only once that callback said it is on disk.
+//! `save_vote`, `truncate_after` and `purge` commit with `Immediate`; `save_committed` commits
+//! with `Durability::None`: it becomes durable with the next sync, which is all openraft needs
+//! from it (after a crash the state machine replays from the log, see `state_machine.rs`).
 //!
 //! All writes go through one writer thread in submission order (openraft requires log and vote
 //! writes to be serialised); reads are redb read transactions on the caller's task.
@@ -187,30 +188,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .into_iter()
             .map(|entry| Ok((entry.index(), encode(&entry)?)))
             .collect::<io::Result<Vec<(u64, Vec<u8>)>>>()?;
-        let result = self
-            .writer
-            .run(move |db| {
-                write_txn(db, Durability::Immediate, |txn| {
-                    let mut table = txn.open_table(LOGS).map_err(|e| io_err("raft log", e))?;
-                    for (index, bytes) in &encoded {
-                        table
-                            .insert(*index, bytes.as_slice())
-                            .map_err(|e| io_err("raft log", e))?;
-                    }
-                    Ok(())
-                })
-            })
-            .await;
-        match result {
-            Ok(()) => {
-                callback.io_completed(Ok(()));
-                Ok(())
-            }
-            Err(e) => {
-                callback.io_completed(Err(io::Error::new(e.kind(), e.to_string())));
-                Err(e)
-            }
-        }
+        // Visible when this returns (openraft reads the entries back to replicate them), durable
+        // when the writer thread's next sync calls `callback`; the leader replicates meanwhile.
+        self.writer
+            .run_then_sync(
+                move |db| {
+                    write_txn(db, Durability::None, |txn| {
+                        let mut table = txn.open_table(LOGS).map_err(|e| io_err("raft log", e))?;
+                        for (index, bytes) in &encoded {
+                            table
+                                .insert(*index, bytes.as_slice())
+                                .map_err(|e| io_err("raft log", e))?;
+                        }
+                        Ok(())
+                    })
+                },
+                move |durable| callback.io_completed(durable),
+            )
+            .await
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {

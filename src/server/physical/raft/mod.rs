@@ -420,7 +420,11 @@ impl RaftBackend {
         match answer.await {
             Ok(Ok(_)) => Ok(()),
             Err(_) => Err(self.write_error(RaftError::Fatal(Fatal::Stopped), what)),
-            Ok(Err(ClientWriteError::ForwardToLeader(f))) => {
+            // Refused for the condition (this node no longer holds that term of office), or
+            // for the reasons any write is (a lapsed lease, a handover under way).
+            Ok(Err(ClientWriteError::ForwardToLeader(f)))
+                if self.leadership() != Some(read_under) =>
+            {
                 Err(self.leadership_changed(read_under, f.leader_id, f.leader_node))
             }
             Ok(Err(e)) => Err(self.write_error(RaftError::APIError(e), what)),

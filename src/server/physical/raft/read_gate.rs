@@ -192,29 +192,33 @@ mod tests {
 
     use super::*;
 
-    /// A gate whose confirmation counts its calls, takes `delay`, and fails from call
-    /// `fail_from` on.
-    fn counting(delay: Duration, fail_from: u64) -> (ReadGate, Arc<AtomicU64>) {
+    /// A gate whose `n`th confirmation (counting from 1) runs `round(n)`, and its call count.
+    fn gate_with<F>(round: impl Fn(u64) -> F + Send + Sync + 'static) -> (ReadGate, Arc<AtomicU64>)
+    where
+        F: Future<Output = Confirmed> + Send + 'static,
+    {
         let calls = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&calls);
         let gate = ReadGate::new(
-            Box::new(move || {
-                let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
-                Box::pin(async move {
-                    tokio::time::sleep(delay).await;
-                    if n >= fail_from {
-                        Err(PhysicalError::NotLeader {
-                            leader_api_addr: None,
-                            reason: format!("round {n} failed"),
-                        })
-                    } else {
-                        Ok(term(n))
-                    }
-                })
-            }),
+            Box::new(move || Box::pin(round(counter.fetch_add(1, Ordering::SeqCst) + 1))),
             LIMIT,
         );
         (gate, calls)
+    }
+
+    /// A gate whose confirmation takes `delay` and fails from call `fail_from` on.
+    fn counting(delay: Duration, fail_from: u64) -> (ReadGate, Arc<AtomicU64>) {
+        gate_with(move |n| async move {
+            tokio::time::sleep(delay).await;
+            if n >= fail_from {
+                Err(PhysicalError::NotLeader {
+                    leader_api_addr: None,
+                    reason: format!("round {n} failed"),
+                })
+            } else {
+                Ok(term(n))
+            }
+        })
     }
 
     const LIMIT: Duration = Duration::from_secs(2);
@@ -226,21 +230,13 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_round_that_cannot_finish_fails_at_its_limit_and_the_next_one_runs() {
-        let calls = Arc::new(AtomicU64::new(0));
-        let counter = Arc::clone(&calls);
         // The first confirmation never finishes; the later ones pass at once.
-        let gate = ReadGate::new(
-            Box::new(move || {
-                let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
-                Box::pin(async move {
-                    if n == 1 {
-                        std::future::pending::<()>().await;
-                    }
-                    Ok(term(n))
-                })
-            }),
-            LIMIT,
-        );
+        let (gate, calls) = gate_with(|n| async move {
+            if n == 1 {
+                std::future::pending::<()>().await;
+            }
+            Ok(term(n))
+        });
         let started = Instant::now();
         let err = gate
             .pass(Instant::now())

@@ -2,9 +2,13 @@
 //! openraft's `RaftStateMachine` and snapshot builder. Does disk I/O.
 //!
 //! - `apply` writes the operations of every entry of openraft's batch, the last applied log id
-//!   and the last membership in one redb write transaction committed with
-//!   `Durability::Immediate`, and only then answers the callers: applied state and data never
-//!   diverge, and the state machine is durable by itself (no replay needed after a restart).
+//!   and the last membership in one redb write transaction, and only then answers the callers:
+//!   applied state and data never diverge. The transaction commits without an fsync
+//!   (`Durability::None`), as the raft log already holds every applied entry on disk: after a
+//!   crash the file comes back at an earlier commit, consistent with its own last applied id,
+//!   and openraft re-applies the committed entries after it from the log. The log is purged
+//!   only up to a snapshot, and storing a snapshot (below) is a durable commit of this file,
+//!   which syncs every apply before it, so the entries a replay needs are always still there.
 //! - A snapshot is one serialised buffer ([`SnapshotFile`]: the metadata plus every key/value
 //!   pair, read in one redb read transaction). Building one also stores it as the current
 //!   snapshot (in the same file), which is what `get_current_snapshot` returns and what a
@@ -277,7 +281,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let replaced = requests.iter().any(|r| matches!(r, Request::Restore(_)));
         self.writer
             .run(move |db| {
-                write_txn(db, Durability::Immediate, |txn| {
+                write_txn(db, Durability::None, |txn| {
                     for request in &requests {
                         apply_request(txn, request)?;
                     }
