@@ -9,12 +9,15 @@
 //! Order (issue 14, step 5; ha.md §5.3): preconditions (every voter healthy, failure
 //! tolerance >= 1, no membership change pending, one leader that every pod agrees on); outdated
 //! standbys one at a time, highest ordinal first, each time waiting until the new pod is
-//! unsealed, a voter and caught up; then `sys/step-down` on the outdated leader, wait until the
+//! unsealed, a voter, caught up and stable (it has been all that for autopilot's server
+//! stabilization time, counted from the first observation that saw it healthy, which the step
+//! records; see [`stable`]); then `sys/step-down` on the outdated leader, wait until the
 //! pods agree on a new leader, and replace the old leader. Never delete a pod while another
 //! voter is unhealthy. One replica: the pod is replaced, there is no other. A step that times
 //! out halts the upgrade (the status says Degraded) instead of pressing on.
 
 use std::fmt;
+use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 
@@ -73,6 +76,9 @@ pub struct Observed {
     /// How many entries a voter may trail the leader's commit index and count as caught up
     /// (autopilot's `max_trailing_logs`).
     pub max_lag: u64,
+    /// How long a replaced pod must have been an unsealed, caught-up voter before the next pod
+    /// is replaced or leadership moves (autopilot's `server_stabilization_time`).
+    pub stabilization: Duration,
 }
 
 /// What a step does.
@@ -147,6 +153,10 @@ pub struct Progress {
     pub since: Timestamp,
     /// When the operator last acted in this step (deleted the pod, called `sys/step-down`).
     pub acted_at: Option<Timestamp>,
+    /// When the pod this step replaced was first seen an unsealed, caught-up voter at the
+    /// step's revision (and at every observation since); `None` until then, and again when an
+    /// observation sees it unhealthy.
+    pub healthy_since: Option<Timestamp>,
 }
 
 /// What to do now.
@@ -255,7 +265,9 @@ pub fn plan(o: &Observed, prev: Option<&Progress>, now: Timestamp) -> Plan {
             o.name
         ));
     };
-    // A step recorded for another revision (the template changed again) is over.
+    let recorded = prev;
+    // A step recorded for another revision (the template changed again) is over (but the pod
+    // it replaced must still be stable before the next deletion, see below).
     let prev = prev.filter(|p| p.revision == rev);
     let names: Vec<String> = (0..o.replicas).map(|i| format!("{}-{i}", o.name)).collect();
     let member = |name: &str| o.members.iter().find(|m| m.name == name);
@@ -274,6 +286,12 @@ pub fn plan(o: &Observed, prev: Option<&Progress>, now: Timestamp) -> Plan {
         .iter()
         .filter_map(|n| unhealthy(o, member(n), n, leader_commit).map(|why| (n, why)))
         .collect();
+    // The pod the last step replaced must be stable before anything else happens (even when
+    // the template changed again since, or every pod is updated: a next upgrade would start
+    // at once).
+    if let Some(wait) = stable::wait(o, recorded, leader_commit, &sick, now) {
+        return wait;
+    }
     let any_outdated = names.iter().any(|n| outdated(n));
     if !any_outdated && (prev.is_none() || sick.is_empty()) {
         return Plan::idle(format!("every pod runs revision {rev}"));
@@ -318,9 +336,18 @@ pub fn plan(o: &Observed, prev: Option<&Progress>, now: Timestamp) -> Plan {
                 same.and_then(|p| p.acted_at)
             },
             step: same.map_or(step, |p| p.step.clone()),
+            // A new step, or a pod that is not healthy (yet, or again): not stable.
+            healthy_since: None,
         }
     };
     let act = |step: Step, action: Action| {
+        // No step recorded (status lost, or a precondition blocked the upgrade): nothing shows
+        // how long the updated pods have been healthy, so the clock starts now.
+        if recorded.is_none()
+            && let Some(wait) = stable::unrecorded(o, &rev, leader_commit, now)
+        {
+            return wait;
+        }
         let progress = progress(step, true);
         Plan {
             phase: Phase::Acting,
@@ -557,5 +584,6 @@ pub fn plan(o: &Observed, prev: Option<&Progress>, now: Timestamp) -> Plan {
     )
 }
 
+mod stable;
 #[cfg(test)]
 mod tests;

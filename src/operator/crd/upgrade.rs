@@ -26,4 +26,9 @@ pub struct UpgradeStatus {
     /// When the operator last acted in this step (deleted the pod, called sys/step-down).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acted_at: Option<Time>,
+    /// When the pod this step replaced was first seen an unsealed, caught-up voter (and at
+    /// every observation since). The next step waits until it has been one for the autopilot
+    /// server stabilization time (spec.raft.autopilot.serverStabilizationTime, default 10s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy_since: Option<Time>,
 }

@@ -4,6 +4,8 @@
 //! timeouts. Network I/O; turning the answers into the upgrade planner's input
 //! ([`planner_input`]) is pure.
 
+use std::time::Duration;
+
 use futures::future::join_all;
 
 use super::{PodObservation, pod_addr};
@@ -90,6 +92,18 @@ pub fn max_lag(v: &Validated) -> u64 {
     }
 }
 
+/// How long a replaced pod must have been a healthy voter before the upgrade goes on:
+/// autopilot's `server_stabilization_time` (the spec's, else the server's default).
+pub fn stabilization(v: &Validated) -> Duration {
+    match &v.storage {
+        Storage::Raft(r) => r.autopilot.as_ref().map_or_else(
+            || AutopilotConfig::default().server_stabilization_time,
+            |a| a.server_stabilization_time,
+        ),
+        Storage::File => Duration::ZERO,
+    }
+}
+
 /// The upgrade planner's input. Pure.
 pub fn planner_input(
     v: &Validated,
@@ -136,6 +150,7 @@ pub fn planner_input(
         members,
         membership,
         max_lag: max_lag(v),
+        stabilization: stabilization(v),
     }
 }
 

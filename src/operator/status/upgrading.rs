@@ -53,6 +53,7 @@ pub fn record(p: &Progress) -> UpgradeStatus {
         of: p.step.of,
         since: Time(p.since),
         acted_at: p.acted_at.map(Time),
+        healthy_since: p.healthy_since.map(Time),
     }
 }
 
@@ -70,6 +71,7 @@ pub fn recorded(status: Option<&SecretServerStatus>) -> Option<Progress> {
         },
         since: u.since.0,
         acted_at: u.acted_at.as_ref().map(|t| t.0),
+        healthy_since: u.healthy_since.as_ref().map(|t| t.0),
     })
 }
 

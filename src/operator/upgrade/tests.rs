@@ -46,6 +46,7 @@ fn cluster(revs: &[&str], leader: &str) -> Observed {
             .collect(),
         membership: Ok(voters(n)),
         max_lag: 1000,
+        stabilization: Duration::from_secs(10),
     }
 }
 
@@ -74,6 +75,15 @@ fn progress(kind: StepKind, pod: &str, index: u32, since: i64) -> Progress {
         },
         since: t(since),
         acted_at: Some(t(since)),
+        healthy_since: None,
+    }
+}
+
+/// The recorded step after `pod` was replaced, healthy and stable since long before `t(0)`.
+fn settled(pod: &str, index: u32) -> Progress {
+    Progress {
+        healthy_since: Some(t(-600)),
+        ..progress(StepKind::ReplaceStandby, pod, index, -900)
     }
 }
 
@@ -123,7 +133,11 @@ fn standbys_go_first_highest_ordinal_first() {
         Action::DeletePod("vault-1".into()),
         "replacing vault-1 (standby, 1 of 3)",
     );
-    let p = plan(&cluster(&[OLD, OLD, NEW], "vault-0"), None, t(0));
+    let p = plan(
+        &cluster(&[OLD, OLD, NEW], "vault-0"),
+        Some(&settled("vault-2", 1)),
+        t(0),
+    );
     assert_acts(
         &p,
         Action::DeletePod("vault-1".into()),
@@ -133,7 +147,11 @@ fn standbys_go_first_highest_ordinal_first() {
 
 #[test]
 fn the_outdated_leader_steps_down_before_it_is_replaced() {
-    let p = plan(&cluster(&[OLD, NEW, NEW], "vault-0"), None, t(0));
+    let p = plan(
+        &cluster(&[OLD, NEW, NEW], "vault-0"),
+        Some(&settled("vault-1", 2)),
+        t(0),
+    );
     assert_acts(
         &p,
         Action::StepDown("vault-0".into()),
@@ -238,14 +256,20 @@ fn waits_for_the_replaced_pod_to_become_a_caught_up_voter() {
         .expect("answers")
         .unsealed = false;
     assert_no_action(&plan(&o, Some(&prev), t(30)), Phase::Waiting, "is sealed");
-    // Healthy: the next standby.
-    let p = plan(&cluster(&[OLD, OLD, NEW], "vault-0"), Some(&prev), t(40));
+    // Healthy: it has to stay healthy for the stabilization time before the next standby.
+    let o = cluster(&[OLD, OLD, NEW], "vault-0");
+    let p = plan(&o, Some(&prev), t(40));
+    assert_no_action(&p, Phase::Waiting, "waiting until vault-2 is stable");
+    let prev = p.progress.expect("recorded");
+    assert_eq!(prev.healthy_since, Some(t(40)));
+    let p = plan(&o, Some(&prev), t(50));
     assert_acts(
         &p,
         Action::DeletePod("vault-1".into()),
         "replacing vault-1 (standby, 2 of 3)",
     );
-    assert_eq!(p.progress.expect("recorded").since, t(40));
+    let next = p.progress.expect("recorded");
+    assert_eq!((next.since, next.healthy_since), (t(50), None));
 }
 
 #[test]
@@ -265,14 +289,13 @@ fn a_replaced_pod_that_does_not_become_a_voter_halts_the_upgrade() {
         "{}",
         p.message
     );
-    // It stays halted, and resumes by itself once the pod is healthy.
+    // It stays halted, and resumes by itself once the pod is healthy (and stable).
     let p = plan(&o, p.progress.as_ref(), t(NEW_POD_TIMEOUT_SECS + 100));
     assert_eq!(p.phase, Phase::Halted);
-    let p = plan(
-        &cluster(&[OLD, OLD, NEW], "vault-0"),
-        p.progress.as_ref(),
-        t(NEW_POD_TIMEOUT_SECS + 200),
-    );
+    let o = cluster(&[OLD, OLD, NEW], "vault-0");
+    let p = plan(&o, p.progress.as_ref(), t(NEW_POD_TIMEOUT_SECS + 200));
+    assert_no_action(&p, Phase::Waiting, "waiting until vault-2 is stable");
+    let p = plan(&o, p.progress.as_ref(), t(NEW_POD_TIMEOUT_SECS + 210));
     assert_eq!(p.action, Some(Action::DeletePod("vault-1".into())));
 }
 
@@ -287,8 +310,188 @@ fn the_former_leaders_replacement_keeps_its_label_until_it_is_a_voter() {
         Phase::Waiting,
         "replacing vault-0 (former leader, 3 of 3)",
     );
-    let p = plan(&cluster(&[NEW, NEW, NEW], "vault-2"), Some(&prev), t(30));
+    // The upgrade is over once the former leader's replacement is stable too (a next
+    // template change would otherwise replace a pod at once).
+    let o = cluster(&[NEW, NEW, NEW], "vault-2");
+    let p = plan(&o, Some(&prev), t(30));
+    assert_no_action(
+        &p,
+        Phase::Waiting,
+        "replacing vault-0 (former leader, 3 of 3): waiting until vault-0 is stable",
+    );
+    let p = plan(&o, p.progress.as_ref(), t(40));
     assert_no_action(&p, Phase::Idle, "every pod runs revision");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stability: a replaced pod must have been a healthy voter for the stabilization time
+
+/// The recorded step after vault-2 (a standby) was replaced at `t(0)`, first seen healthy at
+/// `healthy` (`None`: not yet).
+fn replaced_vault_2(healthy: Option<i64>) -> Progress {
+    Progress {
+        healthy_since: healthy.map(t),
+        ..progress(StepKind::ReplaceStandby, "vault-2", 1, 0)
+    }
+}
+
+#[test]
+fn a_replaced_pod_healthy_for_less_than_the_stabilization_time_holds_the_next_step() {
+    // vault-2 came back and has been a healthy voter for 2 s (first seen at t(20)).
+    let o = cluster(&[OLD, OLD, NEW], "vault-0");
+    let p = plan(&o, Some(&replaced_vault_2(Some(20))), t(22));
+    assert_eq!(p.phase, Phase::Waiting, "{p:?}");
+    assert_eq!(
+        p.action, None,
+        "vault-1 is not deleted 2 s after vault-2 came back"
+    );
+    assert_eq!(
+        p.message,
+        "replacing vault-2 (standby, 1 of 3): waiting until vault-2 is stable: an unsealed, caught-up voter for 2 s, 10 s required (autopilot server stabilization time)"
+    );
+    let kept = p.progress.expect("the step stays recorded");
+    assert_eq!(
+        kept,
+        replaced_vault_2(Some(20)),
+        "same step, start and clock"
+    );
+    // 9 s: still waiting. 10 s and 11 s: the next standby.
+    assert_no_action(
+        &plan(&o, Some(&kept), t(29)),
+        Phase::Waiting,
+        "for 9 s, 10 s required",
+    );
+    for now in [30, 31] {
+        assert_acts(
+            &plan(&o, Some(&kept), t(now)),
+            Action::DeletePod("vault-1".into()),
+            "replacing vault-1 (standby, 2 of 3)",
+        );
+    }
+}
+
+#[test]
+fn the_first_healthy_observation_starts_the_clock_and_an_unhealthy_one_resets_it() {
+    let mut o = cluster(&[OLD, OLD, NEW], "vault-0");
+    // First seen healthy at t(20): recorded, nothing deleted.
+    let p = plan(&o, Some(&replaced_vault_2(None)), t(20));
+    assert_no_action(&p, Phase::Waiting, "for 0 s, 10 s required");
+    let seen = p.progress.expect("recorded");
+    assert_eq!(seen.healthy_since, Some(t(20)));
+    // Sealed again at t(25): the clock is cleared, the step (and its timeout) kept.
+    member(&mut o, "vault-2")
+        .server
+        .as_mut()
+        .expect("answers")
+        .unsealed = false;
+    let p = plan(&o, Some(&seen), t(25));
+    assert_no_action(&p, Phase::Waiting, "vault-2 is sealed");
+    let reset = p.progress.expect("recorded");
+    assert_eq!((reset.since, reset.healthy_since), (t(0), None));
+    // Healthy again at t(31): 10 s after it was first seen healthy, but only just now again.
+    let o = cluster(&[OLD, OLD, NEW], "vault-0");
+    let p = plan(&o, Some(&reset), t(31));
+    assert_no_action(&p, Phase::Waiting, "for 0 s, 10 s required");
+    assert_eq!(p.progress.expect("recorded").healthy_since, Some(t(31)));
+}
+
+#[test]
+fn the_stabilization_time_is_the_configured_one_and_guards_the_step_down() {
+    // spec.raft.autopilot.serverStabilizationTime: 30s (rounded up to whole seconds).
+    let mut o = cluster(&[OLD, NEW, NEW], "vault-0");
+    o.stabilization = Duration::from_millis(29_500);
+    let prev = Progress {
+        healthy_since: Some(t(10)),
+        ..progress(StepKind::ReplaceStandby, "vault-1", 2, 0)
+    };
+    assert_no_action(
+        &plan(&o, Some(&prev), t(21)),
+        Phase::Waiting,
+        "waiting until vault-1 is stable: an unsealed, caught-up voter for 11 s, 30 s required",
+    );
+    // Leadership moves to an updated voter only once the last replaced standby is stable.
+    assert_acts(
+        &plan(&o, Some(&prev), t(40)),
+        Action::StepDown("vault-0".into()),
+        "stepping down vault-0 so that an updated voter leads (3 of 3)",
+    );
+}
+
+#[test]
+fn a_new_template_does_not_skip_the_stability_wait() {
+    // vault-2 was replaced to NEW and is settling when the template changes again.
+    let mut o = cluster(&[OLD, OLD, NEW], "vault-0");
+    o.update_revision = Some("vault-99aa".into());
+    let p = plan(&o, Some(&replaced_vault_2(Some(20))), t(25));
+    assert_no_action(&p, Phase::Waiting, "waiting until vault-2 is stable");
+    let p = plan(&o, p.progress.as_ref(), t(30));
+    assert_acts(
+        &p,
+        Action::DeletePod("vault-2".into()),
+        "replacing vault-2 (standby, 1 of 3)",
+    );
+    assert_eq!(p.progress.expect("recorded").revision, "vault-99aa");
+}
+
+#[test]
+fn the_stability_wait_names_other_unhealthy_pods_and_ignores_the_deleted_old_pod() {
+    // While vault-2 settles, vault-1 stops answering: both are said.
+    let mut o = cluster(&[OLD, OLD, NEW], "vault-0");
+    member(&mut o, "vault-1").server = None;
+    assert_no_action(
+        &plan(&o, Some(&replaced_vault_2(Some(20))), t(22)),
+        Phase::Waiting,
+        "waiting until vault-2 is stable: an unsealed, caught-up voter for 2 s, 10 s required (autopilot server stabilization time); also pod vault-1 does not answer",
+    );
+    // Right after the deletion the old vault-2 (old revision) may still be listed, healthy:
+    // that is not the replaced pod, and its health starts no clock.
+    let o = cluster(&[OLD, OLD, OLD], "vault-0");
+    let p = plan(&o, Some(&replaced_vault_2(None)), t(1));
+    assert_ne!(p.phase, Phase::Waiting, "{p:?}");
+    assert!(p.progress.is_none_or(|p| p.healthy_since.is_none()));
+    // One replica: there is no other pod to protect, so no wait.
+    let o = cluster(&[NEW], "vault-0");
+    let prev = Progress {
+        step: Step {
+            kind: StepKind::ReplacePod,
+            pod: "vault-0".into(),
+            index: 1,
+            of: 1,
+        },
+        ..replaced_vault_2(None)
+    };
+    assert_eq!(plan(&o, Some(&prev), t(1)).phase, Phase::Idle);
+}
+
+#[test]
+fn without_a_recorded_step_the_clock_starts_before_any_action() {
+    // The status lost the step (or a blocked precondition cleared it) while vault-1 and vault-2
+    // run the new revision: how long they have been healthy is unknown, so the last replaced
+    // one (the lowest ordinal) gets the full stabilization time from now.
+    let o = cluster(&[OLD, NEW, NEW], "vault-0");
+    let p = plan(&o, None, t(100));
+    assert_no_action(
+        &p,
+        Phase::Waiting,
+        "replacing vault-1 (standby, 2 of 3): waiting until vault-1 is stable: an unsealed, caught-up voter for 0 s, 10 s required (autopilot server stabilization time); when it became one is not recorded, so the operator counts from now",
+    );
+    let recorded = p.progress.expect("recorded");
+    assert_eq!(recorded.healthy_since, Some(t(100)));
+    assert_no_action(
+        &plan(&o, Some(&recorded), t(105)),
+        Phase::Waiting,
+        "for 5 s, 10 s required",
+    );
+    assert_acts(
+        &plan(&o, Some(&recorded), t(110)),
+        Action::StepDown("vault-0".into()),
+        "stepping down vault-0 so that an updated voter leads (3 of 3)",
+    );
+    // The first step of an upgrade has no updated pod to wait for.
+    assert_eq!(
+        plan(&cluster(&[OLD, OLD, OLD], "vault-0"), None, t(0)).action,
+        Some(Action::DeletePod("vault-2".into()))
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -456,6 +659,10 @@ struct Sim {
     o: Observed,
     joining: Vec<(String, u32)>,
     leader_changes: u32,
+    /// The simulated time (seconds after `t(0)`).
+    now: i64,
+    /// When each replaced pod was first observable back as a healthy voter.
+    back_at: Vec<(String, i64)>,
 }
 
 impl Sim {
@@ -464,6 +671,8 @@ impl Sim {
             o: cluster(&vec![OLD; n], "vault-0"),
             joining: Vec::new(),
             leader_changes: 0,
+            now: 0,
+            back_at: Vec::new(),
         }
     }
 
@@ -477,6 +686,16 @@ impl Sim {
     }
 
     fn apply(&mut self, a: &Action) {
+        // Issue 14, step 5: every replaced pod has been a healthy voter for the stabilization
+        // time before the next pod is deleted or leadership moves.
+        for (pod, at) in &self.back_at {
+            assert!(
+                self.now - at >= 10,
+                "{a:?} at {} s, {} s after {pod} came back",
+                self.now,
+                self.now - at
+            );
+        }
         match a {
             Action::DeletePod(pod) => {
                 assert_ne!(*pod, self.leader(), "never deletes the leader");
@@ -520,6 +739,9 @@ impl Sim {
         }
         self.joining.retain(|(_, left)| *left > 0);
         for pod in back {
+            // Observable from the next round on.
+            self.back_at.retain(|(p, _)| *p != pod);
+            self.back_at.push((pod.clone(), self.now + ROUND_SECS));
             self.o.members.push(healthy(&pod, NEW, &leader));
             self.o.members.sort_by(|a, b| a.name.cmp(&b.name));
             if let Ok(ms) = &mut self.o.membership {
@@ -529,22 +751,31 @@ impl Sim {
     }
 
     /// Runs the planner to the end; `restart(i)` drops the recorded step before round `i`.
-    fn run(mut self, restart: impl Fn(usize) -> bool) -> (Vec<Action>, Vec<String>, u32) {
+    fn run(self, restart: impl Fn(usize) -> bool) -> (Vec<Action>, Vec<String>, u32) {
+        let (actions, steps, changes, finished) = self.run_rounds(100, restart);
+        assert!(finished, "the upgrade did not finish: {actions:?}");
+        (actions, steps, changes)
+    }
+
+    /// Runs the planner for at most `rounds` rounds of [`ROUND_SECS`]; the last value says
+    /// whether the upgrade finished.
+    fn run_rounds(
+        mut self,
+        rounds: usize,
+        restart: impl Fn(usize) -> bool,
+    ) -> (Vec<Action>, Vec<String>, u32, bool) {
         let (mut actions, mut steps) = (Vec::new(), Vec::new());
         let mut prev: Option<Progress> = None;
-        for round in 0..100 {
+        for round in 0..rounds {
             if restart(round) {
                 prev = None;
             }
-            let p = plan(
-                &self.o,
-                prev.as_ref(),
-                t(i64::try_from(round).expect("small") * 5),
-            );
+            self.now = i64::try_from(round).expect("small") * ROUND_SECS;
+            let p = plan(&self.o, prev.as_ref(), t(self.now));
             assert_ne!(p.phase, Phase::Halted, "{p:?}");
             assert_ne!(p.phase, Phase::Blocked, "{p:?}");
             if p.phase == Phase::Idle {
-                return (actions, steps, self.leader_changes);
+                return (actions, steps, self.leader_changes, true);
             }
             if let Some(a) = &p.action {
                 self.apply(a);
@@ -554,9 +785,12 @@ impl Sim {
             prev = p.progress;
             self.tick();
         }
-        panic!("the upgrade did not finish");
+        (actions, steps, self.leader_changes, false)
     }
 }
+
+/// The simulated time between two reconciles (the operator requeues every 5 s while upgrading).
+const ROUND_SECS: i64 = 5;
 
 #[test]
 fn a_three_pod_upgrade_replaces_standbys_then_the_leader_with_one_leadership_change() {
@@ -608,7 +842,12 @@ fn an_operator_restart_at_any_point_resumes_the_same_sequence() {
         assert_eq!(actions, expected, "restart before round {at}");
         assert_eq!(changes, 1, "restart before round {at}");
     }
-    // Restarting on every round: only the observation is left, and it is enough.
-    let (actions, _, _) = Sim::new(3).run(|_| true);
+    // The record lost on every round: nothing shows that a replaced pod has been stable, so
+    // the planner waits rather than deleting the next pod.
+    let (actions, _, _, finished) = Sim::new(3).run_rounds(100, |_| true);
+    assert!(!finished);
+    assert_eq!(actions, expected[..1]);
+    // Lost on every third round: the clock restarts, and the same sequence finishes.
+    let (actions, _, _) = Sim::new(3).run(|round| round % 3 == 0);
     assert_eq!(actions, expected);
 }

@@ -100,6 +100,7 @@ fn planner_input_from_leaders_revisions_and_configuration() {
     assert_eq!(o.replicas, 3);
     assert_eq!(o.update_revision.as_deref(), Some("new"));
     assert_eq!(o.max_lag, AutopilotConfig::default().max_trailing_logs);
+    assert_eq!(o.stabilization, Duration::from_secs(10));
     let m1 = &o.members[1];
     assert_eq!(m1.revision.as_deref(), Some("old"));
     let s1 = m1.server.as_ref().expect("answered");
@@ -116,6 +117,17 @@ fn planner_input_from_leaders_revisions_and_configuration() {
             non_voters: vec![],
         })
     );
+}
+
+#[test]
+fn the_stabilization_time_and_lag_come_from_spec_raft_autopilot() {
+    let v = validated(
+        "apiVersion: sealkeep.dev/v1alpha1\nkind: SecretServer\nmetadata:\n  name: vault\nspec:\n  replicas: 3\n  storage:\n    type: raft\n  raft:\n    autopilot:\n      serverStabilizationTime: 45s\n      maxTrailingLogs: 50\n  seal:\n    awsKms:\n      keyId: alias/k\n      region: eu-west-1\n",
+    );
+    let (pods, raft) = observed(["new"; 3], 0);
+    let o = planner_input(&v, Some("new".into()), &pods, &raft);
+    assert_eq!(o.stabilization, Duration::from_secs(45));
+    assert_eq!(o.max_lag, 50);
 }
 
 #[test]
@@ -152,12 +164,16 @@ fn observed_pods_drive_the_planner_in_order() {
         now,
     );
     assert_eq!(p.action, Some(Action::DeletePod("vault-2".into())), "{p:?}");
+    // Updated standbys: leadership moves once they have been stable for autopilot's
+    // server_stabilization_time (the default 10 s here; no record of when they became healthy,
+    // so it counts from the first observation).
     let (pods, raft) = observed(["old", "new", "new"], 0);
-    let p = upgrade::plan(
-        &planner_input(&v, Some("new".into()), &pods, &raft),
-        None,
-        now,
-    );
+    let o = planner_input(&v, Some("new".into()), &pods, &raft);
+    let p = upgrade::plan(&o, None, now);
+    assert_eq!((p.phase, &p.action), (Phase::Waiting, &None), "{p:?}");
+    assert!(p.message.contains("10 s required"), "{}", p.message);
+    let later = k8s_openapi::jiff::Timestamp::from_second(1_800_000_010).expect("ts");
+    let p = upgrade::plan(&o, p.progress.as_ref(), later);
     assert_eq!(p.action, Some(Action::StepDown("vault-0".into())), "{p:?}");
     let (pods, raft) = observed(["new"; 3], 2);
     let p = upgrade::plan(

@@ -21,6 +21,7 @@ fn progress(kind: StepKind, pod: &str, acted: Option<i64>) -> Progress {
         },
         since: t(0),
         acted_at: acted.map(t),
+        healthy_since: None,
     }
 }
 
@@ -123,8 +124,11 @@ fn the_recorded_step_reads_back_unchanged() {
         StepKind::ReplaceLeader,
         StepKind::ReplacePod,
     ] {
-        for acted in [None, Some(42)] {
-            let p = progress(kind, "vault-1", acted);
+        for (acted, healthy) in [(None, None), (Some(42), None), (Some(42), Some(57))] {
+            let p = Progress {
+                healthy_since: healthy.map(t),
+                ..progress(kind, "vault-1", acted)
+            };
             let status = SecretServerStatus {
                 upgrade: Some(record(&p)),
                 ..SecretServerStatus::default()
@@ -132,6 +136,12 @@ fn the_recorded_step_reads_back_unchanged() {
             // Through JSON, as the API server stores it.
             let json = serde_json::to_value(&status).expect("serialise");
             assert_eq!(json["upgrade"]["step"], kind.as_str());
+            // Absent until the replaced pod is seen healthy (what `kubectl get -o yaml` shows).
+            assert_eq!(
+                json["upgrade"].get("healthySince").is_some(),
+                healthy.is_some(),
+                "{json}"
+            );
             let back: SecretServerStatus = serde_json::from_value(json).expect("deserialise");
             assert_eq!(recorded(Some(&back)), Some(p));
         }
