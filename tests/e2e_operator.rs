@@ -624,12 +624,20 @@ fn raft_upgrade_runs_on_the_operators_own_token_with_the_root_token_revoked() {
         "-p",
         &env,
     ]);
+    // Every distinct Upgrading message, in order (polled every 250 ms; a stability wait lasts
+    // 10 s or more).
+    let messages = std::cell::RefCell::new(Vec::<String>::new());
     let s = wait_sks(
         ns,
         "ha",
         "every pod replaced, Ready 3/3 again",
         Duration::from_secs(420),
         |s| {
+            let msg = condition(s, "Upgrading").2;
+            let mut seen = messages.borrow_mut();
+            if seen.last() != Some(&msg) {
+                seen.push(msg);
+            }
             ready3(s)
                 && condition(s, "Upgrading").1 == "UpToDate"
                 && (0..3).all(|i| {
@@ -638,6 +646,36 @@ fn raft_upgrade_runs_on_the_operators_own_token_with_the_root_token_revoked() {
                 })
         },
     );
+    // Each replaced pod was stable (a healthy voter for the 10 s server stabilization time)
+    // before the next step began, the former leader before the upgrade was UpToDate.
+    let messages = messages.into_inner();
+    let label = |m: &str| m.split(": ").next().unwrap_or_default().to_owned();
+    let mut steps: Vec<String> = Vec::new();
+    for m in messages.iter().filter(|m| m.starts_with("replacing ")) {
+        if steps.last() != Some(&label(m)) {
+            steps.push(label(m));
+        }
+    }
+    assert_eq!(steps.len(), 3, "three pod replacements: {messages:#?}");
+    for step in &steps {
+        let pod = step
+            .trim_start_matches("replacing ")
+            .split(' ')
+            .next()
+            .unwrap_or_default();
+        let stable = format!("{step}: waiting until {pod} is stable");
+        let first = messages.iter().position(|m| label(m) == *step);
+        let next = messages.iter().enumerate().position(|(i, m)| {
+            first.is_some_and(|f| i > f)
+                && (m.starts_with("replacing ") || m.starts_with("stepping down "))
+                && label(m) != *step
+        });
+        let waited = messages.iter().position(|m| m.starts_with(&stable));
+        assert!(
+            waited.is_some_and(|w| next.is_none_or(|n| w < n)),
+            "no {stable:?} before the next step: {messages:#?}"
+        );
+    }
     assert_ne!(
         condition(&s, "Upgrading").1,
         "UpgradeBlocked",
