@@ -649,6 +649,7 @@ fn raft_upgrade_runs_on_the_operators_own_token_with_the_root_token_revoked() {
     // Each replaced pod was stable (a healthy voter for the 10 s server stabilization time)
     // before the next step began, the former leader before the upgrade was UpToDate.
     let messages = messages.into_inner();
+    eprintln!("Upgrading messages, in order: {messages:#?}");
     let label = |m: &str| m.split(": ").next().unwrap_or_default().to_owned();
     let mut steps: Vec<String> = Vec::new();
     for m in messages.iter().filter(|m| m.starts_with("replacing ")) {
