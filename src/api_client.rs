@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// How long `sys/step-down` may take: the server waits up to 2 s for leadership to move.
+pub const STEP_DOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long `sys/init` may take (KMS calls, raft bootstrap), whatever the client's own
 /// timeout: a client that gives up while the server finishes the init loses the root token
 /// and key shares it returns (the server completes the request either way).
@@ -136,6 +138,67 @@ pub struct Leader {
     pub raft_committed_index: Option<u64>,
     #[serde(default)]
     pub raft_applied_index: Option<u64>,
+}
+
+/// `sys/storage/raft/configuration`'s `data.config`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct RaftConfiguration {
+    #[serde(default)]
+    pub index: u64,
+    #[serde(default)]
+    pub servers: Vec<RaftServer>,
+}
+
+/// One server of the raft configuration.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct RaftServer {
+    pub node_id: String,
+    #[serde(default)]
+    pub address: String,
+    #[serde(default)]
+    pub leader: bool,
+    #[serde(default)]
+    pub voter: bool,
+}
+
+#[derive(Deserialize)]
+struct ConfigurationData {
+    config: RaftConfiguration,
+}
+
+#[derive(Deserialize)]
+struct DataEnvelope<T> {
+    data: T,
+}
+
+/// The `auth` block of a login: the client token and its lifetime. `Debug` never shows the
+/// token.
+#[derive(Clone)]
+pub struct LoginAuth {
+    pub client_token: zeroize::Zeroizing<String>,
+    /// Seconds; 0: the token does not expire.
+    pub lease_duration: u64,
+}
+
+impl std::fmt::Debug for LoginAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginAuth")
+            .field("client_token", &"<redacted>")
+            .field("lease_duration", &self.lease_duration)
+            .finish()
+    }
+}
+
+#[derive(Deserialize, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
+struct RawLoginAuth {
+    client_token: String,
+    #[serde(default)]
+    lease_duration: u64,
+}
+
+#[derive(Deserialize)]
+struct LoginEnvelope {
+    auth: RawLoginAuth,
 }
 
 #[derive(Debug, Clone)]
@@ -280,5 +343,104 @@ impl Client {
 
     pub async fn leader(&self) -> Result<Leader, ClientError> {
         self.get("/v1/sys/leader").await
+    }
+
+    /// `GET /v1/sys/storage/raft/configuration` with `token` (a policy with `read` on it).
+    pub async fn raft_configuration(&self, token: &str) -> Result<RaftConfiguration, ClientError> {
+        let url = format!("{}/v1/sys/storage/raft/configuration", self.addr);
+        let env: DataEnvelope<ConfigurationData> = self
+            .send(self.http.get(&url).header("X-Vault-Token", token))
+            .await?;
+        Ok(env.data.config)
+    }
+
+    /// `POST /v1/auth/kubernetes/login` with `body` (`operator_auth::login_request`): the
+    /// client token and its lifetime.
+    pub async fn kubernetes_login(
+        &self,
+        body: &serde_json::Value,
+    ) -> Result<LoginAuth, ClientError> {
+        let url = format!("{}/v1/auth/kubernetes/login", self.addr);
+        let env: LoginEnvelope = self.send(self.http.post(&url).json(body)).await?;
+        Ok(LoginAuth {
+            client_token: zeroize::Zeroizing::new(env.auth.client_token.clone()),
+            lease_duration: env.auth.lease_duration,
+        })
+    }
+
+    /// `method` on `/v1/<path>` with `token` and an optional JSON body. `Ok(None)` for an
+    /// empty answer (204), `Ok(Some(json))` otherwise; a non-2xx status is
+    /// [`ClientError::Status`].
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Option<serde_json::Value>, ClientError> {
+        let url = format!("{}/v1/{path}", self.addr);
+        let mut req = self
+            .http
+            .request(method, &url)
+            .header("X-Vault-Token", token);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable {
+                addr: self.addr.clone(),
+                source,
+            })?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(|source| ClientError::Decode {
+            addr: self.addr.clone(),
+            source,
+        })?;
+        if !status.is_success() {
+            return Err(ClientError::Status {
+                addr: self.addr.clone(),
+                status: status.as_u16(),
+                body: text,
+            });
+        }
+        if text.trim().is_empty() {
+            return Ok(None);
+        }
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| ClientError::Status {
+                addr: self.addr.clone(),
+                status: status.as_u16(),
+                body: format!("not JSON ({e}): {text}"),
+            })
+    }
+
+    /// `PUT /v1/sys/step-down` with `token` (`update` and `sudo` on `sys/step-down`): the
+    /// server answers 204 once leadership moved, which may take it up to 2 s, so this request
+    /// waits longer than the client's usual timeout.
+    pub async fn step_down(&self, token: &str) -> Result<(), ClientError> {
+        let url = format!("{}/v1/sys/step-down", self.addr);
+        let resp = self
+            .http
+            .put(&url)
+            .timeout(STEP_DOWN_TIMEOUT)
+            .header("X-Vault-Token", token)
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable {
+                addr: self.addr.clone(),
+                source,
+            })?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        Err(ClientError::Status {
+            addr: self.addr.clone(),
+            status: status.as_u16(),
+            body: resp.text().await.unwrap_or_default(),
+        })
     }
 }

@@ -35,7 +35,7 @@ enum Command {
     /// Run the secrets server.
     Server(ServerArgs),
     /// Run the operator: reconcile SecretServer resources into auto-unsealed servers.
-    Operator(OperatorArgs),
+    Operator(Box<OperatorArgs>),
     /// Print the SecretServer CustomResourceDefinition as YAML (what crds/ holds).
     Crd {
         /// Print the field reference as Markdown instead (what docs/secretserver.md holds).
@@ -134,6 +134,18 @@ struct OperatorArgs {
     /// InitSecretForbidden condition; the chart sets it).
     #[arg(long)]
     secrets_cluster_role: Option<String>,
+    /// The operator's own ServiceAccount: the subject of the Kubernetes-auth role it writes on
+    /// raft servers at init and logs in with (the chart sets it from spec.serviceAccountName).
+    /// Unset: the operator has no token of its own and raft upgrades wait.
+    #[arg(long, env = "POD_SERVICE_ACCOUNT")]
+    service_account: Option<String>,
+    /// Namespace of that ServiceAccount (default: POD_NAMESPACE).
+    #[arg(long, env = "POD_NAMESPACE")]
+    service_account_namespace: Option<String>,
+    /// The operator's projected ServiceAccount token with audience `sealkeep`, read for each
+    /// login (the chart mounts it here).
+    #[arg(long, default_value = sealkeep::operator::operator_auth::DEFAULT_TOKEN_FILE)]
+    login_token_file: PathBuf,
 }
 
 #[derive(clap::Args, Debug)]
@@ -191,10 +203,10 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Operator(OperatorArgs {
-            command: Some(OperatorCommand::Migrate(args)),
-            ..
-        }) => {
+        Command::Operator(mut op) if matches!(op.command, Some(OperatorCommand::Migrate(_))) => {
+            let Some(OperatorCommand::Migrate(args)) = op.command.take() else {
+                return ExitCode::FAILURE;
+            };
             let opts = sealkeep::cmd::migrate::MigrateOptions {
                 config: args.config,
                 start: args.start,
@@ -202,7 +214,7 @@ fn main() -> ExitCode {
             };
             ExitCode::from(runtime.block_on(sealkeep::cmd::migrate::run(&opts)))
         }
-        Command::Operator(args) => match runtime.block_on(run_operator(args)) {
+        Command::Operator(args) => match runtime.block_on(run_operator(*args)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("Error: {e:#}");
@@ -259,6 +271,19 @@ async fn run_operator(args: OperatorArgs) -> anyhow::Result<()> {
         .filter(|i| !i.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
         .unwrap_or_else(|| format!("sealkeep-operator-{}", std::process::id()));
+    let account = sealkeep::operator::operator_auth::Identity::new(
+        args.service_account_namespace.as_deref(),
+        args.service_account.as_deref(),
+        args.login_token_file,
+    )?;
+    match &account {
+        Some(a) => {
+            tracing::info!(service_account = %format!("{}/{}", a.namespace, a.service_account), token_file = %a.token_file.display(), "the operator logs in to raft servers as this ServiceAccount")
+        }
+        None => tracing::warn!(
+            "POD_SERVICE_ACCOUNT / --service-account is unset: the operator has no token of its own on raft servers, so their upgrades and scaling wait"
+        ),
+    }
     let cfg = sealkeep::operator::controller::OperatorConfig {
         namespaces: {
             let mut ns: Vec<String> = args
@@ -278,6 +303,7 @@ async fn run_operator(args: OperatorArgs) -> anyhow::Result<()> {
         lease_namespace: args.lease_namespace.filter(|n| !n.is_empty()),
         identity,
         secrets_role: args.secrets_cluster_role.filter(|r| !r.is_empty()),
+        account,
     };
     sealkeep::operator::controller::run(cfg, sealkeep::server::shutdown_signal()).await?;
     Ok(())

@@ -173,6 +173,28 @@ fn awskms_irsa_server_autoinits_unseals_survives_pod_and_cr_deletion() {
     let evs = events(ns);
     assert!(evs.iter().any(|(_, r, _)| r == "Initialized"), "{evs:?}");
     assert!(evs.iter().any(|(_, r, _)| r == "Unsealed"), "{evs:?}");
+    // Issue 14: at init the operator wrote its own Kubernetes-auth role (raft server), the
+    // server's ServiceAccount may review tokens, and the operator logs in with its projected
+    // token instead of using the root token.
+    assert!(
+        evs.iter().any(|(_, r, _)| r == "OperatorRoleCreated"),
+        "{evs:?}\n{}",
+        op.log_text()
+    );
+    assert!(
+        kubectl(&[
+            "get",
+            "clusterrolebinding",
+            &format!("sealkeep:{ns}:vault:auth-delegator")
+        ])
+        .0,
+        "the raft server's ServiceAccount is bound to system:auth-delegator"
+    );
+    wait_for(
+        "the operator's Kubernetes-auth login",
+        Duration::from_secs(60),
+        || op.log_text().contains("logged in with the operator's role"),
+    );
 
     let (_, metrics) = op.get("/metrics").expect("metrics");
     assert!(
@@ -554,4 +576,211 @@ fn two_operators_share_one_lease_and_hand_over_on_shutdown() {
     );
     drop(b);
     kubectl_ok(&["delete", "namespace", ns, "--wait=false"]);
+}
+
+/// Issue 14: a 3-replica raft server whose root token was revoked at init is upgraded (standbys,
+/// step-down, the old leader) with the operator's own Kubernetes-auth token: the role it wrote
+/// at init, the server reviewing the operator's token (auth-delegator), no root token anywhere.
+#[test]
+#[ignore = "needs testenv (root, Go-built control plane): scripts/e2e.sh runs it"]
+fn raft_upgrade_runs_on_the_operators_own_token_with_the_root_token_revoked() {
+    let ns = "e2e-op-raft";
+    namespace(ns);
+    let op = Operator::start(ns);
+    let yaml = awskms_server(ns, "ha", &kms_alias(), &moto_url()).replacen(
+        "spec:\n",
+        "spec:\n  replicas: 3\n  init:\n    revokeRootToken: true\n",
+        1,
+    );
+    apply(&yaml);
+    let ready3 =
+        |s: &serde_json::Value| s["status"]["ready"] == "3/3" && condition(s, "Ready").0 == "True";
+    let s = wait_sks(ns, "ha", "Ready 3/3", Duration::from_secs(240), ready3);
+    let evs = events(ns);
+    assert!(
+        evs.iter().any(|(_, r, _)| r == "OperatorRoleCreated"),
+        "{evs:?}"
+    );
+    assert!(
+        evs.iter().any(|(_, r, _)| r == "RootTokenRevoked"),
+        "{evs:?}"
+    );
+    let leader_before = s["status"]["active"].as_str().unwrap_or("").to_owned();
+    let uids: Vec<Option<String>> = (0..3).map(|i| pod_uid(ns, &format!("ha-{i}"))).collect();
+
+    // A config change: every pod is replaced by the operator, the leader last.
+    let env = format!(
+        "{{\"spec\":{{\"env\":[{{\"name\":\"AWS_ENDPOINT_URL_STS\",\"value\":\"{}\"}},{{\"name\":\"E2E_UPGRADE\",\"value\":\"1\"}}]}}}}",
+        moto_url()
+    );
+    kubectl_ok(&[
+        "-n",
+        ns,
+        "patch",
+        "secretserver",
+        "ha",
+        "--type",
+        "merge",
+        "-p",
+        &env,
+    ]);
+    // Every distinct Upgrading message, in order (polled every 250 ms; a stability wait lasts
+    // 10 s or more).
+    let messages = std::cell::RefCell::new(Vec::<String>::new());
+    let s = wait_sks(
+        ns,
+        "ha",
+        "every pod replaced, Ready 3/3 again",
+        Duration::from_secs(420),
+        |s| {
+            let msg = condition(s, "Upgrading").2;
+            let mut seen = messages.borrow_mut();
+            if seen.last() != Some(&msg) {
+                seen.push(msg);
+            }
+            ready3(s)
+                && condition(s, "Upgrading").1 == "UpToDate"
+                && (0..3).all(|i| {
+                    let now = pod_uid(ns, &format!("ha-{i}"));
+                    now.is_some() && now != uids[i]
+                })
+        },
+    );
+    // Each replaced pod was stable (a healthy voter for the 10 s server stabilization time)
+    // before the next step began, the former leader before the upgrade was UpToDate.
+    let messages = messages.into_inner();
+    eprintln!("Upgrading messages, in order: {messages:#?}");
+    let label = |m: &str| m.split(": ").next().unwrap_or_default().to_owned();
+    let mut steps: Vec<String> = Vec::new();
+    for m in messages.iter().filter(|m| m.starts_with("replacing ")) {
+        if steps.last() != Some(&label(m)) {
+            steps.push(label(m));
+        }
+    }
+    assert_eq!(steps.len(), 3, "three pod replacements: {messages:#?}");
+    for step in &steps {
+        let pod = step
+            .trim_start_matches("replacing ")
+            .split(' ')
+            .next()
+            .unwrap_or_default();
+        let stable = format!("{step}: waiting until {pod} is stable");
+        let first = messages.iter().position(|m| label(m) == *step);
+        let next = messages.iter().enumerate().position(|(i, m)| {
+            first.is_some_and(|f| i > f)
+                && (m.starts_with("replacing ") || m.starts_with("stepping down "))
+                && label(m) != *step
+        });
+        let waited = messages.iter().position(|m| m.starts_with(&stable));
+        assert!(
+            waited.is_some_and(|w| next.is_none_or(|n| w < n)),
+            "no {stable:?} before the next step: {messages:#?}"
+        );
+    }
+    assert_ne!(
+        condition(&s, "Upgrading").1,
+        "UpgradeBlocked",
+        "{}",
+        op.log_text()
+    );
+    assert!(
+        op.log_text().contains("logged in with the operator's role"),
+        "the operator used its own token"
+    );
+    eprintln!(
+        "leader before {leader_before}, after {}",
+        s["status"]["active"]
+    );
+    kubectl_ok(&[
+        "-n",
+        ns,
+        "delete",
+        "secretserver",
+        "ha",
+        "--wait=true",
+        "--timeout=120s",
+    ]);
+}
+
+/// Issue 14: a raft server initialized without the operator's role (here by an operator that
+/// did not know its ServiceAccount, as before the role existed) is never upgraded with the root
+/// token: the upgrade waits, and the status says why and gives the commands that create the
+/// role.
+#[test]
+#[ignore = "needs testenv (root, Go-built control plane): scripts/e2e.sh runs it"]
+fn a_raft_server_without_the_operators_role_blocks_upgrades_with_the_commands() {
+    let ns = "e2e-op-norole";
+    namespace(ns);
+    let mut op = Operator::start_without_account(ns);
+    let yaml = awskms_server(ns, "ha", &kms_alias(), &moto_url()).replacen(
+        "spec:\n",
+        "spec:\n  replicas: 3\n",
+        1,
+    );
+    apply(&yaml);
+    let ready3 =
+        |s: &serde_json::Value| s["status"]["ready"] == "3/3" && condition(s, "Ready").0 == "True";
+    wait_sks(ns, "ha", "Ready 3/3", Duration::from_secs(240), ready3);
+    let evs = events(ns);
+    assert!(
+        evs.iter().any(|(t, r, m)| t == "Warning"
+            && r == "OperatorRoleNotCreated"
+            && m.contains("POD_SERVICE_ACCOUNT")),
+        "{evs:?}"
+    );
+    assert!(op.terminate(), "clean shutdown");
+    // The operator with its identity: it logs in, the server has no role.
+    let op = Operator::start(ns);
+    let uids: Vec<Option<String>> = (0..3).map(|i| pod_uid(ns, &format!("ha-{i}"))).collect();
+    let env = format!(
+        "{{\"spec\":{{\"env\":[{{\"name\":\"AWS_ENDPOINT_URL_STS\",\"value\":\"{}\"}},{{\"name\":\"E2E_UPGRADE\",\"value\":\"1\"}}]}}}}",
+        moto_url()
+    );
+    kubectl_ok(&[
+        "-n",
+        ns,
+        "patch",
+        "secretserver",
+        "ha",
+        "--type",
+        "merge",
+        "-p",
+        &env,
+    ]);
+    let s = wait_sks(
+        ns,
+        "ha",
+        "Upgrading UpgradeBlocked with the role commands",
+        Duration::from_secs(120),
+        |s| {
+            let (_, reason, msg) = condition(s, "Upgrading");
+            reason == "UpgradeBlocked" && msg.contains("no Kubernetes-auth role sealkeep-operator")
+        },
+    );
+    let msg = condition(&s, "Upgrading").2;
+    for want in [
+        "never falls back to a root token",
+        "vault write auth/kubernetes/role/sealkeep-operator bound_service_account_names=sealkeep-operator bound_service_account_namespaces=sealkeep-system",
+        "kubectl -n e2e-op-norole port-forward svc/ha 8200:8200",
+    ] {
+        assert!(msg.contains(want), "missing {want:?} in {msg}");
+    }
+    // Nothing was replaced.
+    std::thread::sleep(Duration::from_secs(5));
+    let now: Vec<Option<String>> = (0..3).map(|i| pod_uid(ns, &format!("ha-{i}"))).collect();
+    assert_eq!(
+        now,
+        uids,
+        "no pod is replaced without the operator's token\n{}",
+        op.log_text()
+    );
+    kubectl_ok(&[
+        "-n",
+        ns,
+        "delete",
+        "secretserver",
+        "ha",
+        "--wait=true",
+        "--timeout=120s",
+    ]);
 }

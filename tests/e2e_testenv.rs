@@ -441,8 +441,8 @@ fn secretserver_crd_validates_in_the_api_server() {
     };
     for (spec, message) in [
         (
-            "  replicas: 3\n  seal: { shamir: {} }\n",
-            "replicas must be 1",
+            "  replicas: 2\n  seal: { shamir: {} }\n",
+            "replicas must be 1, 3 or 5",
         ),
         (
             "  seal: { shamir: {}, awsKms: { keyId: k, region: r } }\n",

@@ -5,6 +5,7 @@
 
 pub mod children;
 pub mod cluster;
+pub mod upgrade;
 
 use std::collections::HashMap;
 use std::fmt::Debug;

@@ -21,8 +21,10 @@ use super::build::{APP_NAME, LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_NAME, MANAG
 use super::initsecret::kms::{DataKeys, KmsError, KmsKey};
 use super::initsecret::{self, DataKey, FormatError, InitContents, KeyType};
 use super::observe::PodObservation;
+use super::operator_auth::setup::{self, RoleSetup};
+use super::operator_auth::{self, Identity};
 use super::status::{InitFailure, InitState};
-use super::validate::{Seal, Validated};
+use super::validate::{Seal, Storage, Validated};
 
 /// Annotation on the init Secret: `pending` while the keys are not stored yet, then `done`.
 pub const INIT_STATE_ANNOTATION: &str = "sealkeep.dev/init-state";
@@ -84,6 +86,9 @@ pub enum Decision {
 }
 
 /// Pure decision from the observation and the init Secret.
+///
+/// A raft server forms its cluster on one pod: the operator initializes ordinal 0 and nothing
+/// else; the other ordinals join it by `retry_join` and auto-unseal (see [`decide_raft`]).
 pub fn decide(v: &Validated, pods: &[PodObservation], secret: SecretState) -> Decision {
     let name = v.init_secret_name();
     let answered: Vec<&PodObservation> = pods.iter().filter(|p| p.seal().is_some()).collect();
@@ -102,21 +107,12 @@ pub fn decide(v: &Validated, pods: &[PodObservation], secret: SecretState) -> De
             SecretState::Done => InitState::Initialized { secret: Some(name) },
         });
     }
-    // Every answering pod is uninitialized.
-    match secret {
-        SecretState::Done => return Decision::Report(InitState::Conflict { secret: name }),
-        SecretState::Foreign(why) => {
-            return Decision::Report(InitState::Failed {
-                reason: InitFailure::SecretForeign,
-                message: format!(
-                    "Secret {name} exists but the operator did not create it for this SecretServer: {why}. The operator writes the root token and keys only into a Secret it created; move that Secret's contents elsewhere and delete it, then the operator initializes the server"
-                ),
-            });
-        }
-        SecretState::Absent | SecretState::Pending => {}
+    if matches!(v.storage, Storage::Raft(_)) {
+        return decide_raft(v, pods, &answered, secret);
     }
-    if !v.init.auto {
-        return Decision::Report(InitState::Manual);
+    // Every answering pod is uninitialized.
+    if let Some(report) = refuse_uninitialized(v, secret) {
+        return Decision::Report(report);
     }
     // With awskms, init wraps the root key with the KMS key: wait until every pod has proven
     // the key usable. A server that has not finished its first check yet reports unhealthy
@@ -130,8 +126,7 @@ pub fn decide(v: &Validated, pods: &[PodObservation], secret: SecretState) -> De
         return Decision::Report(InitState::Pending);
     }
     // Only when every desired pod answered: never race a pod that may hold data.
-    let expected = usize::try_from(v.replicas).unwrap_or(0);
-    if answered.len() < expected || pods.len() != answered.len() {
+    if !every_desired_pod_answered(v, pods, &answered) {
         return Decision::Report(InitState::Pending);
     }
     match answered
@@ -141,6 +136,103 @@ pub fn decide(v: &Validated, pods: &[PodObservation], secret: SecretState) -> De
         Some((pod, ip)) => Decision::Initialize { pod, ip },
         None => Decision::Report(InitState::Pending),
     }
+}
+
+/// The name of the pod a raft server is initialized through: ordinal 0.
+pub fn forming_pod(v: &Validated) -> String {
+    format!("{}-0", v.name)
+}
+
+/// [`decide`] for a raft server none of whose answering pods is initialized. Only pod
+/// `<name>-0` is ever initialized; the others join it. Pods 1..n that are not initialized are
+/// joining (or waiting for ordinal 0 to form the cluster), which is the normal start of a
+/// cluster, never a reason to initialize them.
+fn decide_raft(
+    v: &Validated,
+    pods: &[PodObservation],
+    answered: &[&PodObservation],
+    secret: SecretState,
+) -> Decision {
+    let first = forming_pod(v);
+    let all_answered = every_desired_pod_answered(v, pods, answered);
+    // The Secret of an earlier initialization with empty storage on every pod is a conflict;
+    // while a pod is silent it may hold the cluster's data (ordinal 0 joins it by retry_join),
+    // so there is nothing to conclude yet.
+    if matches!(secret, SecretState::Done) && !all_answered {
+        return Decision::Report(InitState::AwaitingPods {
+            pods: silent_pods(v, pods),
+        });
+    }
+    if let Some(report) = refuse_uninitialized(v, secret) {
+        return Decision::Report(report);
+    }
+    // A pod that reports a cluster id has joined a cluster and waits for its log: the cluster
+    // exists, so initializing ordinal 0 would form a second one.
+    if answered.iter().any(|p| {
+        p.seal()
+            .and_then(|s| s.cluster_id.as_deref())
+            .is_some_and(|id| !id.is_empty())
+    }) {
+        return Decision::Report(InitState::Pending);
+    }
+    let Some(zero) = answered.iter().find(|p| p.pod.name == first) else {
+        return Decision::Report(InitState::Pending);
+    };
+    // With awskms, ordinal 0 wraps the root key with the KMS key: it must have proven the key
+    // usable (the joiners prove theirs when they decrypt the join challenge).
+    if matches!(v.seal, Seal::AwsKms { .. }) && !zero.backend().is_some_and(|b| b.healthy) {
+        return Decision::Report(InitState::Pending);
+    }
+    // Never race a pod that may hold data: a silent pod may be an initialized member.
+    if !all_answered {
+        return Decision::Report(InitState::Pending);
+    }
+    match &zero.pod.ip {
+        Some(ip) => Decision::Initialize {
+            pod: first,
+            ip: ip.clone(),
+        },
+        None => Decision::Report(InitState::Pending),
+    }
+}
+
+/// Why an uninitialized server is not initialized whatever the pods say: the Secret of an
+/// earlier initialization, a Secret the operator did not create, or `init.auto: false`.
+fn refuse_uninitialized(v: &Validated, secret: SecretState) -> Option<InitState> {
+    let name = v.init_secret_name();
+    match secret {
+        SecretState::Done => Some(InitState::Conflict { secret: name }),
+        SecretState::Foreign(why) => Some(InitState::Failed {
+            reason: InitFailure::SecretForeign,
+            message: format!(
+                "Secret {name} exists but the operator did not create it for this SecretServer: {why}. The operator writes the root token and keys only into a Secret it created; move that Secret's contents elsewhere and delete it, then the operator initializes the server"
+            ),
+        }),
+        SecretState::Absent | SecretState::Pending if !v.init.auto => Some(InitState::Manual),
+        SecretState::Absent | SecretState::Pending => None,
+    }
+}
+
+/// Every desired pod exists and answered `sys/seal-status`.
+fn every_desired_pod_answered(
+    v: &Validated,
+    pods: &[PodObservation],
+    answered: &[&PodObservation],
+) -> bool {
+    let expected = usize::try_from(v.replicas).unwrap_or(0);
+    answered.len() >= expected && pods.len() == answered.len()
+}
+
+/// The desired pods that did not answer (absent ones included), by name.
+fn silent_pods(v: &Validated, pods: &[PodObservation]) -> Vec<String> {
+    (0..v.replicas.max(0))
+        .map(|i| format!("{}-{i}", v.name))
+        .filter(|name| {
+            !pods
+                .iter()
+                .any(|p| &p.pod.name == name && p.seal().is_some())
+        })
+        .collect()
 }
 
 /// The `sys/init` request for the seal.
@@ -286,6 +378,8 @@ pub enum Revoke {
 pub struct Initialized {
     pub secret: String,
     pub revoke: Revoke,
+    /// The operator's own Kubernetes-auth role (raft servers), written before any revoke.
+    pub operator_role: RoleSetup,
 }
 
 /// Replaces the init Secret with bounded retries (the keys exist nowhere else), then zeroizes
@@ -311,8 +405,37 @@ async fn store(secrets: &Api<Secret>, name: &str, mut s: Secret) -> Result<(), k
     last.map_or(Ok(()), Err)
 }
 
-/// Initializes through `client` and stores the result. The keys and the data key exist only in
-/// memory between the calls and are zeroized afterwards.
+/// Writes the operator's Kubernetes-auth role on a raft server with the root token from
+/// `sys/init` (see [`operator_auth::setup`]).
+async fn operator_role(
+    v: &Validated,
+    client: &Client,
+    root: Option<&str>,
+    operator: Option<&Identity>,
+) -> RoleSetup {
+    if matches!(v.storage, Storage::File) {
+        return RoleSetup::Skipped(
+            "file storage: the operator administers no raft cluster there".into(),
+        );
+    }
+    let Some(id) = operator else {
+        return RoleSetup::Skipped(operator_auth::no_identity(&v.namespace, &v.name));
+    };
+    let Some(root) = root else {
+        return RoleSetup::Failed("sys/init returned no root token".into());
+    };
+    match setup::run(client, root, id).await {
+        Ok(()) => RoleSetup::Created,
+        Err(e) => RoleSetup::Failed(format!(
+            "{e}. Until the role exists, upgrades and scaling wait (no root token fallback); create it by hand: {}",
+            operator_auth::manual_commands(&v.namespace, &v.name, v.scheme(), id)
+        )),
+    }
+}
+
+/// Initializes through `client` and stores the result; on a raft server then writes the
+/// operator's role with the root token (before revoking it, when asked). The keys and the data
+/// key exist only in memory between the calls and are zeroized afterwards.
 pub async fn initialize(
     secrets: &Api<Secret>,
     v: &Validated,
@@ -320,6 +443,7 @@ pub async fn initialize(
     pod: &str,
     client: &Client,
     kms: &dyn DataKeys,
+    operator: Option<&Identity>,
 ) -> Result<Initialized, InitError> {
     let name = v.init_secret_name();
     // The data key first: when KMS fails, nothing is created and nothing is initialized.
@@ -360,10 +484,12 @@ pub async fn initialize(
             name: name.clone(),
             source,
         })?;
+    let operator_role = operator_role(v, client, c.root_token.as_deref(), operator).await;
     if !v.init.revoke_root_token {
         return Ok(Initialized {
             secret: name,
             revoke: Revoke::NotRequested,
+            operator_role,
         });
     }
     let token = c.root_token.take().unwrap_or_default();
@@ -393,6 +519,7 @@ pub async fn initialize(
     Ok(Initialized {
         secret: name,
         revoke,
+        operator_role,
     })
 }
 

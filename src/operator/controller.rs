@@ -45,6 +45,9 @@ pub struct OperatorConfig {
     pub identity: String,
     /// The ClusterRole a namespace binds to let the operator keep Secrets there.
     pub secrets_role: Option<String>,
+    /// The operator's ServiceAccount and projected token file, for its Kubernetes-auth role on
+    /// raft servers (`operator_auth`); `None` outside the chart.
+    pub account: Option<crate::operator::operator_auth::Identity>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -270,6 +273,8 @@ async fn run_controller(
         failures: Default::default(),
         kms: Arc::new(super::initsecret::kms::AwsDataKeys),
         secrets_role: cfg.secrets_role.clone(),
+        tokens: Default::default(),
+        account: cfg.account.clone(),
     });
     let owned = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY}"));
     // One controller per watched namespace (the operator's Roles grant nothing elsewhere), all

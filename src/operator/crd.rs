@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Affinity, EnvVar, ResourceRequirements, Toleration};
+use k8s_openapi::api::core::v1::{
+    Affinity, EnvVar, ResourceRequirements, Toleration, TopologySpreadConstraint,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
@@ -69,10 +71,13 @@ use serde::{Deserialize, Serialize};
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!(has(self.auth) && has(self.auth.kubernetes) && has(self.auth.kubernetes.enabled) && self.auth.kubernetes.enabled && has(self.serviceAccount) && has(self.serviceAccount.name) && self.serviceAccount.name != '')").message("auth.kubernetes.enabled binds system:auth-delegator cluster-wide, so it needs the ServiceAccount the operator creates: remove spec.serviceAccount.name or set auth.kubernetes.enabled: false"))]
+#[x_kube(validation = Rule::new("!(has(self.storage) && has(self.storage.type) && self.storage.type == 'file') || self.replicas == 1").message("storage.type file keeps the data on one pod's volume, so replicas must be 1: set spec.replicas: 1, or move the server to raft storage first (sealkeep operator migrate, see the README)"))]
+#[x_kube(validation = Rule::new("!(has(self.raft) && has(self.storage) && has(self.storage.type) && self.storage.type == 'file')").message("spec.raft configures raft storage, but storage.type is file: remove spec.raft or set storage.type: raft"))]
 pub struct SecretServerSpec {
-    /// Number of server pods. Only 1 is accepted until replicated (Raft) storage exists.
+    /// Number of server pods: 1, 3 or 5 (raft voters; 3 tolerates the loss of one pod, 5 of
+    /// two). It may change between these values in both directions. A `file` server has 1.
     #[serde(default = "default_replicas")]
-    #[x_kube(validation = Rule::new("self == 1").message("replicas must be 1: Sealkeep has no replicated storage yet; set spec.replicas: 1"))]
+    #[x_kube(validation = Rule::new("self == 1 || self == 3 || self == 5").message("replicas must be 1, 3 or 5 (an odd number of raft voters: 3 tolerates the loss of one pod, 5 of two); set spec.replicas to one of them"))]
     pub replicas: i32,
     /// Server container image. Defaults to the image the operator is configured with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -82,9 +87,12 @@ pub struct SecretServerSpec {
     /// Automatic initialization of a new server.
     #[serde(default)]
     pub init: InitSpec,
-    /// The server's data volume.
+    /// The server's data volume and the storage on it.
     #[serde(default)]
     pub storage: StorageSpec,
+    /// Raft settings (with `storage.type: raft`); the server's defaults when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raft: Option<RaftSpec>,
     /// Compute resources of the server container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
@@ -137,7 +145,9 @@ pub struct KubernetesAuthSpec {
     /// Grant the server's ServiceAccount `system:auth-delegator` (a ClusterRoleBinding the
     /// operator creates and removes with the SecretServer), so the server can review tokens.
     /// Enable the method itself in the server with `vault auth enable kubernetes`. Only with
-    /// the ServiceAccount the operator creates: not with `serviceAccount.name`.
+    /// the ServiceAccount the operator creates: not with `serviceAccount.name`. Raft servers
+    /// get the binding either way (with the ServiceAccount the operator creates): the operator
+    /// logs in to them with its own Kubernetes-auth role, which it writes at auto-init.
     #[serde(default)]
     pub enabled: bool,
 }
@@ -225,34 +235,6 @@ fn default_threshold() -> i32 {
     3
 }
 
-/// The data volume (a PersistentVolumeClaim per pod, kept when the SecretServer is deleted).
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("quantity(self.size).compareTo(quantity(oldSelf.size)) >= 0").message("storage.size may not shrink; set it back to at least its previous value"))]
-pub struct StorageSpec {
-    /// Volume size, a Kubernetes quantity such as `1Gi`. It may grow (the operator then resizes
-    /// the claims; the StorageClass must allow volume expansion) but never shrink.
-    #[serde(default = "default_size")]
-    #[x_kube(validation = Rule::new("isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))").message("storage.size must be a positive quantity such as 1Gi or 500Mi"))]
-    pub size: String,
-    /// StorageClass of the claim; the cluster default when unset.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub storage_class_name: Option<String>,
-}
-
-impl Default for StorageSpec {
-    fn default() -> Self {
-        Self {
-            size: default_size(),
-            storage_class_name: None,
-        }
-    }
-}
-
-fn default_size() -> String {
-    "1Gi".into()
-}
-
 /// The server pods' ServiceAccount.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
@@ -284,9 +266,15 @@ pub struct PodOverrides {
     /// Tolerations of the pods.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tolerations: Vec<Toleration>,
-    /// Affinity of the pods.
+    /// Affinity of the pods. Unset with 3 or 5 replicas: the pods prefer distinct nodes
+    /// (anti-affinity on kubernetes.io/hostname); setting it replaces that default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity: Option<Affinity>,
+    /// Topology spread constraints of the pods. Unset with 3 or 5 replicas: the pods spread
+    /// evenly over zones (topology.kubernetes.io/zone, ScheduleAnyway); a list replaces that
+    /// default, and an empty list turns it off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology_spread_constraints: Option<Vec<TopologySpreadConstraint>>,
     /// PriorityClass of the pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority_class_name: Option<String>,
@@ -338,6 +326,10 @@ pub struct SecretServerStatus {
     /// The seal type: awskms or shamir.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seal_type: Option<String>,
+    /// The storage the server runs with: raft or file. While `spec.storage.type` is unset the
+    /// server keeps this one (a status from before storage types existed means file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_type: Option<StorageType>,
     /// The pod that serves requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active: Option<String>,
@@ -351,7 +343,11 @@ pub struct SecretServerStatus {
     /// What each server pod reported.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pods: Vec<PodStatus>,
-    /// Initialized, Unsealed, SealHealthy, Ready, Progressing and Degraded.
+    /// The step of a raft server's upgrade under way (see the Upgrading condition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<UpgradeStatus>,
+    /// Initialized, Unsealed, SealHealthy, Ready, Progressing and Degraded; raft servers also
+    /// Upgrading.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }
@@ -390,6 +386,13 @@ pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
 }
 
 pub mod reference;
+mod storage;
+mod upgrade;
+
+pub use self::storage::{
+    ALLOWED_REPLICAS, AutopilotSpec, MAX_REPLICAS, RaftSpec, StorageSpec, StorageType,
+};
+pub use self::upgrade::UpgradeStatus;
 
 #[cfg(test)]
 mod tests;

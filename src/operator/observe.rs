@@ -12,6 +12,9 @@ use crate::api_client::{Client, Health, SealBackendStatus, SealStatus};
 
 use super::build::API_PORT;
 
+/// The label the StatefulSet controller puts on each pod: the revision it was created at.
+pub const REVISION_LABEL: &str = "controller-revision-hash";
+
 /// Per-request timeout when asking a pod.
 pub const POD_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -28,6 +31,10 @@ pub struct PodView {
     /// A container waits with this reason (`CrashLoopBackOff`, `ImagePullBackOff`, ...).
     pub waiting_reason: Option<String>,
     pub restarts: i32,
+    /// The pod's `controller-revision-hash` label: the StatefulSet revision it was created at.
+    pub revision: Option<String>,
+    /// The pod's uid (a deletion is guarded by it, so it never hits a re-created pod).
+    pub uid: Option<String>,
 }
 
 /// Summarizes a pod object. Pure.
@@ -53,6 +60,8 @@ pub fn pod_view(pod: &Pod) -> PodView {
             .and_then(|s| s.waiting.as_ref())
             .and_then(|w| w.reason.clone()),
         restarts: container.map_or(0, |c| c.restart_count),
+        revision: pod.labels().get(REVISION_LABEL).cloned(),
+        uid: pod.metadata.uid.clone(),
     }
 }
 
@@ -160,6 +169,8 @@ pub fn http_client(ca_pem: Option<&[u8]>) -> Result<reqwest::Client, reqwest::Er
 
 pub mod init;
 pub mod pods;
+pub mod raft;
+pub mod token;
 
 #[cfg(test)]
 mod tests;

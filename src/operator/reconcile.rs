@@ -1,5 +1,5 @@
 //! Operator layer: `reconcile`, the only entry point, runs one pipeline per SecretServer:
-//! validate -> build -> apply -> observe (and auto-init) -> status. It only sequences the
+//! validate -> build -> apply -> observe (and auto-init) -> upgrade (raft) -> status. It only sequences the
 //! steps; each step's work lives in its own module (`validate`, `build`, `apply`, `observe`,
 //! `status` and `report`), and the pure ones are unit-tested there.
 
@@ -18,7 +18,7 @@ use super::initsecret::kms::DataKeys;
 use super::metrics::OperatorMetrics;
 use super::observe;
 use super::report::{self, truncate};
-use super::status::{self, Facts};
+use super::status::{self, Facts, UpgradeFacts};
 use super::validate;
 
 pub use super::status::{REQUEUE_NOT_READY, REQUEUE_READY, REQUEUE_STARTING};
@@ -38,6 +38,11 @@ pub struct Context {
     /// The ClusterRole with the Secret rules that a namespace binds to opt in (the chart's
     /// `<release>-secrets`), for the InitSecretForbidden message.
     pub secrets_role: Option<String>,
+    /// The operator's token per raft server (`observe::token`).
+    pub tokens: super::observe::token::TokenCache,
+    /// The operator's own ServiceAccount (the subject of its Kubernetes-auth role) and its
+    /// projected token file; `None` outside the chart (no token of its own then).
+    pub account: Option<super::operator_auth::Identity>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -150,13 +155,23 @@ async fn run(ss: &SecretServer, ctx: &Context) -> Result<Action, Error> {
     let pods = observe::pods::observe_all(ctx, &v).await?;
     let (init, pods) = observe::init::init_state(ctx, ss, &v, pods).await?;
     observe::pods::record(ctx, ss, &pods);
+    // 4b. upgrade (raft): observe raft, plan the next step, carry it out
+    let upgrade =
+        apply::upgrade::run(ctx, ss, &v, &init, &pods, applied.update_revision.clone()).await?;
     // 5. status
     let facts = Facts {
         v: &v,
         pods: &pods,
         init,
-        rolling: applied.rolling,
+        // Under OnDelete (raft) the StatefulSet never finishes a rollout by itself: the
+        // upgrade step says whether one is under way.
+        rolling: applied.rolling && matches!(v.storage, validate::Storage::File),
         apply_error: applied.error.as_ref().map(ToString::to_string),
+        upgrade: upgrade.as_ref().map(|u| UpgradeFacts {
+            plan: &u.plan,
+            revision_known: u.revision_known,
+            act_error: u.act_error.clone(),
+        }),
     };
     let new = report::status(ctx, &api, ss, &facts).await?;
     match applied.error {

@@ -14,6 +14,7 @@ mod stamp;
 mod summary;
 #[cfg(test)]
 mod testkit;
+mod upgrading;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
@@ -24,11 +25,13 @@ use super::validate::Validated;
 
 pub use self::conditions::{Cond, CondStatus};
 pub use self::events::{
-    REQUEUE_NOT_READY, REQUEUE_READY, REQUEUE_STARTING, Transition, requeue_after, transitions,
+    REQUEUE_NOT_READY, REQUEUE_READY, REQUEUE_STARTING, REQUEUE_UPGRADING, Transition,
+    requeue_after, transitions,
 };
 pub use self::reason::Reason;
 pub use self::stamp::invalid;
 use self::summary::Summary;
+pub use self::upgrading::{recorded as recorded_upgrade, whole_seconds};
 
 pub const INITIALIZED: &str = "Initialized";
 pub const UNSEALED: &str = "Unsealed";
@@ -36,6 +39,7 @@ pub const SEAL_HEALTHY: &str = "SealHealthy";
 pub const READY: &str = "Ready";
 pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
+pub const UPGRADING: &str = "Upgrading";
 
 /// Where auto-initialization stands, as the reconciler determined it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +61,10 @@ pub enum InitState {
         reason: InitFailure,
         message: String,
     },
+    /// Raft: no answering pod is initialized, the init Secret records an earlier
+    /// initialization, and these desired pods have not answered: one of them may hold the
+    /// cluster's data, so nothing is concluded yet.
+    AwaitingPods { pods: Vec<String> },
     /// No pod answered yet.
     Unknown,
 }
@@ -96,6 +104,19 @@ pub struct Facts<'a> {
     pub rolling: bool,
     /// Applying the children failed (transient); the message.
     pub apply_error: Option<String>,
+    /// Raft servers: where the pod-by-pod upgrade stands. `None` for file servers.
+    pub upgrade: Option<UpgradeFacts<'a>>,
+}
+
+/// What the upgrade step of a raft server decided and did.
+#[derive(Debug, Clone)]
+pub struct UpgradeFacts<'a> {
+    pub plan: &'a crate::operator::upgrade::Plan,
+    /// The StatefulSet controller has observed the current template (its update revision is
+    /// known).
+    pub revision_known: bool,
+    /// Carrying out the plan's action failed: why.
+    pub act_error: Option<String>,
 }
 
 /// The condition reason for a seal error class the server reports.
@@ -104,8 +125,8 @@ pub fn kms_reason(class: &str) -> Reason {
 }
 
 /// The conditions, in their fixed order: Initialized, Unsealed, SealHealthy, Ready,
-/// Progressing, Degraded.
-fn build_conditions(facts: &Facts<'_>, s: &Summary<'_>) -> [Cond; 6] {
+/// Progressing, Degraded, and for raft servers Upgrading.
+fn build_conditions(facts: &Facts<'_>, s: &Summary<'_>) -> Vec<Cond> {
     let initialized = conditions::initialized(facts, s.problem.as_ref());
     let seal_healthy = conditions::seal_healthy(facts.v, s);
     let unsealed = conditions::unsealed(facts, s);
@@ -118,14 +139,18 @@ fn build_conditions(facts: &Facts<'_>, s: &Summary<'_>) -> [Cond; 6] {
     );
     let progressing = rollup::progressing(facts, s, all_ready, &unsealed);
     let degraded = rollup::degraded(facts, s, &seal_healthy, &initialized);
-    [
+    let mut conds = vec![
         initialized,
         unsealed,
         seal_healthy,
         ready,
         progressing,
         degraded,
-    ]
+    ];
+    if let Some(u) = &facts.upgrade {
+        conds.push(upgrading::upgrading(u));
+    }
+    conds
 }
 
 /// Computes the status. `prev` supplies `lastTransitionTime` of conditions whose status did not
@@ -155,10 +180,16 @@ pub fn compute(
         initialized: answered.then_some(s.all_initialized()),
         sealed: answered.then_some(s.any_sealed() || s.unsealed.is_empty()),
         seal_type: Some(v.seal.type_name().to_owned()),
+        storage_type: Some(v.storage.type_()),
         active: s.active(),
         init_secret_name,
         reason: Some(reason.into()),
         pods: facts.pods.iter().map(pod_status).collect(),
+        upgrade: facts
+            .upgrade
+            .as_ref()
+            .and_then(|u| u.plan.progress.as_ref())
+            .map(upgrading::record),
         conditions,
     }
 }

@@ -7,12 +7,20 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Affinity, EnvVar, ResourceRequirements, Toleration};
+use k8s_openapi::api::core::v1::{
+    Affinity, EnvVar, ResourceRequirements, Toleration, TopologySpreadConstraint,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
 
 use super::crd::SecretServer;
+
+mod quantity;
+mod storage;
+
+pub use self::quantity::{is_quantity, quantity_bytes};
+pub use self::storage::{Raft, Storage, storage_type};
 
 /// Longest SecretServer name: the StatefulSet's pods get a `controller-revision-hash` label
 /// `<name>-<10 chars>`, and label values are limited to 63 characters.
@@ -31,6 +39,14 @@ pub const RESERVED_ENV: &[&str] = &[
     "VAULT_API_ADDR",
 ];
 
+/// Environment variables the operator sets for raft storage; `spec.env` may not override them
+/// on a raft server.
+pub const RAFT_RESERVED_ENV: &[&str] = &[
+    "VAULT_CLUSTER_ADDR",
+    "VAULT_RAFT_NODE_ID",
+    "VAULT_RAFT_PATH",
+];
+
 /// A spec the operator can never act on until the user changes it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValidationError {
@@ -43,9 +59,28 @@ pub enum ValidationError {
     )]
     NameTooLong { name: String, len: usize },
     #[error(
-        "spec.replicas is {0}; only 1 is supported until replicated (Raft) storage exists: set spec.replicas: 1"
+        "spec.replicas is {0}; raft needs an odd number of voters: set spec.replicas: 1, 3 or 5 (3 tolerates the loss of one pod, 5 of two)"
     )]
     Replicas(i32),
+    #[error(
+        "spec.replicas is {0} but the server's storage is file, which lives on one pod's volume: set spec.replicas: 1, or move the server to raft storage first (sealkeep operator migrate, see the README)"
+    )]
+    FileReplicas(i32),
+    #[error(
+        "spec.raft is set but the server's storage is file: remove spec.raft, or move the server to raft storage first (sealkeep operator migrate, see the README)"
+    )]
+    RaftWithFile,
+    #[error(
+        "spec.raft.performanceMultiplier is {0}; use 1 (fastest failover, the default) up to {max}",
+        max = crate::server::config::MAX_PERFORMANCE_MULTIPLIER
+    )]
+    PerformanceMultiplier(i32),
+    #[error("spec.raft.autopilot: {0}")]
+    Autopilot(String),
+    #[error(
+        "spec.env sets {0}, which the operator sets for raft storage (each pod's own addresses and node name); remove it from spec.env"
+    )]
+    RaftReservedEnv(String),
     #[error("spec.seal must set exactly one of awsKms or shamir")]
     SealCount,
     #[error(
@@ -120,6 +155,8 @@ pub struct Validated {
     /// children with it.
     pub owner: OwnerReference,
     pub replicas: i32,
+    /// The storage (`storage "file"` or `storage "raft"`).
+    pub storage: Storage,
     pub image: String,
     pub seal: Seal,
     pub init: Init,
@@ -136,6 +173,8 @@ pub struct Validated {
     pub node_selector: BTreeMap<String, String>,
     pub tolerations: Vec<Toleration>,
     pub affinity: Option<Affinity>,
+    /// `spec.pod.topologySpreadConstraints` as given (`None`: the default spread applies).
+    pub topology_spread: Option<Vec<TopologySpreadConstraint>>,
     pub priority_class_name: Option<String>,
     pub env: Vec<EnvVar>,
     pub tls_secret: Option<String>,
@@ -187,9 +226,7 @@ pub fn validate(
         .controller_owner_ref(&())
         .ok_or_else(|| ValidationError::NoUid { name: name.clone() })?;
     let spec = &ss.spec;
-    if spec.replicas != 1 {
-        return Err(ValidationError::Replicas(spec.replicas));
-    }
+    let storage = storage::storage(ss)?;
     let seal = match (&spec.seal.aws_kms, &spec.seal.shamir) {
         (Some(k), None) => {
             if k.key_id.trim().is_empty() {
@@ -230,6 +267,14 @@ pub fn validate(
     {
         return Err(ValidationError::ReservedEnv(e.name.clone()));
     }
+    if let (Storage::Raft(_), Some(e)) = (
+        &storage,
+        spec.env
+            .iter()
+            .find(|e| RAFT_RESERVED_ENV.contains(&e.name.as_str())),
+    ) {
+        return Err(ValidationError::RaftReservedEnv(e.name.clone()));
+    }
     let image = non_empty(&spec.image)
         .or_else(|| default_image.filter(|i| !i.is_empty()).map(str::to_owned))
         .ok_or(ValidationError::NoImage)?;
@@ -263,6 +308,7 @@ pub fn validate(
         generation: ss.meta().generation,
         owner,
         replicas: spec.replicas,
+        storage,
         image,
         seal,
         init,
@@ -274,6 +320,7 @@ pub fn validate(
         node_selector: spec.pod.node_selector.clone(),
         tolerations: spec.pod.tolerations.clone(),
         affinity: spec.pod.affinity.clone(),
+        topology_spread: spec.pod.topology_spread_constraints.clone(),
         priority_class_name: non_empty(&spec.pod.priority_class_name),
         env: spec.env.clone(),
         tls_secret,
@@ -292,78 +339,6 @@ fn non_empty(s: &Option<String>) -> Option<String> {
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
-}
-
-/// Kubernetes quantity syntax: a signed decimal number, then an optional binary suffix
-/// (Ki..Ei), decimal suffix (n, u, m, k, M..E) or exponent (e3, E-2).
-pub fn is_quantity(s: &str) -> bool {
-    let s = s.trim();
-    let digits_end = s
-        .char_indices()
-        .find(|(_, c)| !(c.is_ascii_digit() || *c == '.' || *c == '+' || *c == '-'))
-        .map_or(s.len(), |(i, _)| i);
-    let (num, suffix) = s.split_at(digits_end);
-    let num = num.strip_prefix(['+', '-']).unwrap_or(num);
-    let valid_num = !num.is_empty()
-        && num.chars().filter(|c| *c == '.').count() <= 1
-        && num.chars().all(|c| c.is_ascii_digit() || c == '.')
-        && num.chars().any(|c| c.is_ascii_digit());
-    let valid_suffix = matches!(
-        suffix,
-        "" | "Ki"
-            | "Mi"
-            | "Gi"
-            | "Ti"
-            | "Pi"
-            | "Ei"
-            | "n"
-            | "u"
-            | "m"
-            | "k"
-            | "M"
-            | "G"
-            | "T"
-            | "P"
-            | "E"
-    ) || suffix
-        .strip_prefix(['e', 'E'])
-        .map(|e| e.strip_prefix(['+', '-']).unwrap_or(e))
-        .is_some_and(|e| !e.is_empty() && e.chars().all(|c| c.is_ascii_digit()));
-    valid_num && valid_suffix
-}
-
-/// The value of a quantity in bytes (`1Gi` -> 1073741824), for comparing sizes.
-pub fn quantity_bytes(s: &str) -> Option<f64> {
-    let s = s.trim();
-    if !is_quantity(s) {
-        return None;
-    }
-    let split = s
-        .char_indices()
-        .find(|(i, c)| !(c.is_ascii_digit() || *c == '.' || (*i == 0 && (*c == '+' || *c == '-'))))
-        .map_or(s.len(), |(i, _)| i);
-    let (num, suffix) = s.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let mult = match suffix {
-        "" => 1.0,
-        "Ki" => 1024f64,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        "n" => 1e-9,
-        "u" => 1e-6,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        e => 10f64.powi(e.get(1..)?.parse::<i32>().ok()?),
-    };
-    Some(n * mult)
 }
 
 #[cfg(test)]

@@ -116,6 +116,27 @@ pub fn operator_kubeconfig() -> &'static PathBuf {
     })
 }
 
+/// The e2e operator's login token for the SecretServers' Kubernetes auth: what the chart's
+/// projected volume holds (audience `sealkeep`), in a file the operator reads per login.
+pub fn login_token_file() -> &'static PathBuf {
+    static F: OnceLock<PathBuf> = OnceLock::new();
+    F.get_or_init(|| {
+        operator_kubeconfig();
+        let token = kubectl_ok(&[
+            "-n",
+            OPERATOR_NS,
+            "create",
+            "token",
+            OPERATOR_SA,
+            "--audience=sealkeep",
+            "--duration=3h",
+        ]);
+        let path = scratch_dir().join("operator-login-token");
+        std::fs::write(&path, token.trim()).expect("write the login token");
+        path
+    })
+}
+
 /// The chart's ValidatingAdmissionPolicy and its binding, rendered by Helm for the e2e
 /// operator's ServiceAccount.
 pub fn admission_policy() -> String {
@@ -199,16 +220,23 @@ impl Operator {
     }
 
     pub fn start_with(ns: &str, identity: &str, extra: &[&str]) -> Self {
-        Self::spawn(ns, identity, extra, true)
+        Self::spawn(ns, identity, extra, true, true)
+    }
+
+    /// An operator that does not know its own ServiceAccount (run outside the chart): it writes
+    /// no Kubernetes-auth role at init and has no token of its own.
+    pub fn start_without_account(ns: &str) -> Self {
+        Self::spawn(ns, &format!("e2e-{ns}-noaccount"), &[], true, false)
     }
 
     /// An operator with no AWS identity at all: it cannot get KMS data keys.
     pub fn start_without_aws(ns: &str) -> Self {
-        Self::spawn(ns, &format!("e2e-{ns}-noaws"), &[], false)
+        Self::spawn(ns, &format!("e2e-{ns}-noaws"), &[], false, true)
     }
 
-    fn spawn(ns: &str, identity: &str, extra: &[&str], aws: bool) -> Self {
+    fn spawn(ns: &str, identity: &str, extra: &[&str], aws: bool, account: bool) -> Self {
         let kubeconfig = operator_kubeconfig();
+        let login_token = login_token_file();
         grant_secrets(ns);
         let log = scratch_dir().join(format!("operator-{identity}.log"));
         let metrics_port = super::free_port();
@@ -226,7 +254,7 @@ impl Operator {
                 .env("AWS_ACCESS_KEY_ID", "testing")
                 .env("AWS_SECRET_ACCESS_KEY", "testing");
         }
-        let child = command
+        command
             .args([
                 "operator",
                 "--namespace",
@@ -238,7 +266,19 @@ impl Operator {
                 "--identity",
                 identity,
             ])
-            .args(extra)
+            .args(extra);
+        if account {
+            // What the chart passes through the downward API and a projected volume.
+            command.args([
+                "--service-account",
+                OPERATOR_SA,
+                "--service-account-namespace",
+                OPERATOR_NS,
+                "--login-token-file",
+                &login_token.display().to_string(),
+            ]);
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()

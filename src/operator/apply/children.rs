@@ -19,6 +19,10 @@ use crate::operator::validate::{self, Validated};
 pub struct Applied {
     /// The StatefulSet has not rolled every pod to its current revision yet.
     pub rolling: bool,
+    /// The StatefulSet's `status.updateRevision` once its controller has observed the
+    /// generation this apply left (`None` before that, or when applying failed): the revision
+    /// the upgrade planner moves the pods to.
+    pub update_revision: Option<String>,
     /// Applying failed (transient): the status says so, then the reconcile is retried.
     pub error: Option<Error>,
 }
@@ -27,23 +31,26 @@ pub struct Applied {
 /// still observes the pods and reports the failure in the status.
 pub async fn children(ctx: &Context, v: &Validated, c: &Children) -> Applied {
     match apply_children(ctx, v, c).await {
-        Ok(sts) => Applied {
-            rolling: sts.as_ref().is_some_and(rolling_out),
+        Ok((before, after)) => Applied {
+            rolling: before.as_ref().is_some_and(rolling_out),
+            update_revision: after.as_ref().and_then(update_revision),
             error: None,
         },
         Err(e) => Applied {
             rolling: false,
+            update_revision: None,
             error: Some(e),
         },
     }
 }
 
-/// Applies every child; returns the StatefulSet as it was before (for the rollout state).
+/// Applies every child; returns the StatefulSet as it was before (for the rollout state) and
+/// as it is after the apply (read again when the apply wrote it).
 async fn apply_children(
     ctx: &Context,
     v: &Validated,
     c: &Children,
-) -> Result<Option<StatefulSet>, Error> {
+) -> Result<(Option<StatefulSet>, Option<StatefulSet>), Error> {
     let client = &ctx.client;
     let ns = v.namespace.as_str();
     let cache = &ctx.applied;
@@ -70,7 +77,16 @@ async fn apply_children(
         .map_err(kube_err(format!("reading StatefulSet {}", v.name)))?;
     let sts = keep_claim_templates(&c.stateful_set, existing.as_ref());
     let existing_rv = existing.as_ref().and_then(|e| e.resource_version());
-    writes += u32::from(apply_known(&sts_api, &sts, cache, Some(existing_rv)).await?);
+    let sts_written = apply_known(&sts_api, &sts, cache, Some(existing_rv)).await?;
+    writes += u32::from(sts_written);
+    let after = if sts_written {
+        sts_api
+            .get_opt(&v.name)
+            .await
+            .map_err(kube_err(format!("reading StatefulSet {}", v.name)))?
+    } else {
+        existing.clone()
+    };
     writes += u32::from(
         apply(
             &Api::<PodDisruptionBudget>::namespaced(client.clone(), ns),
@@ -84,11 +100,11 @@ async fn apply_children(
     }
     if writes == 0 {
         // Nothing changed since this process last applied: no renamed ServiceAccount to prune.
-        return Ok(existing);
+        return Ok((existing, after));
     }
     tracing::debug!(namespace = ns, name = %v.name, writes, "applied children");
     prune_service_accounts(&accounts, v).await;
-    Ok(existing)
+    Ok((existing, after))
 }
 
 /// A renamed or user-supplied ServiceAccount leaves ours behind: remove it (best effort).
@@ -185,4 +201,45 @@ pub fn rolling_out(sts: &StatefulSet) -> bool {
         s.update_revision.is_some() && s.current_revision != s.update_revision
             || s.observed_generation < sts.metadata.generation
     })
+}
+
+/// The StatefulSet's `status.updateRevision`, only once its controller has observed the
+/// current generation (before that it names the previous template's revision). Pure.
+pub fn update_revision(sts: &StatefulSet) -> Option<String> {
+    let status = sts.status.as_ref()?;
+    let observed = status.observed_generation?;
+    if sts.metadata.generation.is_some_and(|g| observed < g) {
+        return None;
+    }
+    status.update_revision.clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sts(generation: i64, observed: Option<i64>, update: &str) -> StatefulSet {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "vault", "generation": generation},
+            "status": {
+                "replicas": 3,
+                "observedGeneration": observed,
+                "currentRevision": "vault-old",
+                "updateRevision": update,
+            },
+        }))
+        .expect("StatefulSet")
+    }
+
+    #[test]
+    fn the_update_revision_counts_only_once_the_generation_is_observed() {
+        assert_eq!(
+            update_revision(&sts(4, Some(4), "vault-new")).as_deref(),
+            Some("vault-new")
+        );
+        // The apply just bumped the generation: the status still names the old template's
+        // revision.
+        assert_eq!(update_revision(&sts(5, Some(4), "vault-old")), None);
+        assert_eq!(update_revision(&sts(1, None, "vault-old")), None);
+    }
 }

@@ -78,15 +78,16 @@ pub async fn finalize(
     Ok(Action::await_change())
 }
 
-/// The auth-delegator binding exists exactly while `spec.auth.kubernetes.enabled`, and the
-/// finalizer exactly while the binding may exist.
+/// The auth-delegator binding exists exactly while `build::rbac::needs_auth_delegator`
+/// (`spec.auth.kubernetes.enabled`, or a raft server with the operator's ServiceAccount), and
+/// the finalizer exactly while the binding may exist.
 pub async fn sync(
     ctx: &Context,
     api: &Api<SecretServer>,
     ss: &SecretServer,
     v: &Validated,
 ) -> Result<(), Error> {
-    if v.kubernetes_auth {
+    if build::rbac::needs_auth_delegator(v) {
         if !has_finalizer(ss) {
             set_finalizer(api, ss, true).await?;
         }

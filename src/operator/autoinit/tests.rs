@@ -5,7 +5,9 @@ use kube::Resource;
 use crate::operator::initsecret::kms::FakeKms;
 use crate::operator::initsecret::{Stored, open, parse};
 
+mod formation;
 mod initialize;
+mod operator_role;
 
 use crate::api_client::{SealBackendStatus, SealStatus};
 use crate::operator::crd::SecretServer;

@@ -6,15 +6,20 @@ use std::collections::BTreeMap;
 use aws_lc_rs::digest;
 use k8s_openapi::api::core::v1::ConfigMap;
 
-use super::{API_PORT, meta};
-use crate::operator::validate::{Seal, Validated};
+use super::{API_PORT, CLUSTER_PORT, meta};
+use crate::operator::validate::{Seal, Storage, Validated};
+
+pub mod raft;
 
 /// The key of the HCL file in the ConfigMap.
 pub const CONFIG_KEY: &str = "sealkeep.hcl";
 /// Where the ConfigMap is mounted in the server container.
 pub const CONFIG_DIR: &str = "/sealkeep/config";
-/// The data volume's mount: the `storage "file"` directory.
+/// The data volume's mount: the `storage "file"` directory (raft storage uses [`RAFT_DIR`] on
+/// the same volume, so `sealkeep operator migrate` can move a file server in place).
 pub const DATA_DIR: &str = "/sealkeep/data";
+/// The `storage "raft"` directory, on the data volume.
+pub const RAFT_DIR: &str = "/sealkeep/data/raft";
 /// Where the TLS Secret is mounted.
 pub const TLS_DIR: &str = "/sealkeep/tls";
 /// Certificate and key files inside [`TLS_DIR`] (the keys of a `kubernetes.io/tls` Secret).
@@ -37,14 +42,25 @@ pub fn config_map(v: &Validated) -> ConfigMap {
 
 /// The server's HCL configuration for `v`.
 pub fn hcl(v: &Validated) -> String {
-    let mut lines = vec![
-        "storage \"file\" {".to_owned(),
-        format!("  path = {}", quote(DATA_DIR)),
-        "}".to_owned(),
+    let mut lines = match &v.storage {
+        Storage::File => vec![
+            "storage \"file\" {".to_owned(),
+            format!("  path = {}", quote(DATA_DIR)),
+            "}".to_owned(),
+        ],
+        Storage::Raft(raft) => raft::storage_block(v, raft),
+    };
+    lines.extend([
         String::new(),
         "listener \"tcp\" {".to_owned(),
         format!("  address = {}", quote(&format!("0.0.0.0:{API_PORT}"))),
-    ];
+    ]);
+    if matches!(v.storage, Storage::Raft(_)) {
+        lines.push(format!(
+            "  cluster_address = {}",
+            quote(&format!("0.0.0.0:{CLUSTER_PORT}"))
+        ));
+    }
     if v.tls_secret.is_some() {
         lines.push(format!("  tls_cert_file = {}", quote(TLS_CERT_FILE)));
         lines.push(format!("  tls_key_file = {}", quote(TLS_KEY_FILE)));
@@ -87,7 +103,7 @@ pub fn hcl(v: &Validated) -> String {
 
 /// An HCL string literal. Values come from users, so backslash and double quote are escaped,
 /// and so are the control characters the parser knows (a raw newline would end the string).
-fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {

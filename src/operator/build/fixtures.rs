@@ -19,6 +19,8 @@ kind: SecretServer
 metadata:
   name: vault
 spec:
+  storage:
+    type: file
   seal:
     awsKms:
       keyId: alias/sealkeep-unseal
@@ -33,6 +35,8 @@ kind: SecretServer
 metadata:
   name: shamir
 spec:
+  storage:
+    type: file
   seal:
     shamir: {}
 "#;
@@ -46,6 +50,8 @@ metadata:
   name: tls
 spec:
   image: registry.example/sealkeep:1.2.3
+  storage:
+    type: file
   seal:
     awsKms:
       keyId: 1234abcd-12ab-34cd-56ef-1234567890ab
@@ -70,6 +76,7 @@ spec:
       region: ap-southeast-2
       roleArn: arn:aws:iam::123456789012:role/sealkeep
   storage:
+    type: file
     size: 5Gi
     storageClassName: gp3
   env:
@@ -106,6 +113,8 @@ kind: SecretServer
 metadata:
   name: metrics
 spec:
+  storage:
+    type: file
   seal:
     shamir: {}
   telemetry:

@@ -4,6 +4,7 @@
 pub mod configmap;
 pub mod pdb;
 pub mod rbac;
+pub mod scheduling;
 pub mod service;
 pub mod serviceaccount;
 pub mod statefulset;
@@ -19,6 +20,8 @@ use super::validate::Validated;
 
 /// The server's HTTP API port in every pod.
 pub const API_PORT: i32 = 8200;
+/// The cluster port of raft servers (raft RPCs and request forwarding, mutual TLS).
+pub const CLUSTER_PORT: i32 = 8201;
 /// Label keys. `app.kubernetes.io/instance` names the SecretServer a pod belongs to.
 pub const LABEL_NAME: &str = "app.kubernetes.io/name";
 pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";

@@ -4,8 +4,11 @@
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::{API_PORT, meta, selector_labels};
-use crate::operator::validate::Validated;
+use super::{API_PORT, CLUSTER_PORT, meta, selector_labels};
+use crate::operator::validate::{Storage, Validated};
+
+/// Name of the cluster port (raft servers) on the headless Service and the container.
+pub const CLUSTER_PORT_NAME: &str = "cluster";
 
 /// Name of the API port on the Services and the container: `https` with TLS, else `http`.
 pub fn port_name(v: &Validated) -> &'static str {
@@ -23,14 +26,26 @@ fn api_port(v: &Validated) -> ServicePort {
 }
 
 /// The headless Service `v.headless_service_name()`, the StatefulSet's `serviceName`. It
-/// publishes not-ready pods too: a sealed or uninitialized pod must still be reachable by name.
+/// publishes not-ready pods too: a sealed or uninitialized pod must still be reachable by name
+/// (a raft pod joins, and is joined, before it is unsealed). Raft servers also publish the
+/// cluster port.
 pub fn headless_service(v: &Validated) -> Service {
+    let mut ports = vec![api_port(v)];
+    if matches!(v.storage, Storage::Raft(_)) {
+        ports.push(ServicePort {
+            name: Some(CLUSTER_PORT_NAME.to_owned()),
+            port: CLUSTER_PORT,
+            target_port: Some(IntOrString::Int(CLUSTER_PORT)),
+            protocol: Some("TCP".to_owned()),
+            ..ServicePort::default()
+        });
+    }
     Service {
         metadata: meta(v, v.headless_service_name()),
         spec: Some(ServiceSpec {
             cluster_ip: Some("None".to_owned()),
             publish_not_ready_addresses: Some(true),
-            ports: Some(vec![api_port(v)]),
+            ports: Some(ports),
             selector: Some(selector_labels(v)),
             ..ServiceSpec::default()
         }),

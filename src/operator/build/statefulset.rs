@@ -19,11 +19,12 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::configmap::{CONFIG_DIR, DATA_DIR, TLS_DIR, config_path};
-use super::service::port_name;
+use super::configmap::{CONFIG_DIR, DATA_DIR, TLS_DIR, config_path, raft};
+use super::scheduling;
+use super::service::{CLUSTER_PORT_NAME, port_name};
 use super::serviceaccount::irsa_role_arn;
-use super::{API_PORT, labels, meta, selector_labels};
-use crate::operator::validate::{Seal, Validated};
+use super::{API_PORT, CLUSTER_PORT, labels, meta, selector_labels};
+use crate::operator::validate::{Seal, Storage, Validated};
 
 /// Pod annotation with the ConfigMap's hash: a config change changes the template, which
 /// rolls the pod.
@@ -65,10 +66,7 @@ pub fn stateful_set(v: &Validated, config_hash: &str) -> StatefulSet {
                 match_labels: Some(selector_labels(v)),
                 ..LabelSelector::default()
             },
-            update_strategy: Some(StatefulSetUpdateStrategy {
-                type_: Some("RollingUpdate".to_owned()),
-                ..StatefulSetUpdateStrategy::default()
-            }),
+            update_strategy: Some(update_strategy(v)),
             // Deleting the SecretServer (or scaling down) never deletes the data.
             persistent_volume_claim_retention_policy: Some(
                 StatefulSetPersistentVolumeClaimRetentionPolicy {
@@ -81,6 +79,21 @@ pub fn stateful_set(v: &Validated, config_hash: &str) -> StatefulSet {
             ..StatefulSetSpec::default()
         }),
         ..StatefulSet::default()
+    }
+}
+
+/// `RollingUpdate` for a file server (its one pod is replaced by the StatefulSet controller).
+/// `OnDelete` for raft: the StatefulSet controller never replaces a pod by itself, because
+/// replacing raft voters in ordinal order, regardless of which one leads, is what loses
+/// quorum; the operator chooses the order of every replacement.
+fn update_strategy(v: &Validated) -> StatefulSetUpdateStrategy {
+    let type_ = match v.storage {
+        Storage::File => "RollingUpdate",
+        Storage::Raft(_) => "OnDelete",
+    };
+    StatefulSetUpdateStrategy {
+        type_: Some(type_.to_owned()),
+        ..StatefulSetUpdateStrategy::default()
     }
 }
 
@@ -124,7 +137,8 @@ fn pod_template(v: &Validated, config_hash: &str) -> PodTemplateSpec {
             service_account_name: Some(v.service_account.clone()),
             node_selector: (!v.node_selector.is_empty()).then(|| v.node_selector.clone()),
             tolerations: (!v.tolerations.is_empty()).then(|| v.tolerations.clone()),
-            affinity: v.affinity.clone(),
+            affinity: scheduling::affinity(v),
+            topology_spread_constraints: scheduling::topology_spread(v),
             priority_class_name: v.priority_class_name.clone(),
             termination_grace_period_seconds: Some(30),
             enable_service_links: Some(false),
@@ -158,12 +172,7 @@ fn container(v: &Validated) -> Container {
             "--config".to_owned(),
             config_path(),
         ]),
-        ports: Some(vec![ContainerPort {
-            name: Some(port_name(v).to_owned()),
-            container_port: API_PORT,
-            protocol: Some("TCP".to_owned()),
-            ..ContainerPort::default()
-        }]),
+        ports: Some(ports(v)),
         env: Some(env(v)),
         resources: v.resources.clone(),
         volume_mounts: Some(volume_mounts(v)),
@@ -194,6 +203,24 @@ fn container(v: &Validated) -> Container {
         }),
         ..Container::default()
     }
+}
+
+fn port(name: &str, number: i32) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.to_owned()),
+        container_port: number,
+        protocol: Some("TCP".to_owned()),
+        ..ContainerPort::default()
+    }
+}
+
+/// The API port, and for raft the cluster port.
+fn ports(v: &Validated) -> Vec<ContainerPort> {
+    let mut ports = vec![port(port_name(v), API_PORT)];
+    if matches!(v.storage, Storage::Raft(_)) {
+        ports.push(port(CLUSTER_PORT_NAME, CLUSTER_PORT));
+    }
+    ports
 }
 
 fn health_probe(v: &Validated, path: &str) -> Probe {
@@ -243,6 +270,15 @@ fn env(v: &Validated) -> Vec<EnvVar> {
             format!("{}://127.0.0.1:{API_PORT}", v.scheme()),
         ),
     ];
+    if matches!(v.storage, Storage::Raft(_)) {
+        // Each pod's own addresses and raft node name: `$(POD_NAME)` is expanded by the
+        // kubelet from the variable above.
+        env.extend([
+            value_env("VAULT_API_ADDR", raft::api_addr(v, "$(POD_NAME)")),
+            value_env("VAULT_CLUSTER_ADDR", raft::cluster_addr(v, "$(POD_NAME)")),
+            value_env("VAULT_RAFT_NODE_ID", "$(POD_NAME)"),
+        ]);
+    }
     if let Seal::AwsKms { region, .. } = &v.seal {
         // The server lets AWS_REGION override the config file's region (Vault's precedence),
         // and EKS's webhook injects the cluster's region when no region variable is set: pin it

@@ -79,7 +79,12 @@ fn fields(v: &Value, path: &str, out: &mut String) {
         // are documented upstream.
         let core = matches!(
             name.as_str(),
-            "resources" | "affinity" | "tolerations" | "env" | "conditions"
+            "resources"
+                | "affinity"
+                | "tolerations"
+                | "topologySpreadConstraints"
+                | "env"
+                | "conditions"
         );
         if !core {
             fields(field, &p, out);
@@ -102,7 +107,7 @@ fn collect_rules(v: &Value, path: &str, out: &mut Vec<(String, String)>) {
         for (name, field) in props {
             if !matches!(
                 name.as_str(),
-                "resources" | "affinity" | "tolerations" | "env"
+                "resources" | "affinity" | "tolerations" | "topologySpreadConstraints" | "env"
             ) {
                 collect_rules(field, &format!("{path}.{name}"), out);
             }

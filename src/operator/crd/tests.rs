@@ -61,7 +61,8 @@ fn crd_has_names_status_columns_and_cel_rules() {
     let mut all = Vec::new();
     rules(&version["schema"], &mut all);
     for expected in [
-        "self == 1",
+        "self == 1 || self == 3 || self == 5",
+        "!(has(self.storage) && has(self.storage.type) && self.storage.type == 'file') || self.replicas == 1",
         "has(self.awsKms) != has(self.shamir)",
         "self.recoveryThreshold >= 1 && self.recoveryThreshold <= self.recoveryShares",
         "isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))",
@@ -128,5 +129,7 @@ fn committed_reference_doc_is_up_to_date() {
     ] {
         assert!(generated.contains(field), "reference lacks {field}");
     }
-    assert!(generated.contains("replicas must be 1"));
+    assert!(generated.contains("replicas must be 1, 3 or 5"));
+    assert!(generated.contains("`spec.storage.type`"));
+    assert!(generated.contains("`spec.raft.autopilot.minQuorum`"));
 }

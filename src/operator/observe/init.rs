@@ -11,6 +11,7 @@ use crate::api_client::Client as ServerClient;
 use crate::operator::autoinit::{self, Decision};
 use crate::operator::crd::SecretServer;
 use crate::operator::observe;
+use crate::operator::operator_auth::{self, setup::RoleSetup};
 use crate::operator::reconcile::{Context, Error, key};
 use crate::operator::report::publish;
 use crate::operator::status::{InitFailure, InitState};
@@ -89,9 +90,22 @@ async fn auto_initialize(
     let http = pod_http(ctx, v).await?;
     let client = ServerClient::with_http(&observe::pod_addr(v.scheme(), ip), http);
     tracing::info!(secretserver = %key(ss), pod = %pod, "auto-initializing");
-    let done = autoinit::initialize(secrets, v, secret_state, pod, &client, ctx.kms.as_ref()).await;
+    let done = autoinit::initialize(
+        secrets,
+        v,
+        secret_state,
+        pod,
+        &client,
+        ctx.kms.as_ref(),
+        ctx.account.as_ref(),
+    )
+    .await;
     Ok(match done {
-        Ok(autoinit::Initialized { secret, revoke }) => {
+        Ok(autoinit::Initialized {
+            secret,
+            revoke,
+            operator_role,
+        }) => {
             let sealed = if matches!(v.seal, validate::Seal::AwsKms { .. }) {
                 "encrypted with a data key of the seal's KMS key"
             } else {
@@ -105,6 +119,25 @@ async fn auto_initialize(
                 format!("initialized through pod {pod}; root token and key shares stored in Secret {secret}, {sealed}"),
             )
             .await;
+            match operator_role {
+                RoleSetup::Created => {
+                    publish(
+                        ctx,
+                        ss,
+                        false,
+                        "OperatorRoleCreated",
+                        format!("Kubernetes auth is enabled and configured, and the policy and role {} the operator logs in with are written (its own least-privilege token; the operator does not use the root token after init)", operator_auth::ROLE_NAME),
+                    )
+                    .await;
+                }
+                RoleSetup::Skipped(why) if matches!(v.storage, validate::Storage::Raft(_)) => {
+                    publish(ctx, ss, true, "OperatorRoleNotCreated", why).await;
+                }
+                RoleSetup::Skipped(_) => {}
+                RoleSetup::Failed(msg) => {
+                    publish(ctx, ss, true, "OperatorRoleFailed", msg).await;
+                }
+            }
             match revoke {
                 autoinit::Revoke::NotRequested => {}
                 autoinit::Revoke::Revoked => {

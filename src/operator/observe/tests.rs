@@ -57,6 +57,8 @@ fn pod_view_of_a_crash_looping_terminating_pod() {
             terminating: true,
             waiting_reason: Some("CrashLoopBackOff".into()),
             restarts: 4,
+            revision: None,
+            uid: None,
         }
     );
 }
@@ -119,6 +121,8 @@ fn pod_view_with_empty_ip_and_no_status() {
             terminating: false,
             waiting_reason: None,
             restarts: 0,
+            revision: None,
+            uid: None,
         }
     );
 }
@@ -386,4 +390,14 @@ async fn garbage_seal_status_is_unreachable() {
         panic!("expected Unreachable, got {answer:?}");
     };
     assert!(e.contains("unexpected response"), "{e}");
+}
+
+#[test]
+fn pod_view_carries_the_revision_label_and_uid() {
+    let p = pod(json!({
+        "metadata": {"name": "vault-2", "uid": "u-2", "labels": {"controller-revision-hash": "vault-7c9b"}},
+    }));
+    let v = pod_view(&p);
+    assert_eq!(v.revision.as_deref(), Some("vault-7c9b"));
+    assert_eq!(v.uid.as_deref(), Some("u-2"));
 }

@@ -34,6 +34,8 @@ fn context() -> (Arc<Context>, Handle) {
         failures: Default::default(),
         kms: Arc::new(crate::operator::initsecret::kms::FakeKms::default()),
         secrets_role: None,
+        tokens: Default::default(),
+        account: None,
     };
     (Arc::new(ctx), handle)
 }
@@ -65,7 +67,7 @@ fn ok(v: Value) -> Response<Body> {
 
 /// Serves the requests of an invalid spec: one status apply, then one Event.
 async fn expect_invalid_spec_writes(handle: Handle) -> Value {
-    expect_invalid_spec_writes_noting(handle, "spec.replicas is 3").await
+    expect_invalid_spec_writes_noting(handle, "spec.replicas is 2").await
 }
 
 /// As [`expect_invalid_spec_writes`], with the Event's note containing `note`.
@@ -105,7 +107,7 @@ async fn expect_invalid_spec_writes_noting(mut handle: Handle, note: &str) -> Va
 async fn invalid_spec_writes_status_and_event_then_waits_for_a_change() {
     let (ctx, handle) = context();
     let ss = Arc::new(secret_server(
-        json!({"replicas": 3, "seal": {"shamir": {}}}),
+        json!({"replicas": 2, "seal": {"shamir": {}}}),
         None,
     ));
     let verifier = tokio::spawn(expect_invalid_spec_writes(handle));
@@ -166,7 +168,7 @@ async fn kubernetes_auth_with_a_foreign_service_account_binds_nothing() {
 #[tokio::test]
 async fn invalid_spec_already_reported_makes_no_request() {
     let (ctx, handle) = context();
-    let spec = json!({"replicas": 3, "seal": {"shamir": {}}});
+    let spec = json!({"replicas": 2, "seal": {"shamir": {}}});
     // First reconcile: learn the status the operator writes.
     let ss = Arc::new(secret_server(spec.clone(), None));
     let verifier = tokio::spawn(expect_invalid_spec_writes(handle));

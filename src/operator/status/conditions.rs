@@ -113,6 +113,18 @@ pub fn initialized(facts: &Facts<'_>, problem: Option<&PodProblem>) -> Cond {
                 _ => message.clone(),
             },
         ),
+        InitState::AwaitingPods { pods } => Cond::unknown(
+            INITIALIZED,
+            Reason::AwaitingPods,
+            format!(
+                "no answering pod is initialized, but Secret {} records an earlier initialization and {} not answered yet: the operator waits for them, since one may hold the cluster's data",
+                v.init_secret_name(),
+                match pods.as_slice() {
+                    [one] => format!("pod {one} has"),
+                    many => format!("pods {} have", many.join(", ")),
+                }
+            ),
+        ),
         InitState::Unknown => match problem {
             Some(p) => Cond::from_problem(INITIALIZED, p),
             None => Cond::unknown(

@@ -6,7 +6,7 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 use super::reason::Reason;
-use super::{INITIALIZED, PROGRESSING, READY, SEAL_HEALTHY, UNSEALED};
+use super::{INITIALIZED, PROGRESSING, READY, SEAL_HEALTHY, UNSEALED, UPGRADING};
 use crate::operator::crd::SecretServerStatus;
 
 /// An Event to publish: `warning` selects the Warning type.
@@ -62,6 +62,9 @@ fn transition(type_: &str, old: Option<&Condition>, new: &Condition) -> Option<T
 pub const REQUEUE_NOT_READY: Duration = Duration::from_secs(15);
 /// Requeue interval of a Ready server (KMS health can change without any pod changing).
 pub const REQUEUE_READY: Duration = Duration::from_secs(60);
+/// Requeue interval while a raft server's upgrade is under way: a step may wait on time (the
+/// retry after `sys/step-down`, a timeout) that no event announces.
+pub const REQUEUE_UPGRADING: Duration = Duration::from_secs(5);
 /// Requeue interval while a pod is starting or awaiting auto-init: a server that starts
 /// listening, or that is waiting to be initialized, produces no Kubernetes event.
 pub const REQUEUE_STARTING: Duration = Duration::from_secs(2);
@@ -71,6 +74,9 @@ pub const REQUEUE_STARTING: Duration = Duration::from_secs(2);
 pub fn requeue_after(status: &SecretServerStatus) -> Duration {
     let cond =
         |t: &str| find(Some(status), t).map(|c| (c.status.as_str(), Reason::parse(&c.reason)));
+    if matches!(cond(UPGRADING), Some(("True", _))) {
+        return REQUEUE_UPGRADING;
+    }
     if matches!(cond(READY), Some(("True", _))) {
         return REQUEUE_READY;
     }

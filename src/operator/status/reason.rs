@@ -49,6 +49,8 @@ reasons! {
     InitSecretKMSFailed = "InitSecretKMSFailed",
     /// The operator may not read or write Secrets in the namespace.
     InitSecretForbidden = "InitSecretForbidden",
+    /// Raft: storage looks empty but a pod that may hold data has not answered.
+    AwaitingPods = "AwaitingPods",
     /// No pod answered yet.
     NoPodAnswered = "NoPodAnswered",
     // Pods
@@ -119,6 +121,23 @@ reasons! {
     AsExpected = "AsExpected",
     /// The spec cannot be acted on.
     InvalidSpec = "InvalidSpec",
+    // Upgrading (raft servers)
+    /// Every pod runs the StatefulSet's update revision.
+    UpToDate = "UpToDate",
+    /// The StatefulSet controller has not observed the current template yet.
+    RevisionPending = "RevisionPending",
+    /// The operator deleted an outdated pod so that it is re-created at the new revision.
+    ReplacingPod = "ReplacingPod",
+    /// The operator moved leadership off the outdated leader with `sys/step-down`.
+    SteppingDown = "SteppingDown",
+    /// Waiting for a replaced pod to become an unsealed, caught-up voter, or for a new leader.
+    AwaitingUpgradedPod = "AwaitingUpgradedPod",
+    /// A precondition of the next step does not hold; no pod is deleted until it does.
+    UpgradeBlocked = "UpgradeBlocked",
+    /// A step timed out; the upgrade stops until the cause is gone.
+    UpgradeHalted = "UpgradeHalted",
+    /// Deleting a pod or calling `sys/step-down` failed.
+    UpgradeActionFailed = "UpgradeActionFailed",
     // Event-only reasons
     /// Event: a pod became sealed.
     Sealed = "Sealed",

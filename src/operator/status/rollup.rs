@@ -49,7 +49,13 @@ pub fn progressing(facts: &Facts<'_>, s: &Summary<'_>, all_ready: bool, unsealed
         .problem
         .as_ref()
         .is_some_and(|p| matches!(p.reason, Reason::PodStarting | Reason::PodsNotCreated));
-    if facts.rolling {
+    if let Some(u) = facts
+        .upgrade
+        .as_ref()
+        .filter(|u| super::upgrading::moving(u))
+    {
+        yes(Reason::RollingOut, u.plan.message.clone())
+    } else if facts.rolling {
         yes(
             Reason::RollingOut,
             format!("StatefulSet {} is rolling out its pods", facts.v.name),
@@ -93,6 +99,13 @@ pub fn degraded(
         InitState::Conflict { .. } | InitState::Failed { .. } | InitState::KeysLost { .. }
     ) {
         return yes(initialized.reason, initialized.message.clone());
+    }
+    if let Some(u) = facts
+        .upgrade
+        .as_ref()
+        .filter(|u| u.plan.phase == crate::operator::upgrade::Phase::Halted)
+    {
+        return yes(Reason::UpgradeHalted, u.plan.message.clone());
     }
     match &s.problem {
         Some(p) if matches!(p.reason, Reason::PodCrashLooping | Reason::PodWaiting) => {

@@ -78,6 +78,7 @@ pub(super) fn facts<'a>(
         init,
         rolling: false,
         apply_error: None,
+        upgrade: None,
     }
 }
 

@@ -91,6 +91,7 @@ fn facts<'a>(v: &'a Validated, pods: &'a [PodObservation], init: InitState) -> F
         init,
         rolling: false,
         apply_error: None,
+        upgrade: None,
     }
 }
 

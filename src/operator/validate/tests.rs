@@ -214,15 +214,21 @@ fn name_length_limit() {
 }
 
 #[test]
-fn replicas_must_be_one() {
-    assert_eq!(
-        err(&format!("  replicas: 3\n{SHAMIR}")),
-        ValidationError::Replicas(3)
-    );
-    assert_eq!(
-        err(&format!("  replicas: 0\n{SHAMIR}")),
-        ValidationError::Replicas(0)
-    );
+fn replicas_must_be_one_three_or_five() {
+    for n in [0, 2, 4, 6, -1] {
+        assert_eq!(
+            err(&format!("  replicas: {n}\n{SHAMIR}")),
+            ValidationError::Replicas(n)
+        );
+    }
+    for n in [1, 3, 5] {
+        assert_eq!(
+            check(&format!("  replicas: {n}\n{SHAMIR}"))
+                .expect("valid")
+                .replicas,
+            n
+        );
+    }
 }
 
 #[test]
@@ -358,6 +364,11 @@ fn every_error_message_says_what_to_change() {
         ValidationError::NoImage,
         ValidationError::EmptyTlsSecret,
         ValidationError::KubernetesAuthWithForeignServiceAccount("default".into()),
+        ValidationError::FileReplicas(3),
+        ValidationError::RaftWithFile,
+        ValidationError::PerformanceMultiplier(11),
+        ValidationError::Autopilot("minQuorum must be set".into()),
+        ValidationError::RaftReservedEnv("VAULT_RAFT_NODE_ID".into()),
     ];
     for e in errors {
         let msg = e.to_string();

@@ -37,9 +37,16 @@ pub fn render_hosts(own: &HostEntry, peers: &[HostEntry], api_ip: Ipv4Addr) -> S
     out.push_str("127.0.0.1\tlocalhost\n");
     out.push_str("::1\tlocalhost ip6-localhost ip6-loopback\n");
     out.push_str("fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n");
-    match own.fqdn() {
-        Some(fqdn) => out.push_str(&format!("{}\t{fqdn}\t{}\n", own.ip, own.hostname)),
-        None => out.push_str(&format!("{}\t{}\n", own.ip, own.hostname)),
+    // `<hostname>.<subdomain>` is what the search path `<ns>.svc.cluster.local` makes of the
+    // FQDN in a real cluster: it names a pod of the pod's own namespace only (the own pod
+    // included), never a same-named pod of another namespace. NSS "files" applies no search
+    // path, so the short name is listed explicitly.
+    match (own.fqdn(), own.subdomain.as_ref()) {
+        (Some(fqdn), Some(sub)) => out.push_str(&format!(
+            "{}\t{fqdn} {}.{sub}\t{}\n",
+            own.ip, own.hostname, own.hostname
+        )),
+        _ => out.push_str(&format!("{}\t{}\n", own.ip, own.hostname)),
     }
     out.push_str(&format!(
         "{api_ip}\tkubernetes kubernetes.default kubernetes.default.svc kubernetes.default.svc.{CLUSTER_DOMAIN}\n"
@@ -52,8 +59,12 @@ pub fn render_hosts(own: &HostEntry, peers: &[HostEntry], api_ip: Ipv4Addr) -> S
         (&a.namespace, &a.subdomain, &a.hostname).cmp(&(&b.namespace, &b.subdomain, &b.hostname))
     });
     for p in others {
-        if let (Some(fqdn), Some(sub)) = (p.fqdn(), p.subdomain.as_ref()) {
-            out.push_str(&format!("{}\t{fqdn} {}.{sub}\n", p.ip, p.hostname));
+        match (p.fqdn(), p.subdomain.as_ref()) {
+            (Some(fqdn), Some(sub)) if p.namespace == own.namespace => {
+                out.push_str(&format!("{}\t{fqdn} {}.{sub}\n", p.ip, p.hostname));
+            }
+            (Some(fqdn), _) => out.push_str(&format!("{}\t{fqdn}\n", p.ip)),
+            _ => {}
         }
     }
     out
@@ -102,11 +113,15 @@ mod tests {
             own.clone(),
             entry([198, 18, 1, 1], "sk-0", Some("sk-internal"), "team"),
             entry([198, 18, 1, 9], "web-abc", None, "team"),
+            // Same StatefulSet name in another namespace: only its FQDN.
+            entry([198, 18, 2, 1], "sk-0", Some("sk-internal"), "other"),
         ];
         let h = render_hosts(&own, &peers, Ipv4Addr::new(198, 18, 0, 1));
         let lines: Vec<&str> = h.lines().collect();
         assert!(lines.contains(&"127.0.0.1\tlocalhost"));
-        assert!(lines.contains(&"198.18.1.2\tsk-1.sk-internal.team.svc.cluster.local\tsk-1"));
+        assert!(lines.contains(
+            &"198.18.1.2\tsk-1.sk-internal.team.svc.cluster.local sk-1.sk-internal\tsk-1"
+        ));
         assert!(lines.contains(
             &"198.18.0.1\tkubernetes kubernetes.default kubernetes.default.svc kubernetes.default.svc.cluster.local"
         ));
@@ -118,7 +133,7 @@ mod tests {
         assert_eq!(
             peer_lines,
             vec![
-                "198.18.1.2\tsk-1.sk-internal.team.svc.cluster.local\tsk-1",
+                "198.18.1.2\tsk-1.sk-internal.team.svc.cluster.local sk-1.sk-internal\tsk-1",
                 "198.18.1.1\tsk-0.sk-internal.team.svc.cluster.local sk-0.sk-internal",
                 "198.18.1.3\tsk-2.sk-internal.team.svc.cluster.local sk-2.sk-internal",
             ]
@@ -126,6 +141,16 @@ mod tests {
         assert!(
             !h.contains("web-abc"),
             "pods without subdomain are not listed for others"
+        );
+        // sk-0.sk-internal is this namespace's sk-0, never the other namespace's.
+        assert!(lines.contains(&"198.18.2.1\tsk-0.sk-internal.other.svc.cluster.local"));
+        assert_eq!(
+            lines
+                .iter()
+                .filter(|l| l.contains(" sk-0.sk-internal"))
+                .count(),
+            1,
+            "{h}"
         );
     }
 

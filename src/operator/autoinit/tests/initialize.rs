@@ -14,7 +14,7 @@ use kube::client::Body;
 use super::*;
 use crate::operator::initsecret::kms::KmsErrorClass;
 
-type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+pub(super) type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 
 /// What the fake pod saw.
 #[derive(Default)]
@@ -66,7 +66,7 @@ async fn pod_server(revoke_status: StatusCode) -> (Client, Arc<Mutex<PodLog>>) {
     (client, log)
 }
 
-fn api() -> (Api<Secret>, Handle) {
+pub(super) fn api() -> (Api<Secret>, Handle) {
     let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = kube::Client::new(svc, "secrets");
     (Api::namespaced(client, "secrets"), handle)
@@ -87,7 +87,7 @@ fn respond(send: tower_test::mock::SendResponse<Response<Body>>, code: u16, s: &
 }
 
 /// Serves the marker `create`, then `puts` replaces; returns the Secrets written.
-async fn expect_marker_then_replaces(mut handle: Handle, puts: usize) -> Vec<Secret> {
+pub(super) async fn expect_marker_then_replaces(mut handle: Handle, puts: usize) -> Vec<Secret> {
     let (req, send) = handle.next_request().await.expect("create");
     assert_eq!(req.method(), http::Method::POST);
     assert_eq!(req.uri().path(), "/api/v1/namespaces/secrets/secrets");
@@ -110,7 +110,7 @@ async fn expect_marker_then_replaces(mut handle: Handle, puts: usize) -> Vec<Sec
     written
 }
 
-fn opened(s: &Secret) -> InitContents {
+pub(super) fn opened(s: &Secret) -> InitContents {
     let data = s.data.as_ref().expect("data");
     for (k, b) in data {
         let text = String::from_utf8_lossy(&b.0);
@@ -136,7 +136,15 @@ async fn kms_failure_creates_no_marker_and_does_not_initialize() {
     );
     let r = tokio::time::timeout(
         Duration::from_secs(5),
-        initialize(&secrets, &v, SecretState::Absent, "vault-0", &client, &kms),
+        initialize(
+            &secrets,
+            &v,
+            SecretState::Absent,
+            "vault-0",
+            &client,
+            &kms,
+            None,
+        ),
     )
     .await
     .expect("returns at once");
@@ -185,6 +193,7 @@ async fn awskms_init_stores_an_envelope_and_keeps_the_root_token_by_default() {
         "vault-0",
         &client,
         &FakeKms::default(),
+        None,
     )
     .await
     .expect("initialized");
@@ -192,7 +201,10 @@ async fn awskms_init_stores_an_envelope_and_keeps_the_root_token_by_default() {
         done,
         Initialized {
             secret: "vault-init".into(),
-            revoke: Revoke::NotRequested
+            revoke: Revoke::NotRequested,
+            operator_role: RoleSetup::Skipped(crate::operator::operator_auth::no_identity(
+                "secrets", "vault"
+            )),
         }
     );
     let written = verifier.await.expect("verifier");
@@ -219,6 +231,7 @@ async fn revoke_root_token_revokes_it_after_storing_and_records_it() {
         "vault-0",
         &client,
         &FakeKms::default(),
+        None,
     )
     .await
     .expect("initialized");
@@ -256,6 +269,7 @@ async fn failed_revoke_keeps_the_stored_token_and_says_so() {
         "vault-0",
         &client,
         &FakeKms::default(),
+        None,
     )
     .await
     .expect("initialized");
@@ -297,9 +311,17 @@ async fn shamir_init_stores_plain_keys_without_kms() {
         respond(send, 200, &s);
         s
     });
-    initialize(&secrets, &v, SecretState::Absent, "shamir-0", &client, &kms)
-        .await
-        .expect("initialized");
+    initialize(
+        &secrets,
+        &v,
+        SecretState::Absent,
+        "shamir-0",
+        &client,
+        &kms,
+        None,
+    )
+    .await
+    .expect("initialized");
     let s = verifier.await.expect("verifier");
     assert_eq!(data(&s, "format"), "plain-v1");
     assert_eq!(data(&s, "root-token"), "hvs.SUPER-SECRET-ROOT-TOKEN");

@@ -141,6 +141,8 @@ kind: SecretServer
 metadata:
   name: vault
 spec:
+  storage:
+    type: file
   seal:
     awsKms:
       keyId: 'alias/a"b\c" } seal "shamir" {'

@@ -58,3 +58,21 @@ fn selector_is_only_the_stable_selector_labels() {
     assert_eq!(selector["app.kubernetes.io/name"], "sealkeep");
     assert_eq!(selector["app.kubernetes.io/instance"], "vault");
 }
+
+#[test]
+fn raft_publishes_the_cluster_port_on_the_headless_service_only() {
+    let v = fixtures::validated(
+        "apiVersion: sealkeep.dev/v1alpha1\nkind: SecretServer\nmetadata:\n  name: vault\nspec:\n  replicas: 5\n  seal:\n    shamir: {}\n",
+    );
+    let headless = headless_service(&v);
+    let ports: Vec<(Option<&str>, i32)> = spec(&headless)
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| (p.name.as_deref(), p.port))
+        .collect();
+    assert_eq!(ports, [(Some("http"), 8200), (Some("cluster"), 8201)]);
+    assert_eq!(spec(&headless).publish_not_ready_addresses, Some(true));
+    let client = client_service(&v);
+    assert_eq!(spec(&client).ports.as_ref().map(Vec::len), Some(1));
+}

@@ -427,3 +427,76 @@ fn config_hash_is_the_template_annotation() {
         .expect("annotations");
     assert_eq!(annotations[CONFIG_HASH_ANNOTATION], "aaaa");
 }
+
+const RAFT3_YAML: &str = r#"
+apiVersion: sealkeep.dev/v1alpha1
+kind: SecretServer
+metadata:
+  name: vault
+spec:
+  replicas: 3
+  seal:
+    awsKms:
+      keyId: alias/k
+      region: eu-west-1
+"#;
+
+#[test]
+fn raft_pods_are_replaced_only_by_the_operator() {
+    let v = fixtures::validated(RAFT3_YAML);
+    let s = stateful_set(&v, HASH);
+    let spec = spec(&s);
+    assert_eq!(spec.replicas, Some(3));
+    let strategy = spec.update_strategy.as_ref().expect("strategy");
+    assert_eq!(strategy.type_.as_deref(), Some("OnDelete"));
+    assert_eq!(strategy.rolling_update, None);
+    assert_eq!(spec.service_name.as_deref(), Some("vault-internal"));
+    // Spread over nodes and zones by default (build/scheduling.rs).
+    let pod = pod(&s);
+    assert!(pod.affinity.is_some(), "{:?}", pod.affinity);
+    assert!(pod.topology_spread_constraints.is_some());
+}
+
+#[test]
+fn raft_pods_get_their_dns_addresses_node_name_and_cluster_port() {
+    let v = fixtures::validated(RAFT3_YAML);
+    let s = stateful_set(&v, HASH);
+    let c = server(&s);
+    let names = env_names(c);
+    let pos = |n: &str| names.iter().position(|x| *x == n).expect(n);
+    // `$(POD_NAME)` expands only from a variable defined earlier.
+    assert!(pos("POD_NAME") < pos("VAULT_API_ADDR"));
+    assert_eq!(
+        env_value(c, "VAULT_API_ADDR"),
+        Some("http://$(POD_NAME).vault-internal:8200")
+    );
+    assert_eq!(
+        env_value(c, "VAULT_CLUSTER_ADDR"),
+        Some("https://$(POD_NAME).vault-internal:8201")
+    );
+    assert_eq!(env_value(c, "VAULT_RAFT_NODE_ID"), Some("$(POD_NAME)"));
+    assert!(
+        !names.contains(&"VAULT_RAFT_PATH"),
+        "the config file has the path"
+    );
+    let ports: Vec<(Option<&str>, i32)> = c
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| (p.name.as_deref(), p.container_port))
+        .collect();
+    assert_eq!(ports, [(Some("http"), 8200), (Some("cluster"), 8201)]);
+    // The data volume holds the raft directory.
+    assert_eq!(mount_path(c, "data"), Some(("/sealkeep/data", None)));
+}
+
+#[test]
+fn file_servers_get_no_raft_environment() {
+    for v in [fixtures::shamir(), fixtures::overrides(), fixtures::tls()] {
+        let s = stateful_set(&v, HASH);
+        let names = env_names(server(&s));
+        for raft in ["VAULT_API_ADDR", "VAULT_CLUSTER_ADDR", "VAULT_RAFT_NODE_ID"] {
+            assert!(!names.contains(&raft), "{raft} in {names:?}");
+        }
+    }
+}

@@ -165,3 +165,32 @@ fn unsealed_names_what_a_sealed_pod_waits_for() {
     check(&c, CondStatus::True, Reason::Unsealed);
     assert_eq!(c.message, "1 of 1 pods unsealed");
 }
+
+#[test]
+fn awaiting_pods_is_unknown_and_names_the_silent_pods() {
+    let up = [answered(false, true, Some((true, "")))];
+    let c = init_cond(
+        InitState::AwaitingPods {
+            pods: vec!["vault-0".into()],
+        },
+        &up,
+    );
+    check(&c, CondStatus::Unknown, Reason::AwaitingPods);
+    assert!(
+        c.message.contains("pod vault-0 has not answered"),
+        "{}",
+        c.message
+    );
+    assert!(c.message.contains("Secret vault-init"), "{}", c.message);
+    let c = init_cond(
+        InitState::AwaitingPods {
+            pods: vec!["vault-0".into(), "vault-2".into()],
+        },
+        &up,
+    );
+    assert!(
+        c.message.contains("pods vault-0, vault-2 have"),
+        "{}",
+        c.message
+    );
+}
