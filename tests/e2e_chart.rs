@@ -553,7 +553,30 @@ fn helm_install_runs_the_examples_upgrade_rolls_uninstall_keeps_data() {
     }
     let (_, out, _) = kubectl(&["get", "clusterrole", RELEASE]);
     assert!(out.is_empty(), "ClusterRole removed");
-    // Wait for the namespaces to go: the demo, run next, uses `demo` too.
+    // With the operator gone, nothing removes the cleanup finalizer of a SecretServer that binds
+    // system:auth-delegator (every raft server does), so its namespace would stay Terminating:
+    // do what the README's uninstall section tells a user, then wait for the namespaces to go
+    // (the demo, run next, uses `demo` too).
+    for ns in [ns_kms, ns_sh] {
+        let (_, names, _) = kubectl(&["-n", ns, "get", "secretservers", "-o", "name"]);
+        for name in names.split_whitespace() {
+            kubectl_ok(&[
+                "-n",
+                ns,
+                "patch",
+                name,
+                "--type=merge",
+                "-p",
+                r#"{"metadata":{"finalizers":null}}"#,
+            ]);
+        }
+        let _ = kubectl(&[
+            "delete",
+            "clusterrolebinding",
+            "-l",
+            &format!("sealkeep.dev/namespace={ns}"),
+        ]);
+    }
     let _ = kubectl(&[
         "delete",
         "namespace",
