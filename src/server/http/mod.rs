@@ -53,7 +53,7 @@ pub struct AppState {
     pub forwarder: Arc<Forwarder>,
 }
 
-/// The API: the front door ([`path::front_door`]: one decode of the path, then routing on
+/// The API: the front door ([`front_door`]: one decode of the path, then routing on
 /// it), the routes, and the layers every request passes (trace, body read, metrics, the read
 /// fence, audit).
 pub fn router(state: AppState) -> Router {
@@ -132,12 +132,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .with_state(state.clone());
     let front_door = tower::ServiceBuilder::new()
-        .layer(middleware::from_fn(path::front_door))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            standby::redirect_to_active,
-        ))
-        .layer(middleware::from_fn(run_to_completion))
+        .layer(middleware::from_fn_with_state(state.clone(), front_door))
         .service(routes);
     Router::new()
         .fallback_service(front_door)
@@ -149,13 +144,24 @@ pub fn router(state: AppState) -> Router {
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
-/// Runs the request inside its storage fence (when it arrived, and the leadership its reads
-/// were confirmed under: [`crate::server::physical::ReadFence`]) and to its end, even when its
-/// client goes away ([`complete::Completing`]: a handler cancelled half-way could release a
-/// key lock while its write is still on its way to being applied). A handler that panics
-/// answers 500 instead of taking the connection down.
-async fn run_to_completion(req: Request, next: Next) -> Response {
+/// The front door, one layer in three steps (one layer, so a request pays for one boxed
+/// `Next`, not three): decode the path once ([`path::admit`]); on a standby, hand the request
+/// to the active node unless this node answers it ([`standby::serve_here`]); then run it
+/// inside its storage fence (when it arrived, and the leadership its reads were confirmed
+/// under: [`crate::server::physical::ReadFence`]) and to its end, even when its client goes
+/// away ([`complete::Completing`]: a handler cancelled half-way could release a key lock while
+/// its write is still on its way to being applied). A handler that panics answers 500 instead
+/// of taking the connection down.
+async fn front_door(State(state): State<AppState>, req: Request, next: Next) -> Response {
     use futures::FutureExt;
+    let req = match path::admit(req) {
+        Ok(req) => req,
+        Err(refused) => return refused,
+    };
+    let req = match standby::serve_here(&state, req).await {
+        Ok(req) => req,
+        Err(answered) => return answered,
+    };
     let request = std::panic::AssertUnwindSafe(ReadFence::scope(next.run(req))).catch_unwind();
     match complete::Completing::new(request).await {
         Ok(resp) => resp,

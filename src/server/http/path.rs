@@ -1,4 +1,4 @@
-//! HTTP layer: the front door. Exactly one place decodes a request path: [`front_door`] runs
+//! HTTP layer: the front door. Exactly one place decodes a request path: [`admit`] runs
 //! before routing, percent-decodes the path after `/v1/` once ([`decode`]), refuses `..`, `.`,
 //! empty segments, encoded `/` and control characters, and hands every layer after it
 //! the decoded [`RequestPath`] (as a request extension). It also rewrites the URI to the
@@ -7,7 +7,6 @@
 
 use axum::extract::Request;
 use axum::http::Uri;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::ApiError;
@@ -88,10 +87,10 @@ impl RequestPath {
     }
 }
 
-/// The front door: decodes `/v1/` paths once (a refusal is 400 naming the rule), stores the
-/// [`RequestPath`] and routes on its canonical form. `/metrics` is `sys/metrics`; other paths
-/// pass as they are.
-pub(super) async fn front_door(mut req: Request, next: Next) -> Response {
+/// The front door's first step: decodes `/v1/` paths once (a refusal is 400 naming the rule),
+/// stores the [`RequestPath`] and rewrites the URI to its canonical form, which the router
+/// matches. `/metrics` is `sys/metrics`; other paths pass as they are.
+pub(super) fn admit(mut req: Request) -> Result<Request, Response> {
     let Some(raw) = req.uri().path().strip_prefix("/v1/") else {
         // Prometheus' conventional `/metrics` is `sys/metrics` to the ACL.
         if req.uri().path() == "/metrics" {
@@ -100,12 +99,12 @@ pub(super) async fn front_door(mut req: Request, next: Next) -> Response {
                 trailing_slash: false,
             });
         }
-        return next.run(req).await;
+        return Ok(req);
     };
     let path = match RequestPath::decode(raw) {
         Ok(p) => p,
         Err(e) => {
-            return ApiError::bad_request(format!("invalid request path: {e}")).into_response();
+            return Err(ApiError::bad_request(format!("invalid request path: {e}")).into_response());
         }
     };
     let canonical = path.canonical_uri_path();
@@ -117,13 +116,13 @@ pub(super) async fn front_door(mut req: Request, next: Next) -> Response {
         match with_query.parse::<Uri>() {
             Ok(uri) => *req.uri_mut() = uri,
             Err(_) => {
-                return ApiError::bad_request("invalid request path: cannot be routed")
-                    .into_response();
+                return Err(ApiError::bad_request("invalid request path: cannot be routed")
+                    .into_response());
             }
         }
     }
     req.extensions_mut().insert(path);
-    next.run(req).await
+    Ok(req)
 }
 
 /// Decodes the raw (still percent-encoded) path of a request after `/v1/`. One trailing `/` is

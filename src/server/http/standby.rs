@@ -1,5 +1,5 @@
 //! HTTP layer: requests that reach a standby (an unsealed raft node that is not the leader).
-//! Runs right after the front door, before routing (the body is already read by
+//! The front door's second step, before routing (the body is already read by
 //! `read_body_first`): a standby answers only the few `sys/` paths that describe the node
 //! itself, and forwards everything else to the active node over the cluster port
 //! ([`crate::server::cluster::Forwarder`]), relaying its answer. It answers with a **307** to
@@ -11,10 +11,9 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::path::RequestPath;
@@ -90,15 +89,14 @@ fn forwarding_allowed(parts: &Parts) -> bool {
     !redirect_only && !opted_out && !already_forwarded
 }
 
-pub(super) async fn redirect_to_active(
-    State(state): State<AppState>,
-    req: Request,
-    next: Next,
-) -> Response {
+/// The front door's second step: `Ok` with the request when this node serves it (not raft, the
+/// leader, a sealed node, or a path a standby answers itself); otherwise the answer of the
+/// active node (forwarded), a 307 to it, or a 503.
+pub(super) async fn serve_here(state: &AppState, req: Request) -> Result<Request, Response> {
     // The common case (not raft, or the leader) costs one flag read.
     let standby = state.core.raft().is_some_and(|r| !r.is_leader());
     if !standby {
-        return next.run(req).await;
+        return Ok(req);
     }
     let local = req
         .extensions()
@@ -106,23 +104,28 @@ pub(super) async fn redirect_to_active(
         .is_none_or(|p| served_locally(p.as_str()));
     // A sealed node answers as any sealed node does (503 from the handlers).
     if local || state.core.seal_status().await.sealed {
-        return next.run(req).await;
+        return Ok(req);
     }
     let ha = state.core.ha_status();
     if ha.is_self {
         // Became the leader in between.
-        return next.run(req).await;
+        return Ok(req);
     }
+    Err(relay(state, &ha, req).await)
+}
+
+/// Forwards, redirects or refuses a request this standby does not serve.
+async fn relay(state: &AppState, ha: &HaStatus, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let may_forward = forwarding_allowed(&parts) && state.forwarder.is_ready();
-    match route(&ha, may_forward) {
+    match route(ha, may_forward) {
         Route::Unavailable => unavailable(),
-        Route::Redirect => redirect(&ha, &parts),
+        Route::Redirect => redirect(ha, &parts),
         Route::Forward { cluster_addr } => {
             // Already in memory: read_body_first ran before this layer.
             let body = match axum::body::to_bytes(body, state.max_body).await {
                 Ok(b) => b,
-                Err(_) => return super::too_large(&state).into_response(),
+                Err(_) => return super::too_large(state).into_response(),
             };
             let forwarded = ForwardedRequest {
                 method: parts.method.clone(),
@@ -158,7 +161,7 @@ pub(super) async fn redirect_to_active(
                     if ha.leader_address.is_empty() {
                         unavailable()
                     } else {
-                        redirect(&ha, &parts)
+                        redirect(ha, &parts)
                     }
                 }
             }
