@@ -116,8 +116,9 @@ pub(super) fn admit(mut req: Request) -> Result<Request, Response> {
         match with_query.parse::<Uri>() {
             Ok(uri) => *req.uri_mut() = uri,
             Err(_) => {
-                return Err(ApiError::bad_request("invalid request path: cannot be routed")
-                    .into_response());
+                return Err(
+                    ApiError::bad_request("invalid request path: cannot be routed").into_response(),
+                );
             }
         }
     }
