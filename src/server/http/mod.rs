@@ -156,7 +156,7 @@ async fn front_door(State(state): State<AppState>, req: Request, next: Next) -> 
     use futures::FutureExt;
     let req = match path::admit(req) {
         Ok(req) => req,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     let req = match standby::serve_here(&state, req).await {
         Ok(req) => req,

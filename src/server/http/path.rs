@@ -7,7 +7,6 @@
 
 use axum::extract::Request;
 use axum::http::Uri;
-use axum::response::{IntoResponse, Response};
 
 use super::ApiError;
 use crate::server::kv::path::{MAX_PATH_LEN, PathError, check_segment};
@@ -90,7 +89,7 @@ impl RequestPath {
 /// The front door's first step: decodes `/v1/` paths once (a refusal is 400 naming the rule),
 /// stores the [`RequestPath`] and rewrites the URI to its canonical form, which the router
 /// matches. `/metrics` is `sys/metrics`; other paths pass as they are.
-pub(super) fn admit(mut req: Request) -> Result<Request, Response> {
+pub(super) fn admit(mut req: Request) -> Result<Request, ApiError> {
     let Some(raw) = req.uri().path().strip_prefix("/v1/") else {
         // Prometheus' conventional `/metrics` is `sys/metrics` to the ACL.
         if req.uri().path() == "/metrics" {
@@ -104,7 +103,7 @@ pub(super) fn admit(mut req: Request) -> Result<Request, Response> {
     let path = match RequestPath::decode(raw) {
         Ok(p) => p,
         Err(e) => {
-            return Err(ApiError::bad_request(format!("invalid request path: {e}")).into_response());
+            return Err(ApiError::bad_request(format!("invalid request path: {e}")));
         }
     };
     let canonical = path.canonical_uri_path();
@@ -116,9 +115,9 @@ pub(super) fn admit(mut req: Request) -> Result<Request, Response> {
         match with_query.parse::<Uri>() {
             Ok(uri) => *req.uri_mut() = uri,
             Err(_) => {
-                return Err(
-                    ApiError::bad_request("invalid request path: cannot be routed").into_response(),
-                );
+                return Err(ApiError::bad_request(
+                    "invalid request path: cannot be routed",
+                ));
             }
         }
     }
