@@ -106,6 +106,20 @@ spec:
       memory: 64Mi
 "#;
 
+/// Three raft replicas with an awskms seal (storage by default).
+pub(crate) const RAFT3_YAML: &str = r#"
+apiVersion: sealkeep.dev/v1alpha1
+kind: SecretServer
+metadata:
+  name: vault
+spec:
+  replicas: 3
+  seal:
+    awsKms:
+      keyId: alias/k
+      region: eu-west-1
+"#;
+
 /// Shamir with the metrics endpoints open to scrapers without a token.
 pub(crate) const METRICS_YAML: &str = r#"
 apiVersion: sealkeep.dev/v1alpha1

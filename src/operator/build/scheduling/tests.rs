@@ -1,26 +1,13 @@
 use super::*;
 use crate::operator::build::fixtures;
 
-const RAFT3_YAML: &str = r#"
-apiVersion: sealkeep.dev/v1alpha1
-kind: SecretServer
-metadata:
-  name: vault
-spec:
-  replicas: 3
-  seal:
-    awsKms:
-      keyId: alias/k
-      region: eu-west-1
-"#;
-
 fn with_pod(pod: &str) -> Validated {
-    fixtures::validated(&format!("{RAFT3_YAML}  pod:\n{pod}"))
+    fixtures::validated(&format!("{}  pod:\n{pod}", fixtures::RAFT3_YAML))
 }
 
 #[test]
 fn replicated_pods_prefer_distinct_nodes_and_spread_over_zones() {
-    let v = fixtures::validated(RAFT3_YAML);
+    let v = fixtures::validated(fixtures::RAFT3_YAML);
     let a = affinity(&v).expect("a default affinity");
     let terms = a
         .pod_anti_affinity

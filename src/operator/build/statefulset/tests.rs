@@ -428,22 +428,9 @@ fn config_hash_is_the_template_annotation() {
     assert_eq!(annotations[CONFIG_HASH_ANNOTATION], "aaaa");
 }
 
-const RAFT3_YAML: &str = r#"
-apiVersion: sealkeep.dev/v1alpha1
-kind: SecretServer
-metadata:
-  name: vault
-spec:
-  replicas: 3
-  seal:
-    awsKms:
-      keyId: alias/k
-      region: eu-west-1
-"#;
-
 #[test]
 fn raft_pods_are_replaced_only_by_the_operator() {
-    let v = fixtures::validated(RAFT3_YAML);
+    let v = fixtures::validated(fixtures::RAFT3_YAML);
     let s = stateful_set(&v, HASH);
     let spec = spec(&s);
     assert_eq!(spec.replicas, Some(3));
@@ -459,7 +446,7 @@ fn raft_pods_are_replaced_only_by_the_operator() {
 
 #[test]
 fn raft_pods_get_their_dns_addresses_node_name_and_cluster_port() {
-    let v = fixtures::validated(RAFT3_YAML);
+    let v = fixtures::validated(fixtures::RAFT3_YAML);
     let s = stateful_set(&v, HASH);
     let c = server(&s);
     let names = env_names(c);
