@@ -250,6 +250,18 @@ impl Client {
         &self,
         req: reqwest::RequestBuilder,
     ) -> Result<T, ClientError> {
+        let resp = self.send_ok(req).await?;
+        resp.json().await.map_err(|source| ClientError::Decode {
+            addr: self.addr.clone(),
+            source,
+        })
+    }
+
+    /// Sends a request; a non-2xx status is [`ClientError::Status`] with the answer's body.
+    async fn send_ok(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ClientError> {
         let resp = req
             .send()
             .await
@@ -266,10 +278,7 @@ impl Client {
                 body,
             });
         }
-        resp.json().await.map_err(|source| ClientError::Decode {
-            addr: self.addr.clone(),
-            source,
-        })
+        Ok(resp)
     }
 
     pub async fn seal_status(&self) -> Result<SealStatus, ClientError> {
@@ -320,25 +329,8 @@ impl Client {
     /// (Vault answers 204 with no body).
     pub async fn revoke_self(&self, token: &str) -> Result<(), ClientError> {
         let url = format!("{}/v1/auth/token/revoke-self", self.addr);
-        let resp = self
-            .http
-            .post(&url)
-            .header("X-Vault-Token", token)
-            .send()
-            .await
-            .map_err(|source| ClientError::Unreachable {
-                addr: self.addr.clone(),
-                source,
-            })?;
-        let status = resp.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        Err(ClientError::Status {
-            addr: self.addr.clone(),
-            status: status.as_u16(),
-            body: resp.text().await.unwrap_or_default(),
-        })
+        let req = self.http.post(&url).header("X-Vault-Token", token);
+        self.send_ok(req).await.map(drop)
     }
 
     pub async fn leader(&self) -> Result<Leader, ClientError> {
@@ -422,25 +414,11 @@ impl Client {
     /// waits longer than the client's usual timeout.
     pub async fn step_down(&self, token: &str) -> Result<(), ClientError> {
         let url = format!("{}/v1/sys/step-down", self.addr);
-        let resp = self
+        let req = self
             .http
             .put(&url)
             .timeout(STEP_DOWN_TIMEOUT)
-            .header("X-Vault-Token", token)
-            .send()
-            .await
-            .map_err(|source| ClientError::Unreachable {
-                addr: self.addr.clone(),
-                source,
-            })?;
-        let status = resp.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        Err(ClientError::Status {
-            addr: self.addr.clone(),
-            status: status.as_u16(),
-            body: resp.text().await.unwrap_or_default(),
-        })
+            .header("X-Vault-Token", token);
+        self.send_ok(req).await.map(drop)
     }
 }
